@@ -1,0 +1,1 @@
+"""The collector: discover, tail, decode and enrich container logs."""

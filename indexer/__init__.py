@@ -1,0 +1,1 @@
+"""The indexer: Kafka to OpenSearch with idempotent bulk writes."""

@@ -1,0 +1,3 @@
+from podlog.cli import main
+
+raise SystemExit(main())

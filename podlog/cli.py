@@ -1,0 +1,240 @@
+"""The one ``podlog`` command, and the composition of each process.
+
+``agent``   collector + spool + Kafka shipper (the DaemonSet process)
+``indexer`` Kafka consumer group -> OpenSearch (a Deployment)
+``search``  HTTP API and page over OpenSearch (a Deployment)
+``run``     everything in one process on the embedded index, no servers
+
+Each ``build_*`` function below is the wiring of one process, readable top to
+bottom; the parts it wires know each other only through :mod:`podlog.protocols`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from podlog.config import describe
+from podlog.errors import ConfigError
+from podlog.lifecycle import Health, Service, run_services
+from podlog.logging import configure_logging, get_logger
+from podlog.ops import OpsServer
+from podlog.settings import Settings, load_settings
+
+__all__ = ["build_agent", "build_indexer", "build_run", "build_search", "main"]
+
+log = get_logger("podlog.cli")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML config file; PODLOG_<SECTION>__<KEY> variables override it.",
+)
+
+
+def _load(config_path: Path | None, **overrides: Any) -> Settings:
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for dotted, value in overrides.items():
+        if value is not None:
+            settings = _replace(settings, dotted.split("__"), value)
+    return settings
+
+
+def _replace(obj: Any, path: list[str], value: Any) -> Any:
+    head, *rest = path
+    new = value if not rest else _replace(getattr(obj, head), rest, value)
+    return dataclasses.replace(obj, **{head: new})
+
+
+def _ops(settings: Settings, health: Health) -> list[Service]:
+    listen = settings.podlog.http_listen
+    return [OpsServer(listen, health)] if listen else []
+
+
+def build_agent(settings: Settings, health: Health) -> list[Service]:
+    """collector -> spool -> Kafka, with checkpoints moved by Kafka's acknowledgements."""
+    from collector.kube.enrich import build_enricher
+    from collector.pipeline import Collector
+    from shipper.kafka import KafkaTransport
+    from shipper.shipper import Shipper
+    from shipper.spool import Spool
+
+    state = Path(settings.podlog.state_dir)
+    enricher, kube_services = build_enricher(settings.podlog, settings.kubernetes, health)
+    spool = Spool(settings.shipper.spool, state / "spool")
+    collector = Collector(settings.podlog, settings.collector, sink=spool, enricher=enricher)
+    transport = KafkaTransport(settings.shipper.kafka)
+    shipper = Shipper(settings.shipper, spool, transport, acks=collector.checkpoints, health=health)
+    # Started in this order, stopped in reverse: collector first (drain, flush,
+    # spool fsync), then the shipper (flush producer, last checkpoints).
+    return [*_ops(settings, health), *kube_services, shipper, collector]
+
+
+def build_indexer(settings: Settings, health: Health) -> list[Service]:
+    """Kafka consumer group -> OpenSearch bulk writes."""
+    from indexer.consumer import Indexer
+
+    indexer = Indexer(settings.podlog, settings.indexer, settings.retention, health=health)
+    return [*_ops(settings, health), indexer]
+
+
+def build_search(settings: Settings, health: Health) -> list[Service]:
+    """The search API and page over OpenSearch."""
+    from search.service import SearchService, open_backend
+
+    backend = open_backend(settings)
+    return [SearchService(settings.search, backend, health=health)]
+
+
+def build_run(settings: Settings, health: Health) -> list[Service]:
+    """Single node: collector -> spool -> embedded index <- search, in one process."""
+    from collector.kube.enrich import build_enricher
+    from collector.pipeline import Collector
+    from search.backends.embedded import EmbeddedIndex
+    from search.service import SearchService
+    from shipper.embedded import EmbeddedTransport
+    from shipper.shipper import Shipper
+    from shipper.spool import Spool
+
+    state = Path(settings.podlog.state_dir)
+    index = EmbeddedIndex(settings.embedded, settings.retention, state)
+    enricher, kube_services = build_enricher(settings.podlog, settings.kubernetes, health)
+    spool = Spool(settings.shipper.spool, state / "spool")
+    collector = Collector(settings.podlog, settings.collector, sink=spool, enricher=enricher)
+    shipper = Shipper(
+        settings.shipper, spool, EmbeddedTransport(index), acks=collector.checkpoints, health=health
+    )
+    search = SearchService(settings.search, index, health=health)
+    return [index, search, *kube_services, shipper, collector]
+
+
+def _serve(settings: Settings, build: Callable[[Settings, Health], list[Service]]) -> None:
+    configure_logging(settings.podlog.log_level, fmt=settings.podlog.log_format)
+    health = Health()
+
+    async def main() -> None:
+        services = build(settings, health)
+        await run_services(services, grace_seconds=settings.podlog.shutdown_grace_seconds)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="podlog")
+def cli() -> None:
+    """podlog: collect, ship, index and search Kubernetes container logs."""
+
+
+@cli.command()
+@config_option
+def agent(config_path: Path | None) -> None:
+    """Collector and shipper: tail container logs on this node into Kafka."""
+    _serve(_load(config_path), build_agent)
+
+
+@cli.command()
+@config_option
+def indexer(config_path: Path | None) -> None:
+    """Consume records from Kafka and bulk-write them to OpenSearch."""
+    _serve(_load(config_path), build_indexer)
+
+
+@cli.command()
+@config_option
+def search(config_path: Path | None) -> None:
+    """Serve the search API and web page over OpenSearch."""
+    _serve(_load(config_path), build_search)
+
+
+@cli.command()
+@config_option
+@click.option("--logs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Read *.log files under this directory instead of /var/log/containers.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State and index directory (default ./.podlog).")
+@click.option("--listen", default=None, help="Search page address (default 127.0.0.1:8080).")
+@click.option("--demo", is_flag=True, help="Write realistic demo container logs and read those.")
+def run(
+    config_path: Path | None, logs: Path | None, data_dir: Path | None, listen: str | None, demo: bool
+) -> None:
+    """Everything in one process on the embedded index: no Kafka, no OpenSearch."""
+    from podlog.single_node import prepare_run
+
+    settings = prepare_run(_load(config_path), logs=logs, data_dir=data_dir, listen=listen, demo=demo)
+    _serve(settings, build_run)
+
+
+@cli.group()
+def config() -> None:
+    """Validate and document configuration."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def config_check(path: Path) -> None:
+    """Validate a config file (with PODLOG_* overrides); exit 1 naming the bad key."""
+    _load(path)
+    click.echo(f"{path}: ok")
+
+
+@config.command("docs")
+def config_docs() -> None:
+    """Print docs/configuration.md: every setting, its type, default and meaning."""
+    click.echo(render_config_docs(), nl=False)
+
+
+def render_config_docs() -> str:
+    """Markdown table of every setting, generated from the config dataclasses."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `podlog config docs` from the config dataclasses; a test fails when",
+        "this file is stale. Every key can be overridden by an environment variable",
+        "`PODLOG_<SECTION>__<KEY>` (upper case, `__` between levels).",
+        "",
+        "| key | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, type_name, default, doc in describe(Settings):
+        shown = repr(default) if not isinstance(default, str) else f'"{default}"'
+        lines.append(f"| `{key}` | {type_name} | `{shown}` | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def _register_component_commands() -> None:
+    from indexer.commands import dlq, retention
+
+    cli.add_command(dlq)
+    cli.add_command(retention)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``podlog`` console script."""
+    try:
+        _register_component_commands()
+    except ImportError as exc:  # a component's admin commands failed to import
+        print(f"podlog: warning: some commands are unavailable: {exc}", file=sys.stderr)
+    try:
+        cli.main(args=argv, prog_name="podlog", standalone_mode=False)
+    except click.exceptions.Abort:
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

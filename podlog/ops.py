@@ -1,0 +1,98 @@
+"""The operations endpoint every long-running command serves.
+
+``/metrics`` (Prometheus text), ``/healthz`` (the event loop answers) and
+``/readyz`` (every registered readiness check passes; 503 with the reasons
+otherwise).  The search app mounts the same routes beside its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from podlog import metrics
+from podlog.lifecycle import Health
+
+__all__ = ["OpsServer", "ops_routes", "parse_listen"]
+
+
+def parse_listen(address: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``":port"``) to a tuple; ValueError names the bad address."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {address!r} is not host:port")
+    return (host or "0.0.0.0"), int(port)  # noqa: S104 - listening on all interfaces is the default for a pod
+
+
+def ops_routes(health: Health) -> list[Route]:
+    """Routes for ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+
+    async def healthz(_: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(_: Request) -> Response:
+        reasons = health.not_ready()
+        body = orjson.dumps({"status": "not ready" if reasons else "ready", "reasons": reasons})
+        return Response(body, status_code=503 if reasons else 200, media_type="application/json")
+
+    return [
+        Route("/metrics", metrics_endpoint),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+
+
+class OpsServer:
+    """Serves :func:`ops_routes` with uvicorn as a :class:`podlog.lifecycle.Service`."""
+
+    name = "ops-http"
+
+    def __init__(self, listen: str, health: Health) -> None:
+        host, port = parse_listen(listen)
+        config = uvicorn.Config(
+            Starlette(routes=ops_routes(health)),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        servers = getattr(self._server, "servers", [])
+        for server in servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return 0
+
+    async def start(self) -> None:
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._task = asyncio.create_task(self._server.serve(), name="ops-http-serve")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+
+    async def run(self) -> None:
+        assert self._task is not None
+        await self._task
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

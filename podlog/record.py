@@ -1,0 +1,239 @@
+"""The record contract: what podlog puts on Kafka and into the index.
+
+A *record* is one log line (or one joined partial line, or one merged
+multi-line event) from one container stream.  In memory and on the wire it is
+a plain ``dict`` with ECS-style nested keys, because that is what orjson
+encodes fastest and what OpenSearch indexes as is.  ``docs/record.md``
+describes every field; this module is the executable version of that page.
+
+Schema version 1::
+
+    {
+      "@timestamp": "2026-11-27T00:00:00.123456789Z",  # as the runtime wrote it
+      "timestamp_ns": 1795737600123456789,               # UTC epoch ns: exact sort key
+      "message": "GET /healthz 200",
+      "stream": "stdout",                                # stdout | stderr
+      "level": "info",                                    # or None
+      "json": {...},                                      # parsed app payload, or None
+      "log": {"file": {"path": ..., "identity": ...},
+              "offset": 1234, "generation": 0, "truncated": False},
+      "kubernetes": {"namespace": ..., "pod": {"name": ..., "uid": ...},
+                     "container": {"name": ..., "id": ..., "image": ...,
+                                   "restart_count": 0},
+                     "node": {"name": ...}, "labels": {...}, "annotations": {...},
+                     "workload": {"kind": ..., "name": ...}},
+      "event": {"id": "..."},
+      "podlog": {"schema": 1, "metadata": "api"}          # api | path | cache
+    }
+
+``event.id`` is :func:`record_id` of the record's :class:`SourcePosition`, so
+a line read twice (after a crash, a replay, a rebalance) gets the same id and
+OpenSearch keeps one copy, while new content at a reused offset (a truncated
+file, a reused inode) differs in ``identity`` or ``generation`` and never
+collides with the old line.
+
+On Kafka, one message carries a *batch* of records from one container stream
+(see :func:`encode_batch`): per-message overhead dominates in Python, so the
+producer sends few large messages and lets Kafka compress them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, NewType
+
+import orjson
+
+from podlog.errors import SchemaError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Inode",
+    "Offset",
+    "Record",
+    "SourcePosition",
+    "decode_batch",
+    "encode_batch",
+    "format_timestamp_ns",
+    "make_record",
+    "parse_timestamp_ns",
+    "record_id",
+    "stream_key",
+]
+
+SCHEMA_VERSION = 1
+"""The version written into every record and batch; readers reject others."""
+
+Record = dict[str, Any]
+"""One log record in the nested layout of schema version 1."""
+
+Inode = NewType("Inode", int)
+Offset = NewType("Offset", int)
+
+
+class SourcePosition(NamedTuple):
+    """Where a record starts in its source file; the input of :func:`record_id`."""
+
+    cluster: str
+    """Cluster name from the configuration; keeps ids apart across clusters."""
+    node: str
+    """Node the file lives on."""
+    identity: str
+    """File identity: ``"<dev>:<inode>:<head fingerprint>"``."""
+    generation: int
+    """Bumped whenever the file is truncated in place or its inode is reused."""
+    offset: int
+    """Byte offset of the record's first byte in the file."""
+
+
+def record_id(position: SourcePosition) -> str:
+    """The deterministic ``event.id`` of the record that starts at ``position``.
+
+    22 characters of URL-safe base64 over a 128-bit BLAKE2b digest.
+    """
+    key = "\x1f".join(
+        (
+            position.cluster,
+            position.node,
+            position.identity,
+            str(position.generation),
+            str(position.offset),
+        )
+    ).encode()
+    digest = hashlib.blake2b(key, digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def parse_timestamp_ns(value: str) -> int:
+    """UTC epoch nanoseconds of an RFC 3339 timestamp with up to 9 fraction digits.
+
+    Raises ``ValueError`` for anything else. Faster than ``datetime`` for the
+    common ``...Z`` form that both Docker and CRI runtimes write.
+    """
+    # Split off the fraction, which datetime cannot hold past microseconds.
+    frac_ns = 0
+    dot = value.find(".", 19)
+    if dot == 19:
+        end = dot + 1
+        while end < len(value) and value[end].isdigit():
+            end += 1
+        digits = value[dot + 1 : end]
+        if not digits or len(digits) > 9:
+            raise ValueError(f"bad fraction in timestamp {value!r}")
+        frac_ns = int(digits.ljust(9, "0"))
+        base = value[:19] + value[end:]
+    else:
+        base = value
+    if base.endswith(("Z", "z")):
+        base = base[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(base)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a zone: {value!r}")
+    seconds = int(parsed.timestamp())
+    return seconds * 1_000_000_000 + frac_ns
+
+
+def format_timestamp_ns(ns: int) -> str:
+    """RFC 3339 UTC with nine fraction digits, the inverse of :func:`parse_timestamp_ns`."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+def make_record(
+    *,
+    position: SourcePosition,
+    timestamp: str,
+    timestamp_ns: int,
+    message: str,
+    stream: str,
+    path: str,
+    truncated: bool = False,
+    kubernetes: Mapping[str, Any] | None = None,
+    level: str | None = None,
+    json: Mapping[str, Any] | None = None,
+    metadata: str = "path",
+) -> Record:
+    """Build a schema-1 record; the one place that knows the layout."""
+    return {
+        "@timestamp": timestamp,
+        "timestamp_ns": timestamp_ns,
+        "message": message,
+        "stream": stream,
+        "level": level,
+        "json": json,
+        "log": {
+            "file": {"path": path, "identity": position.identity},
+            "offset": position.offset,
+            "generation": position.generation,
+            "truncated": truncated,
+        },
+        "kubernetes": dict(kubernetes) if kubernetes is not None else {},
+        "event": {"id": record_id(position)},
+        "podlog": {"schema": SCHEMA_VERSION, "metadata": metadata},
+    }
+
+
+def stream_key(record: Record) -> bytes:
+    """The Kafka message key that keeps one container stream in order.
+
+    Pod UID (or namespace/pod when the UID is unknown) plus container name:
+    every record of a container lands in one partition, in file order.
+    """
+    k8s = record.get("kubernetes") or {}
+    pod = k8s.get("pod") or {}
+    owner = pod.get("uid") or f"{k8s.get('namespace', '')}/{pod.get('name', '')}"
+    container = (k8s.get("container") or {}).get("name", "")
+    return f"{owner}/{container}".encode()
+
+
+def encode_batch(records: Sequence[Record]) -> bytes:
+    """Encode records as one Kafka message value: ``{"schema": 1, "records": [...]}``."""
+    return orjson.dumps({"schema": SCHEMA_VERSION, "records": records})
+
+
+def decode_batch(value: bytes) -> list[Record]:
+    """Decode a message from :func:`encode_batch`.
+
+    Raises :class:`SchemaError` for bytes that are not a batch or carry a
+    schema version this release does not know, naming what it found.
+    """
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"message is not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or "records" not in doc:
+        raise SchemaError("message is not a podlog batch (no 'records' key)")
+    version = doc.get("schema")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"unknown record schema version {version!r}; this podlog reads {SCHEMA_VERSION}"
+        )
+    records = doc["records"]
+    if not isinstance(records, list):
+        raise SchemaError("'records' is not a list")
+    return records
+
+
+def iter_fields(record: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Yield ``(dotted.path, value)`` for every leaf of a record (maps under
+    ``labels``, ``annotations`` and ``json`` count as leaves)."""
+    for key, value in record.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and key not in ("labels", "annotations", "json"):
+            yield from iter_fields(value, path + ".")
+        else:
+            yield path, value
+
+
+def get_field(record: Mapping[str, Any], dotted: str) -> Any:
+    """The value at ``dotted`` (``"kubernetes.pod.name"``), or None."""
+    node: Any = record
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node

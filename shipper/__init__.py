@@ -1,0 +1,1 @@
+"""The shipper: a durable spool and delivery to Kafka or the embedded index."""
