@@ -149,7 +149,7 @@ def build(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
         raise ConfigError(f"{path or '<root>'}: {exc}") from exc
 
 
-def _coerce(hint: Any, value: Any, path: str) -> Any:  # noqa: PLR0911 - one branch per type
+def _coerce(hint: Any, value: Any, path: str) -> Any:
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
         args = get_args(hint)

@@ -101,6 +101,7 @@ async def run_services(
         shutdown.install()
         stop_event = shutdown.event
     started: list[Service] = []
+    runners: dict[asyncio.Task[None], Service] = {}
     failure: BaseException | None = None
     try:
         for service in services:
@@ -110,10 +111,11 @@ async def run_services(
         runners = {asyncio.create_task(s.run(), name=f"run:{s.name}"): s for s in services}
         stopper = asyncio.create_task(stop_event.wait(), name="stop-event")
         done, _ = await asyncio.wait([*runners, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
         for task in done:
             if task is stopper:
                 continue
-            service = runners[task]
+            service = runners[task]  # type: ignore[index]
             if task.exception() is not None:
                 failure = task.exception()
                 log.error("service_failed", service=service.name, error=repr(failure))
@@ -125,8 +127,7 @@ async def run_services(
         log.exception("service_start_failed", error=repr(exc))
     finally:
         await _stop_all(started, grace_seconds)
-        for task in [t for t in asyncio.all_tasks() if t.get_name().startswith("run:")]:
-            task.cancel()
+        await _cancel_runners(runners)
     if failure is not None:
         raise failure
 
@@ -140,6 +141,23 @@ async def _stop_all(started: list[Service], grace_seconds: float) -> None:
                 await service.stop()
             log.info("service_stopped", service=service.name)
         except TimeoutError:
-            log.error("service_stop_timed_out", service=service.name, grace_seconds=grace_seconds)
-        except Exception as exc:  # noqa: BLE001 - keep stopping the others
+            log.error(  # noqa: TRY400 - a timeout has no traceback worth printing
+                "service_stop_timed_out", service=service.name, grace_seconds=grace_seconds
+            )
+        except Exception as exc:
             log.exception("service_stop_failed", service=service.name, error=repr(exc))
+
+
+async def _cancel_runners(runners: dict[asyncio.Task[None], Service]) -> None:
+    """Give each ``run()`` a moment to return after ``stop()``, then cancel the rest."""
+    pending = [task for task in runners if not task.done()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=1.0)
+        for task in still:
+            task.cancel()
+        if still:
+            log.warning("service_tasks_cancelled", count=len(still), services=[runners[t].name for t in still])
+            await asyncio.gather(*still, return_exceptions=True)
+    for task in runners:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("service_run_failed", service=runners[task].name, error=repr(task.exception()))

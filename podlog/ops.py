@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 import orjson
 import uvicorn
@@ -20,7 +21,16 @@ from starlette.routing import Route
 from podlog import metrics
 from podlog.lifecycle import Health
 
-__all__ = ["OpsServer", "ops_routes", "parse_listen"]
+__all__ = ["OpsServer", "UvicornServer", "ops_routes", "parse_listen"]
+
+
+class UvicornServer(uvicorn.Server):
+    """A uvicorn server that leaves signals alone: :mod:`podlog.lifecycle` owns them
+    and stops every service in order (uvicorn would otherwise take SIGTERM for itself)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -67,7 +77,7 @@ class OpsServer:
             access_log=False,
             lifespan="off",
         )
-        self._server = uvicorn.Server(config)
+        self._server = UvicornServer(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -80,7 +90,6 @@ class OpsServer:
         return 0
 
     async def start(self) -> None:
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._server.serve(), name="ops-http-serve")
         while not self._server.started:
             if self._task.done():
