@@ -1,0 +1,260 @@
+"""End-to-end fault harness: numbered lines in, exactly-once out, faults in between.
+
+:class:`LogWriter` writes numbered CRI lines into kubelet-style files
+(``pods/<ns>_<pod>_<uid>/<container>/0.log`` with a ``containers/`` symlink)
+and rotates them the way kubelet does (rename to ``0.log.<stamp>``, new
+``0.log``) or by copytruncate.  :class:`Pipeline` runs ``podlog agent`` and
+``podlog indexer`` as real processes against Kafka and OpenSearch and can
+``kill -9`` either.  :func:`indexed_messages` reads the whole index back, so a
+scenario compares what was written with what was indexed, line by line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from opensearchpy import OpenSearch
+
+from tests.fixtures.servers import ManagedProcess, free_port, start_podlog
+
+__all__ = ["LogWriter", "Pipeline", "Report", "indexed_messages", "read_metric"]
+
+
+@dataclass
+class ContainerLog:
+    namespace: str
+    pod: str
+    container: str
+    uid: str
+    directory: Path
+    link: Path
+    seq: int = 0
+    rotations: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "0.log"
+
+
+@dataclass
+class LogWriter:
+    """Writes numbered lines into many container logs and rotates them."""
+
+    root: Path
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    line_bytes: int = 160
+    logs: list[ContainerLog] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.root / "containers"
+
+    def add(self, namespace: str, pod: str, container: str = "app") -> ContainerLog:
+        uid = secrets.token_hex(8)
+        directory = self.root / "pods" / f"{namespace}_{pod}_{uid}" / container
+        directory.mkdir(parents=True)
+        self.containers_dir.mkdir(exist_ok=True)
+        link = self.containers_dir / f"{pod}_{namespace}_{container}-{secrets.token_hex(32)}.log"
+        log = ContainerLog(namespace, pod, container, uid, directory, link)
+        log.path.touch()
+        link.symlink_to(log.path)
+        self.logs.append(log)
+        return log
+
+    def message(self, log: ContainerLog, seq: int) -> str:
+        head = f"{self.run_id} {log.namespace}/{log.pod} seq={seq:08d} "
+        return head + "x" * max(0, self.line_bytes - len(head))
+
+    def write(self, log: ContainerLog, count: int) -> None:
+        """Append ``count`` numbered lines to ``log`` in one write."""
+        now = time.time_ns()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 1_000_000_000))
+        stamp += f".{now % 1_000_000_000:09d}Z"
+        chunk = []
+        for _ in range(count):
+            message = self.message(log, log.seq)
+            log.seq += 1
+            chunk.append(f"{stamp} stdout F {message}\n")
+            self.written.append(message)
+        with log.path.open("a") as out:
+            out.write("".join(chunk))
+
+    def rotate_rename(self, log: ContainerLog) -> None:
+        """kubelet: rename 0.log to 0.log.<stamp> and start a new 0.log."""
+        log.rotations += 1
+        log.path.rename(log.directory / f"0.log.{time.strftime('%Y%m%d-%H%M%S')}-{log.rotations}")
+        log.path.touch()
+
+    def copytruncate(self, log: ContainerLog) -> None:
+        """logrotate copytruncate: copy the file aside, truncate it in place."""
+        log.rotations += 1
+        shutil.copyfile(log.path, log.directory / f"0.log.copy-{log.rotations}")
+        with log.path.open("r+") as handle:
+            handle.truncate(0)
+
+    def delete_pod(self, log: ContainerLog) -> None:
+        """The pod is gone: its link and directory are removed (the file may still be open)."""
+        log.link.unlink()
+        shutil.rmtree(log.directory.parent.parent)
+        self.logs.remove(log)
+
+    def file_size(self, log: ContainerLog) -> int:
+        try:
+            return os.stat(log.path).st_size
+        except FileNotFoundError:
+            return 0
+
+
+@dataclass
+class Pipeline:
+    """``podlog agent`` and ``podlog indexer`` as processes, restartable by role."""
+
+    tmp: Path
+    writer: LogWriter
+    kafka: str
+    opensearch: str
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    agent_port: int = field(default_factory=free_port)
+    indexer_port: int = field(default_factory=free_port)
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    restarts: Counter[str] = field(default_factory=Counter)
+    peak_rss_kib: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def index_prefix(self) -> str:
+        return f"faults{self.run_id}"
+
+    def config(self, role: str) -> Path:
+        port = self.agent_port if role == "agent" else self.indexer_port
+        data: dict[str, Any] = {
+            "podlog": {
+                "cluster": "faults",
+                "node_name": "node-1",
+                "log_format": "json",
+                "state_dir": str(self.tmp / f"state-{role}"),
+                "http_listen": f"127.0.0.1:{port}",
+                "shutdown_grace_seconds": 10,
+            },
+            "collector": {"include": [str(self.writer.containers_dir / "*.log")]},
+            "kubernetes": {"enabled": False},
+            "shipper": {"kafka": {"bootstrap_servers": self.kafka, "topic": f"faults-{self.run_id}"}},
+            "indexer": {
+                "kafka": {
+                    "bootstrap_servers": self.kafka,
+                    "topics": [f"faults-{self.run_id}"],
+                    "group_id": f"faults-{self.run_id}",
+                },
+                "opensearch": {"hosts": [self.opensearch], "index_prefix": self.index_prefix},
+            },
+        }
+        path = self.tmp / f"{role}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def start(self, role: str) -> None:
+        self.procs[role] = start_podlog(
+            [role, "--config", str(self.config(role))], self.tmp / "process-logs", name=role
+        )
+
+    def sample_rss(self) -> None:
+        for role, proc in self.procs.items():
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                self.peak_rss_kib[role] = max(self.peak_rss_kib.get(role, 0), int(match.group(1)))
+
+    def kill(self, role: str) -> None:
+        """``kill -9`` one process, then start it again with the same state."""
+        self.sample_rss()
+        self.procs[role].kill()
+        self.restarts[role] += 1
+        self.start(role)
+
+    def check_alive(self) -> None:
+        for role, proc in self.procs.items():
+            if proc.popen.poll() is not None:
+                raise AssertionError(f"{role} exited with {proc.popen.returncode}:\n{proc.tail()}")
+
+    def metric(self, role: str, name: str) -> float:
+        port = self.agent_port if role == "agent" else self.indexer_port
+        return read_metric(f"http://127.0.0.1:{port}/metrics", name)
+
+    def stop(self) -> None:
+        self.sample_rss()
+        for proc in self.procs.values():
+            proc.stop()
+
+
+def read_metric(url: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets) at a /metrics URL."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def indexed_messages(opensearch: str, index_prefix: str) -> Counter[str]:
+    """Every indexed message (with multiplicity), read page by page."""
+    client = OpenSearch(opensearch, timeout=30)
+    pattern = f"{index_prefix}-logs-*"
+    if not client.indices.exists(index=pattern):
+        return Counter()
+    client.indices.refresh(index=pattern)
+    seen: Counter[str] = Counter()
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {
+            "size": 5000,
+            "sort": [{"event.id": "asc"}],
+            "_source": ["message"],
+            "query": {"match_all": {}},
+        }
+        if after is not None:
+            body["search_after"] = after
+        page = client.search(index=pattern, body=body)
+        hits = page["hits"]["hits"]
+        if not hits:
+            return seen
+        for hit in hits:
+            seen[hit["_source"]["message"]] += 1
+        after = hits[-1]["sort"]
+
+
+@dataclass
+class Report:
+    """The figures printed at the end of a scenario."""
+
+    scenario: str
+    written: int
+    indexed: int
+    duplicates: int
+    missing: int
+    lost_bytes: float
+    drain_seconds: float
+    peak_rss_mib: dict[str, float]
+
+    def __str__(self) -> str:
+        rss = ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(self.peak_rss_mib.items()))
+        return (
+            f"[{self.scenario}] written={self.written} indexed={self.indexed} "
+            f"duplicates={self.duplicates} missing={self.missing} lost_bytes={self.lost_bytes:.0f} "
+            f"drain={self.drain_seconds:.1f}s peak_rss: {rss}"
+        )
