@@ -1,0 +1,439 @@
+"""KafkaTransport: records to Kafka with aiokafka, returning only once the brokers hold them.
+
+Wire format (``docs/wire-format.md``): records are grouped by
+:func:`podlog.record.stream_key` (pod UID + container), and each group
+becomes one message encoded with :func:`podlog.record.encode_batch`, keyed by
+the stream key, so one container's records stay in one partition, in order.
+A group larger than ``max_message_bytes`` is split into several messages; a
+single record larger than that is truncated (its ``message`` cut, then its
+``json`` payload dropped) with ``log.truncated`` set, and counted.
+
+The producer uses ``acks=all``; idempotence is ``on``, ``off`` or ``auto``
+(try it, and fall back with one warning on brokers without InitProducerId,
+such as tansu).  Credentials come from the settings, files or the
+environment and never appear in logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
+from aiokafka.helpers import create_ssl_context
+
+from podlog.errors import TransportError
+from podlog.record import Record, encode_batch, stream_key
+from shipper.config import KafkaProducerConfig
+from shipper.events import events
+
+__all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages"]
+
+_EMPTY_BATCH = len(encode_batch([]))
+_MIN_MESSAGE_BYTES = 1024
+_SETTING = "shipper.kafka."
+
+
+class Message(NamedTuple):
+    """One Kafka message: a batch of records of one stream."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    records: int
+
+
+class KafkaSendError(TransportError):
+    """A send to Kafka failed; ``reason`` is a bounded label for metrics."""
+
+    def __init__(
+        self, message: str, *, reason: str, retriable: bool = True, setting: str | None = None
+    ) -> None:
+        super().__init__(message, retriable=retriable, setting=setting)
+        self.reason = reason
+
+
+def _truncate(record: Record, budget: int) -> Record:
+    """A copy of ``record`` whose encoding fits in ``budget`` bytes, flagged as truncated."""
+    out = dict(record)
+    out["log"] = {**(record.get("log") or {}), "truncated": True}
+    message = str(record.get("message") or "").encode()
+    keep = len(message)
+    # Drop what can go, largest first, until the rest fits.
+    fallbacks: list[tuple[str, Any]] = [("json", None)]
+    k8s = record.get("kubernetes")
+    if isinstance(k8s, dict) and (k8s.get("labels") or k8s.get("annotations")):
+        fallbacks.append(("kubernetes", {**k8s, "labels": {}, "annotations": {}}))
+    while True:
+        out["message"] = message[:keep].decode("utf-8", "ignore")
+        size = len(orjson.dumps(out))
+        if size <= budget:
+            return out
+        if keep > 0:
+            keep = max(0, keep - (size - budget) - 16)
+            continue
+        if not fallbacks:
+            # Only the identifying skeleton is left; keep it so the record is never lost.
+            skeleton = {k: out.get(k) for k in ("@timestamp", "timestamp_ns", "stream", "log", "event", "podlog")}
+            skeleton["message"] = ""
+            return skeleton
+        name, value = fallbacks.pop(0)
+        out[name] = value
+
+
+def encode_messages(
+    records: Sequence[Record],
+    *,
+    topic: str,
+    default_retention: str,
+    max_message_bytes: int,
+) -> list[Message]:
+    """Group ``records`` by stream and encode each group as messages within the size limit.
+
+    ``topic`` may contain ``{retention}``, replaced by each record's
+    ``podlog.retention`` (else ``default_retention``).
+    """
+    templated = "{retention}" in topic
+    groups: dict[tuple[str, bytes], list[Record]] = {}
+    for record in records:
+        if templated:
+            cls = (record.get("podlog") or {}).get("retention") or default_retention
+            name = topic.replace("{retention}", str(cls))
+        else:
+            name = topic
+        groups.setdefault((name, stream_key(record)), []).append(record)
+    messages: list[Message] = []
+    for (name, key), group in groups.items():
+        value = encode_batch(group)
+        if len(value) <= max_message_bytes:
+            messages.append(Message(name, key, value, len(group)))
+            continue
+        parts = _split(group, key, max_message_bytes)
+        events.message_split(key=key.decode(errors="replace"), parts=len(parts))
+        messages.extend(Message(name, key, encode_batch(part), len(part)) for part in parts)
+    return messages
+
+
+def _split(group: list[Record], key: bytes, limit: int) -> list[list[Record]]:
+    budget = limit - _EMPTY_BATCH
+    parts: list[list[Record]] = []
+    current: list[Record] = []
+    used = 0
+    for record in group:
+        size = len(orjson.dumps(record))
+        if size > budget:
+            record = _truncate(record, budget)
+            events.record_truncated(key=key.decode(errors="replace"), original_bytes=size, limit=limit)
+            size = len(orjson.dumps(record))
+        extra = size + (1 if current else 0)
+        if current and used + extra > budget:
+            parts.append(current)
+            current, used, extra = [], 0, size
+        current.append(record)
+        used += extra
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _classify(error: BaseException) -> str:
+    if isinstance(error, (kafka_errors.KafkaTimeoutError, kafka_errors.RequestTimedOutError)):
+        return "timeout"
+    if isinstance(error, (kafka_errors.KafkaConnectionError, kafka_errors.NodeNotReadyError)):
+        return "connection"
+    if isinstance(
+        error, (kafka_errors.MessageSizeTooLargeError, kafka_errors.RecordListTooLargeError)
+    ):
+        return "message_too_large"
+    if isinstance(
+        error,
+        (
+            kafka_errors.TopicAuthorizationFailedError,
+            kafka_errors.ClusterAuthorizationFailedError,
+            kafka_errors.GroupAuthorizationFailedError,
+        ),
+    ):
+        return "authorization"
+    if isinstance(error, kafka_errors.BrokerResponseError):
+        return "broker"
+    return "other"
+
+
+def _read_secret(path: str, setting: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TransportError(
+            f"cannot read {_SETTING}{setting} {path}: {exc.strerror}",
+            retriable=False,
+            setting=_SETTING + setting,
+        ) from exc
+
+
+async def _reachable(bootstrap: str, seconds: float = 2.0) -> bool:
+    """True when a TCP connection to any bootstrap address opens."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not port.isdigit():
+            continue
+        try:
+            async with asyncio.timeout(seconds):
+                _, writer = await asyncio.open_connection(host.strip("[]") or "localhost", int(port))
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _quiet_sender(quiet: bool) -> Iterator[None]:
+    sender = logging.getLogger("aiokafka.producer.sender")
+    level = sender.level
+    if quiet:
+        sender.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        sender.setLevel(level)
+
+
+class KafkaTransport:
+    """The :class:`podlog.protocols.Transport` that delivers records to Kafka."""
+
+    name = "kafka"
+
+    def __init__(self, config: KafkaProducerConfig) -> None:
+        self.config = config
+        self.max_message_bytes = config.max_message_bytes
+        self.idempotent = False
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- connecting --------------------------------------------------------
+
+    def _security(self) -> dict[str, Any]:
+        cfg = self.config
+        kwargs: dict[str, Any] = {"security_protocol": cfg.security_protocol}
+        if cfg.security_protocol in ("SSL", "SASL_SSL"):
+            try:
+                context = create_ssl_context(
+                    cafile=cfg.ssl_cafile or None,
+                    certfile=cfg.ssl_certfile or None,
+                    keyfile=cfg.ssl_keyfile or None,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(
+                    f"cannot load TLS files (shipper.kafka.ssl_cafile / ssl_certfile / "
+                    f"ssl_keyfile): {exc}",
+                    retriable=False,
+                    setting=_SETTING + "ssl_cafile",
+                ) from exc
+            context.check_hostname = cfg.ssl_check_hostname
+            kwargs["ssl_context"] = context
+        if cfg.security_protocol.startswith("SASL"):
+            username = (
+                _read_secret(cfg.sasl_username_file, "sasl_username_file")
+                if cfg.sasl_username_file
+                else cfg.sasl_username
+            )
+            password = (
+                _read_secret(cfg.sasl_password_file, "sasl_password_file")
+                if cfg.sasl_password_file
+                else cfg.sasl_password
+            )
+            if not username:
+                raise TransportError(
+                    f"{_SETTING}sasl_username is empty but security_protocol is "
+                    f"{cfg.security_protocol}",
+                    retriable=False,
+                    setting=_SETTING + "sasl_username",
+                )
+            kwargs.update(
+                sasl_mechanism=cfg.sasl_mechanism,
+                sasl_plain_username=username,
+                sasl_plain_password=password,
+            )
+        return kwargs
+
+    def _make_producer(self, idempotent: bool) -> AIOKafkaProducer:
+        cfg = self.config
+        return AIOKafkaProducer(
+            bootstrap_servers=[s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()],
+            client_id=cfg.client_id,
+            acks="all",
+            enable_idempotence=idempotent,
+            compression_type=None if cfg.compression == "none" else cfg.compression,
+            linger_ms=cfg.linger_ms,
+            max_batch_size=cfg.max_batch_bytes,
+            max_request_size=max(cfg.max_batch_bytes, cfg.max_message_bytes) + (64 << 10),
+            request_timeout_ms=cfg.request_timeout_ms,
+            retry_backoff_ms=200,
+            **self._security(),
+        )
+
+    async def start(self) -> None:
+        """Connect to the brokers; raise :class:`TransportError` naming the bad setting."""
+        if self._producer is not None:
+            return
+        want = self.config.idempotence != "off"
+        try:
+            # In auto mode a refused InitProducerId is expected on some brokers:
+            # aiokafka's own error line would duplicate our one warning.
+            with _quiet_sender(self.config.idempotence == "auto"):
+                self._producer = await self._start_producer(want)
+            self.idempotent = want
+        except TransportError:
+            raise
+        except kafka_errors.KafkaError as exc:
+            if self.config.idempotence == "on" or not want:
+                raise await self._start_error(exc) from exc
+            if isinstance(exc, kafka_errors.KafkaConnectionError) or "SASL" in type(exc).__name__:
+                raise await self._start_error(exc) from exc
+            events.idempotence_disabled(bootstrap=self.config.bootstrap_servers, error=repr(exc))
+            try:
+                self._producer = await self._start_producer(False)
+            except kafka_errors.KafkaError as again:
+                raise await self._start_error(again) from again
+            self.idempotent = False
+        events.transport_started(
+            transport=self.name,
+            bootstrap=self.config.bootstrap_servers,
+            idempotent=self.idempotent,
+            compression=self.config.compression,
+            security_protocol=self.config.security_protocol,
+        )
+
+    async def _start_producer(self, idempotent: bool) -> AIOKafkaProducer:
+        producer = self._make_producer(idempotent)
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_seconds):
+                await producer.start()
+        except TimeoutError as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise kafka_errors.KafkaConnectionError(
+                f"no answer within {self.config.connect_timeout_seconds}s"
+            ) from exc
+        except kafka_errors.KafkaError:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        except Exception as exc:
+            # aiokafka's SASL code fails with plain exceptions (KeyError on a
+            # SCRAM error reply): treat them as the broker rejecting the login.
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise kafka_errors.KafkaError(f"handshake failed: {exc!r}") from exc
+        return producer
+
+    async def _start_error(self, exc: BaseException) -> TransportError:
+        """A clear error that names the setting most likely at fault."""
+        cfg = self.config
+        if isinstance(exc, kafka_errors.KafkaConnectionError) and not await _reachable(
+            cfg.bootstrap_servers
+        ):
+            return TransportError(
+                f"cannot reach Kafka at {cfg.bootstrap_servers} "
+                f"({_SETTING}bootstrap_servers): {exc}",
+                retriable=True,
+                setting=_SETTING + "bootstrap_servers",
+            )
+        if cfg.security_protocol.startswith("SASL"):
+            return TransportError(
+                f"Kafka at {cfg.bootstrap_servers} rejected the {cfg.sasl_mechanism} login "
+                f"({_SETTING}sasl_username / {_SETTING}sasl_password, or "
+                f"{_SETTING}sasl_mechanism): {type(exc).__name__}",
+                retriable=False,
+                setting=_SETTING + "sasl_password",
+            )
+        if cfg.security_protocol == "SSL":
+            return TransportError(
+                f"TLS connection to Kafka at {cfg.bootstrap_servers} failed "
+                f"({_SETTING}ssl_cafile / {_SETTING}security_protocol): {exc}",
+                retriable=False,
+                setting=_SETTING + "ssl_cafile",
+            )
+        if isinstance(exc, kafka_errors.KafkaConnectionError):
+            return TransportError(
+                f"Kafka at {cfg.bootstrap_servers} accepts connections but the Kafka handshake "
+                f"failed; does it expect TLS or SASL ({_SETTING}security_protocol)? {exc}",
+                retriable=True,
+                setting=_SETTING + "security_protocol",
+            )
+        return TransportError(
+            f"the producer could not start ({_SETTING}idempotence={cfg.idempotence}): {exc!r}",
+            retriable=False,
+            setting=_SETTING + "idempotence",
+        )
+
+    # -- sending -----------------------------------------------------------
+
+    def encode(self, records: Sequence[Record]) -> list[Message]:
+        """The messages ``records`` become (grouped per stream, split or truncated to fit)."""
+        return encode_messages(
+            records,
+            topic=self.config.topic,
+            default_retention=self.config.default_retention,
+            max_message_bytes=self.max_message_bytes,
+        )
+
+    async def send(self, records: Sequence[Record]) -> None:
+        """Return once the brokers acknowledged every record (``acks=all``)."""
+        producer = self._producer
+        if producer is None:
+            raise TransportError("send before start", retriable=True)
+        messages = self.encode(records)
+        futures: list[asyncio.Future[Any]] = []
+        started = time.perf_counter()
+        try:
+            for message in messages:
+                futures.append(await producer.send(message.topic, message.value, key=message.key))
+            await asyncio.gather(*futures)
+        except kafka_errors.KafkaError as exc:
+            # Collect every outcome so no future's exception goes unretrieved.
+            await asyncio.gather(*futures, return_exceptions=True)
+            raise self._send_error(exc) from exc
+        events.messages_delivered(
+            messages=len(messages),
+            nbytes=sum(len(m.value) for m in messages),
+            seconds=time.perf_counter() - started,
+        )
+
+    def _send_error(self, exc: kafka_errors.KafkaError) -> KafkaSendError:
+        reason = _classify(exc)
+        if reason == "message_too_large" and self.max_message_bytes > _MIN_MESSAGE_BYTES:
+            # The broker's limit is below ours: halve ours so the next try fits,
+            # instead of failing the same messages forever.
+            old = self.max_message_bytes
+            self.max_message_bytes = max(_MIN_MESSAGE_BYTES, old // 2)
+            events.message_limit_lowered(old=old, new=self.max_message_bytes)
+            return KafkaSendError(
+                f"broker rejected a message as too large; {_SETTING}max_message_bytes lowered "
+                f"from {old} to {self.max_message_bytes}",
+                reason=reason,
+                setting=_SETTING + "max_message_bytes",
+            )
+        setting = _SETTING + "topic" if reason == "authorization" else None
+        return KafkaSendError(
+            f"Kafka send failed ({reason}): {exc!r}",
+            reason=reason,
+            retriable=bool(getattr(exc, "retriable", False)) or reason in ("timeout", "connection"),
+            setting=setting,
+        )
+
+    async def stop(self) -> None:
+        """Flush what is queued and disconnect; idempotent."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+            events.transport_stopped(transport=self.name)

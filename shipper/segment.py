@@ -1,0 +1,290 @@
+"""Spool segments: the bytes on disk (framing, checksums, scanning, appending).
+
+A segment is a file named after the sequence number of its first frame,
+``<seq:020d>.seg``, holding frames back to back::
+
+    offset  size  field
+    0       4     magic  b"PLSF"
+    4       4     payload length (big endian)
+    8       8     sequence number of the batch (grows by one per batch, across segments)
+    16      8     append time, UTC epoch ns
+    24      4     CRC-32 of the payload
+    28      4     CRC-32 of bytes 4..28 (so a damaged length is never trusted)
+    32      n     payload
+
+The payload is ``u32 meta length | meta JSON | records JSON``; the meta holds
+the record count and the batch's file marks, so opening a spool reads the
+marks without decoding any record.
+
+:func:`scan_segment` reads a segment and returns its valid frames and its
+damaged byte ranges: after a bad frame it searches forward for the next magic
+whose header and payload checksums both hold.  What the spool does with the
+result (cut a torn tail, skip and count the damage) is policy, in ``spool.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from podlog.protocols import FileMark
+from podlog.record import Record
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "Damage",
+    "FrameInfo",
+    "ScanResult",
+    "SegmentWriter",
+    "decode_marks",
+    "decode_payload",
+    "decode_records",
+    "encode_frame",
+    "encode_payload",
+    "fsync_directory",
+    "is_disk_full",
+    "scan_segment",
+    "segment_name",
+    "segment_seq",
+]
+
+MAGIC = b"PLSF"
+_HEADER = struct.Struct(">4sIQQII")
+HEADER_SIZE = _HEADER.size
+_META_LEN = struct.Struct(">I")
+MAX_PAYLOAD = 1 << 30
+"""A length above this is damage, not a batch."""
+
+SUFFIX = ".seg"
+
+
+class FrameInfo(NamedTuple):
+    """A valid frame found in a segment."""
+
+    seq: int
+    """Batch sequence number."""
+    time_ns: int
+    """When the batch was appended (UTC epoch ns)."""
+    offset: int
+    """Offset of the frame header in the segment."""
+    size: int
+    """Frame size: header plus payload."""
+    meta: dict[str, Any]
+    """The decoded meta: ``n`` (record count) and ``m`` (marks)."""
+
+
+class Damage(NamedTuple):
+    """A byte range of a segment that holds no valid frame."""
+
+    start: int
+    end: int
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What :func:`scan_segment` found in one segment."""
+
+    frames: list[FrameInfo]
+    damage: list[Damage]
+    valid_end: int
+    """Offset just past the last valid frame (0 when there is none)."""
+    size: int
+    """Size of the data scanned."""
+
+
+def segment_name(first_seq: int) -> str:
+    """File name of the segment whose first frame has sequence ``first_seq``."""
+    return f"{first_seq:020d}{SUFFIX}"
+
+
+def segment_seq(path: Path) -> int | None:
+    """The first sequence number encoded in a segment's name, or None if not a segment."""
+    if path.suffix != SUFFIX or not path.stem.isdigit():
+        return None
+    return int(path.stem)
+
+
+def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> bytes:
+    """The payload of one batch: meta (count and marks) then the records."""
+    meta = orjson.dumps(
+        {
+            "n": len(records),
+            "m": {
+                key: [mark.path, mark.identity, mark.generation, mark.offset]
+                for key, mark in marks.items()
+            },
+        }
+    )
+    return _META_LEN.pack(len(meta)) + meta + orjson.dumps(records)
+
+
+def _split_payload(payload: bytes | memoryview) -> tuple[bytes | memoryview, bytes | memoryview]:
+    (meta_len,) = _META_LEN.unpack_from(payload, 0)
+    start = _META_LEN.size
+    if start + meta_len > len(payload):
+        raise ValueError("meta length past the end of the payload")
+    return payload[start : start + meta_len], payload[start + meta_len :]
+
+
+def decode_payload(payload: bytes | memoryview) -> tuple[dict[str, Any], list[Record]]:
+    """Meta and records of a payload from :func:`encode_payload`."""
+    meta, records = _split_payload(payload)
+    return orjson.loads(meta), orjson.loads(records)
+
+
+def decode_records(payload: bytes | memoryview) -> list[Record]:
+    """Only the records of a payload."""
+    _, records = _split_payload(payload)
+    value = orjson.loads(records)
+    if not isinstance(value, list):
+        raise TypeError("records of a spool batch are not a list")
+    return value
+
+
+def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:
+    """File marks from a decoded meta."""
+    return {
+        key: FileMark(path=str(v[0]), identity=str(v[1]), generation=int(v[2]), offset=int(v[3]))
+        for key, v in (meta.get("m") or {}).items()
+    }
+
+
+def encode_frame(seq: int, time_ns: int, payload: bytes) -> bytes:
+    """One frame: header with both checksums, then ``payload``."""
+    payload_crc = zlib.crc32(payload)
+    head = struct.pack(">IQQI", len(payload), seq, time_ns, payload_crc)
+    return MAGIC + head + struct.pack(">I", zlib.crc32(head)) + payload
+
+
+def _frame_at(data: bytes, offset: int) -> FrameInfo | None:
+    """The valid frame starting at ``offset``, or None."""
+    if offset + HEADER_SIZE > len(data):
+        return None
+    magic, length, seq, time_ns, payload_crc, header_crc = _HEADER.unpack_from(data, offset)
+    if magic != MAGIC:
+        return None
+    if zlib.crc32(data[offset + 4 : offset + 28]) != header_crc:
+        return None
+    end = offset + HEADER_SIZE + length
+    if length > MAX_PAYLOAD or end > len(data):
+        return None
+    payload = memoryview(data)[offset + HEADER_SIZE : end]
+    if zlib.crc32(payload) != payload_crc:
+        return None
+    try:
+        meta_bytes, _ = _split_payload(payload)
+        meta = orjson.loads(meta_bytes)
+    except (ValueError, struct.error):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return FrameInfo(seq, time_ns, offset, HEADER_SIZE + length, meta)
+
+
+def scan_segment(data: bytes) -> ScanResult:
+    """Every valid frame in ``data`` and every damaged range between or after them."""
+    frames: list[FrameInfo] = []
+    damage: list[Damage] = []
+    offset = 0
+    valid_end = 0
+    size = len(data)
+    while offset < size:
+        frame = _frame_at(data, offset)
+        if frame is not None:
+            frames.append(frame)
+            offset += frame.size
+            valid_end = offset
+            continue
+        # Damage: search for the next frame that fully checks out.
+        probe = offset + 1
+        found: FrameInfo | None = None
+        while True:
+            probe = data.find(MAGIC, probe)
+            if probe < 0:
+                break
+            found = _frame_at(data, probe)
+            if found is not None:
+                break
+            probe += 1
+        if found is None:
+            damage.append(Damage(offset, size))
+            break
+        damage.append(Damage(offset, probe))
+        offset = probe
+    return ScanResult(frames=frames, damage=damage, valid_end=valid_end, size=size)
+
+
+def is_disk_full(error: OSError) -> bool:
+    """True for the errors that mean "no space left" (full disk or quota)."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class SegmentWriter:
+    """Appends frames to one segment file; a failed write leaves no partial frame."""
+
+    def __init__(self, path: Path, first_seq: int) -> None:
+        self.path = path
+        self.first_seq = first_seq
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self.size = os.fstat(self._fd).st_size
+        self.last_seq = first_seq - 1
+        self.dirty = False
+
+    def append(self, frame: bytes) -> int:
+        """Write ``frame`` at the end; returns its offset.
+
+        On any ``OSError`` (``ENOSPC`` included) the file is cut back to its
+        previous size before the error propagates, so no torn frame remains.
+        """
+        offset = self.size
+        try:
+            self._write_all(frame)
+        except OSError:
+            # If even this fails, the scan on the next open cuts what is left.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, offset)
+            raise
+        self.size = offset + len(frame)
+        self.dirty = True
+        return offset
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def fsync(self) -> None:
+        """Make every appended frame durable."""
+        if self.dirty:
+            os.fsync(self._fd)
+            self.dirty = False
+
+    def close(self) -> None:
+        """fsync and close; safe to call twice."""
+        if self._fd >= 0:
+            try:
+                self.fsync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def fsync_directory(directory: Path) -> None:
+    """fsync a directory so that created, renamed or removed names are durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,238 @@
+"""The Shipper service: drains the spool through a transport, acknowledging in order.
+
+::
+
+    spool.read(after cursor) -> transport.send(records) -> spool.ack(last seq)
+                                                         -> acks.acknowledged(marks)
+
+One send is in flight at a time and batches are acknowledged strictly in
+spool order, so a checkpoint never moves past a record the transport does not
+hold.  A failed send is retried with exponential backoff (with jitter) until
+it succeeds: the spool grows meanwhile and, once full, pauses the collector.
+Nothing here knows Kafka: the transport is any :class:`podlog.protocols.Transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+
+from podlog.errors import TransportError
+from podlog.lifecycle import Health
+from podlog.protocols import AckListener, Transport
+from podlog.record import Record
+from shipper.config import ShipperConfig
+from shipper.events import events
+from shipper.spool import Spool, SpoolBatch, merge_marks
+
+__all__ = ["Shipper"]
+
+
+class Shipper:
+    """Service that delivers spooled batches and moves checkpoints after each delivery."""
+
+    name = "shipper"
+
+    def __init__(
+        self,
+        config: ShipperConfig,
+        spool: Spool,
+        transport: Transport,
+        *,
+        acks: AckListener,
+        health: Health,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.transport = transport
+        self.acks = acks
+        self._connected = False
+        self._stopping = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._drain_deadline = float("inf")
+        self._run_task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._failing_since: float | None = None
+        self._last_error = ""
+        self.delivered_seq = spool.acked_seq
+        """Sequence number of the last batch delivered and acknowledged."""
+        health.add(self.name, self.readiness)
+
+    # -- Service -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the transport; a retriable failure is retried by :meth:`run`."""
+        try:
+            await self.transport.start()
+        except TransportError as exc:
+            if not exc.retriable:
+                raise
+            self._note_failure(exc)
+            events.send_failed(
+                transport=self.transport.name,
+                reason="connection",
+                error=str(exc),
+                attempt=1,
+                retry_in=self.config.retry_initial_seconds,
+            )
+            return
+        self._connected = True
+
+    async def run(self) -> None:
+        """Deliver batches until stopped; on stop, keep delivering until drained or out of time."""
+        self._run_task = asyncio.current_task()
+        try:
+            await self._loop()
+        finally:
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Deliver what can be delivered within the drain timeout, then close; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._drain_deadline = time.monotonic() + self.config.drain_timeout_seconds
+        self._stopping.set()
+        try:
+            if self._run_task is not None and not self._finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._finished.wait(), self.config.drain_timeout_seconds + 1.0
+                    )
+        finally:
+            if self._run_task is not None and not self._run_task.done():
+                self._run_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._run_task
+            try:
+                await self.transport.stop()
+            finally:
+                await self.spool.close()
+            events.shipper_stopped(
+                pending_records=self.spool.records,
+                drained=not self.spool.has_pending(self.delivered_seq),
+            )
+
+    def readiness(self) -> str | None:
+        """None when ready; else why not (spool full, or sends failing for too long)."""
+        if self.spool.is_full():
+            return (
+                f"spool full: {self.spool.disk_bytes} of {self.spool.config.max_bytes} bytes; "
+                "collector paused"
+            )
+        since = self._failing_since
+        if since is not None and time.monotonic() - since >= self.config.unready_after_seconds:
+            return (
+                f"{self.transport.name} sends failing for {time.monotonic() - since:.0f}s: "
+                f"{self._last_error}"
+            )
+        return None
+
+    # -- the loop ----------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            if not self.spool.has_pending(self.delivered_seq):
+                if self._stopping.is_set():
+                    return
+                await self._wait_for_work()
+                continue
+            if self._stopping.is_set() and time.monotonic() >= self._drain_deadline:
+                return
+            batches = await self.spool.read(
+                self.delivered_seq,
+                max_records=self.config.max_send_records,
+                max_bytes=self.config.max_send_bytes,
+            )
+            if not batches:
+                continue
+            if not await self._deliver(batches):
+                return
+            last = batches[-1].seq
+            await self.spool.ack(last)
+            self.delivered_seq = last
+            self.acks.acknowledged(merge_marks(batches))
+
+    async def _wait_for_work(self) -> None:
+        data = asyncio.ensure_future(self.spool.wait(self.delivered_seq))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({data, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (data, stop):
+                task.cancel()
+            await asyncio.gather(data, stop, return_exceptions=True)
+
+    async def _deliver(self, batches: list[SpoolBatch]) -> bool:
+        """Send until acknowledged; False when stopping ran out of time first."""
+        records: list[Record] = [r for batch in batches for r in batch.records]
+        attempt = 0
+        first_try = time.monotonic()
+        while True:
+            started = time.perf_counter()
+            try:
+                if not self._connected:
+                    await self.transport.start()
+                    self._connected = True
+                if records:
+                    await self.transport.send(records)
+            except TransportError as exc:
+                attempt += 1
+                delay = min(
+                    self.config.retry_max_seconds,
+                    self.config.retry_initial_seconds * 2 ** min(attempt - 1, 20),
+                ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+                self._note_failure(exc)
+                events.send_failed(
+                    transport=self.transport.name,
+                    reason=_reason(exc, connected=self._connected),
+                    error=str(exc),
+                    attempt=attempt,
+                    retry_in=delay,
+                )
+                if self._stopping.is_set():
+                    remaining = self._drain_deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    delay = min(delay, remaining)
+                await self._pause(delay)
+                continue
+            events.batch_sent(
+                transport=self.transport.name,
+                records=len(records),
+                batches=len(batches),
+                seconds=time.perf_counter() - started,
+            )
+            if attempt:
+                events.send_recovered(
+                    transport=self.transport.name,
+                    attempts=attempt + 1,
+                    seconds=time.monotonic() - first_try,
+                )
+            self._failing_since = None
+            self._last_error = ""
+            return True
+
+    async def _pause(self, seconds: float) -> None:
+        """Back off for ``seconds``; a stop request cuts it short so draining starts at once."""
+        if self._stopping.is_set():
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _note_failure(self, exc: TransportError) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self._last_error = str(exc)
+
+
+def _reason(exc: TransportError, *, connected: bool) -> str:
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str):
+        return reason
+    if not connected:
+        return "connection"
+    return "retriable" if exc.retriable else "other"
