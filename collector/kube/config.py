@@ -6,7 +6,10 @@ import dataclasses
 
 from podlog.config import setting
 
-__all__ = ["KubernetesConfig"]
+__all__ = ["LAST_APPLIED", "KubernetesConfig"]
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""The annotation ``kubectl apply`` writes: a whole manifest, useless in every log record."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -14,3 +17,79 @@ class KubernetesConfig:
     """How the agent learns pod metadata."""
 
     enabled: bool = setting(True, "Watch the API for pod metadata; off means path metadata only.")
+    kubeconfig: str = setting(
+        "",
+        "Kubeconfig file to use; empty means in-cluster service account, then $KUBECONFIG, "
+        "then ~/.kube/config.",
+    )
+    api_server: str = setting(
+        "", "API server URL (http://host:port) used without credentials; overrides kubeconfig."
+    )
+    context: str = setting("", "Kubeconfig context to use; empty means its current context.")
+    watch_namespaces: bool = setting(
+        True, "Also watch Namespace objects, for namespace labels and the retention annotation."
+    )
+    request_timeout_seconds: float = setting(
+        10.0, "Connect and read timeout of list requests (watches have no read timeout)."
+    )
+    watch_timeout_seconds: int = setting(
+        300, "Server-side timeout of one watch request; the watch then resumes from its version."
+    )
+    list_page_size: int = setting(500, "Pods per page when listing (the list `limit`).")
+    backoff_initial_seconds: float = setting(
+        0.5, "First reconnect delay after an API error; doubles per failure, with jitter."
+    )
+    backoff_max_seconds: float = setting(30.0, "Longest reconnect delay after repeated failures.")
+    deleted_grace_seconds: float = setting(
+        300.0,
+        "How long a deleted pod's metadata is kept after its deletion and after its files "
+        "were last read.",
+    )
+    max_pods: int = setting(
+        10000, "Most pods held in the cache; the longest-unused deleted pods are evicted first."
+    )
+    snapshot_interval_seconds: float = setting(
+        10.0, "How often changed pod metadata is written to <state_dir>/kube for restarts."
+    )
+    annotations_allow: list[str] = setting(
+        ["*"], "Glob patterns of annotation keys copied into records."
+    )
+    annotations_deny: list[str] = setting(
+        [LAST_APPLIED], "Glob patterns of annotation keys never copied (applied after allow)."
+    )
+    labels_deny: list[str] = setting(
+        [], "Glob patterns of label keys never copied into records."
+    )
+    max_annotation_value_bytes: int = setting(
+        4096, "Annotation values longer than this are cut to this many bytes in records."
+    )
+    default_parser: str = setting(
+        "json",
+        "Application payload parsing when no podlog.io/parser annotation says: json, "
+        "logfmt or none.",
+    )
+    payload_max_depth: int = setting(
+        5, "Nesting depth of a parsed payload kept as objects; deeper values stay JSON strings."
+    )
+    payload_max_fields: int = setting(
+        100, "Most fields of a parsed payload kept; the message keeps the full original line."
+    )
+
+    def __post_init__(self) -> None:
+        if self.default_parser not in ("json", "logfmt", "none"):
+            raise ValueError(
+                f"default_parser {self.default_parser!r} is not one of json, logfmt, none"
+            )
+        for name in (
+            "max_pods",
+            "list_page_size",
+            "payload_max_depth",
+            "payload_max_fields",
+            "watch_timeout_seconds",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.backoff_initial_seconds <= 0 or self.backoff_max_seconds < (
+            self.backoff_initial_seconds
+        ):
+            raise ValueError("backoff_initial_seconds must be > 0 and <= backoff_max_seconds")

@@ -1,0 +1,298 @@
+"""The enricher the pipeline calls: per file a policy, per batch the metadata.
+
+:class:`KubeEnricher` reads the :class:`~collector.kube.cache.PodCache` only,
+so a call never blocks or does I/O: a record whose pod the cache does not
+know (yet) goes on at once with what its path says and
+``podlog.metadata = "path"``, counted by reason.  :func:`build_enricher` is
+what the CLI composes: with ``kubernetes.enabled`` off, a path-only enricher
+(application payloads are still parsed); on, the API-backed enricher plus the
+watch service that fills its cache.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from collector.appparse import PARSERS, Payload, PayloadLimits, PayloadRejected, parse_payload
+from collector.enrichment import Enricher, FilePolicy, PathMeta
+from collector.kube.cache import PodCache, PodEntry
+from collector.kube.config import KubernetesConfig
+from collector.kube.events import events
+from collector.kube.metadata import (
+    ANNOTATION_MULTILINE,
+    ANNOTATION_PARSER,
+    NamespaceMeta,
+    PodMeta,
+)
+from podlog.config import CommonConfig
+from podlog.lifecycle import Health, Service
+from podlog.record import Record
+
+__all__ = ["ApiState", "KubeEnricher", "build_enricher"]
+
+MULTILINE_PRESETS = ("java", "python", "go", "none")
+_TRUE = ("true", "yes", "1", "on")
+DEFAULT_POLICY = FilePolicy()
+
+
+class ApiState:
+    """What the enricher knows of the watch: has it ever listed, is it connected."""
+
+    __slots__ = ("connected", "synced")
+
+    def __init__(self) -> None:
+        self.synced = False
+        """True once a full pod list has been applied to the cache."""
+        self.connected = False
+        """True while the last list or watch request succeeded."""
+
+
+class KubeEnricher:
+    """Pod metadata from the cache (or from the path alone), plus payload parsing."""
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        node_name: str,
+        cache: PodCache | None = None,
+        api: ApiState | None = None,
+    ) -> None:
+        self._config = config
+        self._node = node_name
+        self._cache = cache
+        self._api = api or ApiState()
+        self._limits = PayloadLimits(config.payload_max_depth, config.payload_max_fields)
+
+    @property
+    def cache(self) -> PodCache | None:
+        """The pod cache, or None for a path-only enricher."""
+        return self._cache
+
+    # -- the Enricher protocol ----------------------------------------------------------
+
+    def policy(self, meta: PathMeta) -> FilePolicy:
+        """The pod's annotations as a file policy; the default when the pod is unknown."""
+        entry = self._cache.lookup(meta) if self._cache is not None else None
+        if entry is None:
+            return DEFAULT_POLICY
+        return self._policy(entry, meta.container)
+
+    def enrich(self, meta: PathMeta, records: list[Record]) -> None:
+        """Fill ``kubernetes``, ``podlog.metadata``/``retention``, ``level`` and ``json``."""
+        if not records:
+            return
+        entry = self._cache.lookup(meta) if self._cache is not None else None
+        if entry is None:
+            kubernetes = self._from_path(meta)
+            marker = "path"
+            policy = DEFAULT_POLICY
+            events.records_path_only(self._path_reason(), len(records))
+            retention = self._namespace_retention(meta.namespace)
+        else:
+            kubernetes = self._rendered(entry, meta)
+            marker = "api" if entry.state == "live" else "cache"
+            policy = self._policy(entry, meta.container)
+            retention = policy.retention
+        events.records_enriched(marker, len(records))
+        for record in records:
+            record["kubernetes"] = dict(kubernetes)
+            podlog = record.get("podlog")
+            if not isinstance(podlog, dict):
+                podlog = record["podlog"] = {}
+            podlog["metadata"] = marker
+            if retention is not None:
+                podlog["retention"] = retention
+        self._parse_payloads(policy.parser or self._config.default_parser, records, meta)
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def _path_reason(self) -> str:
+        if self._cache is None:
+            return "disabled"
+        if not self._api.synced or not self._api.connected:
+            return "api_unreachable"
+        return "pod_unknown"
+
+    def _namespace(self, name: str) -> NamespaceMeta | None:
+        return self._cache.namespaces.get(name) if self._cache is not None else None
+
+    def _namespace_retention(self, namespace: str) -> str | None:
+        ns = self._namespace(namespace)
+        return ns.retention if ns is not None else None
+
+    def _from_path(self, meta: PathMeta) -> dict[str, Any]:
+        kubernetes: dict[str, Any] = {
+            "namespace": meta.namespace,
+            "pod": {"name": meta.pod, "uid": meta.pod_uid or None},
+            "container": {
+                "name": meta.container,
+                "id": meta.container_id or None,
+                "image": None,
+                "restart_count": meta.restart_count,
+            },
+            "node": {"name": self._node},
+        }
+        ns = self._namespace(meta.namespace)
+        if ns is not None and ns.labels:
+            kubernetes["namespace_labels"] = ns.labels
+        return kubernetes
+
+    def _rendered(self, entry: PodEntry, meta: PathMeta) -> dict[str, Any]:
+        key = (meta.container, meta.container_id, meta.restart_count)
+        ns = self._namespace(entry.pod.namespace)
+        cached = entry.rendered.get(key)
+        if cached is not None and cached[0] is ns:
+            return cached[1]
+        kubernetes = render_kubernetes(entry.pod, meta, self._node, ns)
+        entry.rendered[key] = (ns, kubernetes)
+        return kubernetes
+
+    # -- policy ----------------------------------------------------------------------------
+
+    def _policy(self, entry: PodEntry, container: str) -> FilePolicy:
+        ns = self._namespace(entry.pod.namespace)
+        cached = entry.policies.get(container)
+        if cached is not None and cached[0] is ns:
+            return cached[1]
+        policy = self._derive_policy(entry.pod, container, ns)
+        entry.policies[container] = (ns, policy)
+        return policy
+
+    def _derive_policy(self, pod: PodMeta, container: str, ns: NamespaceMeta | None) -> FilePolicy:
+        controls = pod.controls
+        exclude = (controls.exclude or "").strip().lower() in _TRUE
+        if not exclude and controls.exclude_containers:
+            names = {n.strip() for n in controls.exclude_containers.split(",")}
+            exclude = container in names
+        parser = None
+        if controls.parser is not None:
+            value = controls.parser.strip().lower()
+            if value in PARSERS:
+                parser = value
+            else:
+                events.annotation_invalid(ANNOTATION_PARSER, controls.parser, pod.namespace, pod.name)
+        multiline = None
+        if controls.multiline is not None:
+            multiline = _multiline(controls.multiline)
+            if multiline is None:
+                events.annotation_invalid(
+                    ANNOTATION_MULTILINE, controls.multiline, pod.namespace, pod.name
+                )
+        retention = controls.retention.strip() if controls.retention else None
+        if not retention and ns is not None:
+            retention = ns.retention
+        return FilePolicy(
+            exclude=exclude, parser=parser, multiline=multiline, retention=retention or None
+        )
+
+    # -- payloads ----------------------------------------------------------------------------
+
+    def _parse_payloads(self, parser: str, records: list[Record], meta: PathMeta) -> None:
+        if parser == "none":
+            return
+        parsed = truncated = 0
+        rejected: dict[str, int] = {}
+        limits = self._limits
+        for record in records:
+            if record.get("json") is not None:
+                continue
+            message = record.get("message")
+            if not isinstance(message, str):
+                continue
+            result = parse_payload(message, parser, limits)
+            if result is None:
+                continue
+            if isinstance(result, PayloadRejected):
+                rejected[result.error_code] = rejected.get(result.error_code, 0) + 1
+                continue
+            assert isinstance(result, Payload)
+            record["json"] = result.fields
+            if result.level is not None and record.get("level") is None:
+                record["level"] = result.level
+            parsed += 1
+            truncated += result.truncated
+        if parsed:
+            events.payloads_parsed(parser, parsed, truncated)
+        if rejected:
+            events.payloads_rejected(rejected, meta.namespace, meta.pod)
+
+
+def _multiline(value: str) -> str | None:
+    """A valid ``podlog.io/multiline`` value (a preset or a compiling regex), else None."""
+    stripped = value.strip()
+    if stripped.lower() in MULTILINE_PRESETS:
+        return stripped.lower()
+    if not stripped:
+        return None
+    try:
+        re.compile(stripped)
+    except re.error:
+        return None
+    return stripped
+
+
+def render_kubernetes(
+    pod: PodMeta, meta: PathMeta, node_name: str, ns: NamespaceMeta | None
+) -> dict[str, Any]:
+    """The record's ``kubernetes`` value for one file of ``pod``.
+
+    The file's own container id and restart count (from its path) win over
+    the pod status, which may already describe a newer container.
+    """
+    container = pod.container(meta.container)
+    image: str | None = None
+    container_id = meta.container_id or None
+    restart_count = meta.restart_count
+    if container is not None:
+        image = container.image or None
+        if container_id is None:
+            if restart_count is None or restart_count == container.restart_count:
+                container_id = container.container_id or None
+            elif container.restart_count is not None and restart_count == (
+                container.restart_count - 1
+            ):
+                container_id = container.last_container_id or None
+        if restart_count is None:
+            restart_count = container.restart_count
+    kubernetes: dict[str, Any] = {
+        "namespace": pod.namespace,
+        "pod": {"name": pod.name, "uid": pod.uid},
+        "container": {
+            "name": meta.container,
+            "id": container_id,
+            "image": image,
+            "restart_count": restart_count,
+        },
+        "node": {"name": pod.node or node_name},
+        "labels": pod.labels,
+        "annotations": pod.annotations,
+        "workload": {"kind": pod.workload_kind, "name": pod.workload_name},
+    }
+    if ns is not None and ns.labels:
+        kubernetes["namespace_labels"] = ns.labels
+    return kubernetes
+
+
+def build_enricher(
+    common: CommonConfig, config: KubernetesConfig, health: Health
+) -> tuple[Enricher, list[Service]]:
+    """The enricher for the agent and the services that keep it current.
+
+    Disabled: a path-only enricher and no services.  Enabled: the API-backed
+    enricher and the node-scoped watch, which never blocks the agent's start.
+    """
+    node = common.resolved_node_name()
+    if not config.enabled:
+        return KubeEnricher(config, node), []
+    from collector.kube.watch import PodWatcher
+
+    cache = PodCache(grace_seconds=config.deleted_grace_seconds, max_pods=config.max_pods)
+    api = ApiState()
+    enricher = KubeEnricher(config, node, cache, api)
+    watcher = PodWatcher(
+        config, cache, api, node_name=node, state_dir=Path(common.state_dir) / "kube"
+    )
+    health.add("kubernetes", watcher.not_ready)
+    return enricher, [watcher]

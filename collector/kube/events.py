@@ -1,0 +1,192 @@
+"""Pod metadata events: each method writes its log line and bumps its metric together."""
+
+from __future__ import annotations
+
+import time
+
+from podlog.logging import get_logger
+from podlog.metrics import counter, gauge
+
+__all__ = ["KubeEvents", "events"]
+
+log = get_logger("collector.kube")
+
+RECORDS = counter(
+    "podlog_collector_kube_records_total",
+    "Records enriched, by metadata source: api, cache (deleted or restored pod) or path.",
+    ["metadata"],
+)
+PATH_ONLY = counter(
+    "podlog_collector_kube_path_only_records_total",
+    "Records that carried only path metadata, by reason: disabled, api_unreachable, pod_unknown.",
+    ["reason"],
+)
+PODS = gauge(
+    "podlog_collector_kube_pods",
+    "Pods in the metadata cache, by state: live, deleted or restored.",
+    ["state"],
+)
+API_UP = gauge(
+    "podlog_collector_kube_api_up", "1 while the pod watch is connected to the API, else 0."
+)
+WATCH_EVENTS = counter(
+    "podlog_collector_kube_watch_events_total",
+    "Watch events received, by resource (pods, namespaces) and type.",
+    ["resource", "type"],
+)
+LISTS = counter(
+    "podlog_collector_kube_lists_total",
+    "Full lists, by resource and reason: start, gone (410), reconnect.",
+    ["resource", "reason"],
+)
+API_ERRORS = counter(
+    "podlog_collector_kube_api_errors_total",
+    "Failed list or watch requests, by resource and error_code.",
+    ["resource", "error_code"],
+)
+EVICTED = counter(
+    "podlog_collector_kube_pods_evicted_total",
+    "Pod metadata dropped from the cache, by reason: expired (grace over) or capacity.",
+    ["reason"],
+)
+BAD_OBJECTS = counter(
+    "podlog_collector_kube_objects_rejected_total",
+    "API objects skipped because they lack a uid, namespace or name, by resource.",
+    ["resource"],
+)
+ANNOTATIONS_INVALID = counter(
+    "podlog_collector_kube_annotations_invalid_total",
+    "podlog.io/* annotations with a value podlog does not understand (ignored), by annotation.",
+    ["annotation"],
+)
+SNAPSHOTS = counter(
+    "podlog_collector_kube_snapshots_total",
+    "Metadata snapshot writes and reads under <state_dir>/kube, by operation and result.",
+    ["operation", "result"],
+)
+PAYLOADS = counter(
+    "podlog_collector_payloads_total",
+    "Application payloads parsed into the json field, by format of the parser asked for.",
+    ["parser"],
+)
+PAYLOADS_REJECTED = counter(
+    "podlog_collector_payloads_rejected_total",
+    "Messages the asked-for parser could not read (kept as plain text), by error_code.",
+    ["error_code"],
+)
+PAYLOADS_TRUNCATED = counter(
+    "podlog_collector_payloads_truncated_total",
+    "Parsed payloads cut by the depth or field limits (the message keeps the original).",
+)
+
+_REJECT_LOG_INTERVAL = 10.0
+
+
+class KubeEvents:
+    """The events of ``collector/kube`` and of application payload parsing."""
+
+    def __init__(self) -> None:
+        self._rejects_pending: dict[str, int] = {}
+        self._rejects_logged_at = 0.0
+
+    def records_enriched(self, metadata: str, count: int) -> None:
+        """``count`` records left with metadata source ``metadata`` (no log: hot path)."""
+        RECORDS.labels(metadata).inc(count)
+
+    def records_path_only(self, reason: str, count: int) -> None:
+        """``count`` records carried path metadata only (counted; the cause is logged once)."""
+        PATH_ONLY.labels(reason).inc(count)
+
+    def pods_counted(self, counts: dict[str, int]) -> None:
+        for state in ("live", "deleted", "restored"):
+            PODS.labels(state).set(counts.get(state, 0))
+
+    def api_connected(self, resource: str, resource_version: str, items: int) -> None:
+        API_UP.set(1)
+        log.info("kube_api_listed", resource=resource, resource_version=resource_version, items=items)
+
+    def api_failed(self, resource: str, error_code: str, error: str, retry_in: float) -> None:
+        API_UP.set(0)
+        API_ERRORS.labels(resource, error_code).inc()
+        log.warning(
+            "kube_api_failed",
+            resource=resource,
+            error_code=error_code,
+            error=error,
+            retry_in=round(retry_in, 3),
+        )
+
+    def api_unconfigured(self, error: str, retry_in: float) -> None:
+        API_UP.set(0)
+        API_ERRORS.labels("config", "no_config").inc()
+        log.error("kube_config_failed", error=error, retry_in=round(retry_in, 3))
+
+    def list_started(self, resource: str, reason: str) -> None:
+        LISTS.labels(resource, reason).inc()
+        log.info("kube_list_started", resource=resource, reason=reason)
+
+    def watch_event_received(self, resource: str, event_type: str) -> None:
+        WATCH_EVENTS.labels(resource, event_type).inc()
+
+    def watch_expired(self, resource: str, resource_version: str | None) -> None:
+        log.info("kube_watch_expired", resource=resource, resource_version=resource_version)
+
+    def object_rejected(self, resource: str) -> None:
+        BAD_OBJECTS.labels(resource).inc()
+        log.warning("kube_object_rejected", resource=resource, error_code="missing_identity")
+
+    def pods_evicted(self, reason: str, count: int) -> None:
+        if count:
+            EVICTED.labels(reason).inc(count)
+            log.info("kube_pods_evicted", reason=reason, count=count)
+
+    def annotation_invalid(self, annotation: str, value: str, namespace: str, pod: str) -> None:
+        ANNOTATIONS_INVALID.labels(annotation).inc()
+        log.warning(
+            "kube_annotation_invalid",
+            annotation=annotation,
+            value=value[:200],
+            namespace=namespace,
+            pod=pod,
+        )
+
+    def snapshot_written(self, path: str, pods: int) -> None:
+        SNAPSHOTS.labels("write", "ok").inc()
+        log.debug("kube_snapshot_written", path=path, pods=pods)
+
+    def snapshot_write_failed(self, path: str, error: str) -> None:
+        SNAPSHOTS.labels("write", "error").inc()
+        log.error("kube_snapshot_write_failed", path=path, error=error)
+
+    def snapshot_restored(self, path: str, pods: int, namespaces: int) -> None:
+        SNAPSHOTS.labels("read", "ok").inc()
+        log.info("kube_snapshot_restored", path=path, pods=pods, namespaces=namespaces)
+
+    def snapshot_rejected(self, path: str, error: str) -> None:
+        SNAPSHOTS.labels("read", "error").inc()
+        log.warning("kube_snapshot_rejected", path=path, error=error)
+
+    def payloads_parsed(self, parser: str, count: int, truncated: int) -> None:
+        PAYLOADS.labels(parser).inc(count)
+        if truncated:
+            PAYLOADS_TRUNCATED.inc(truncated)
+
+    def payloads_rejected(self, rejected: dict[str, int], namespace: str, pod: str) -> None:
+        """Count rejected payloads; log them at most every few seconds, with the totals."""
+        for code, count in rejected.items():
+            PAYLOADS_REJECTED.labels(code).inc(count)
+            self._rejects_pending[code] = self._rejects_pending.get(code, 0) + count
+        now = time.monotonic()
+        if now - self._rejects_logged_at >= _REJECT_LOG_INTERVAL:
+            self._rejects_logged_at = now
+            log.info(
+                "payloads_rejected",
+                counts=dict(self._rejects_pending),
+                namespace=namespace,
+                pod=pod,
+            )
+            self._rejects_pending.clear()
+
+
+events = KubeEvents()
+"""The process-wide instance."""
