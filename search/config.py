@@ -6,7 +6,50 @@ import dataclasses
 
 from podlog.config import setting
 
-__all__ = ["EmbeddedConfig", "SearchConfig"]
+__all__ = ["AuthConfig", "EmbeddedConfig", "GuardConfig", "SearchConfig"]
+
+AUTH_MODES = ("token", "basic", "header", "none")
+"""Values of ``search.auth.mode``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Who may use the search API, and which namespaces each identity sees."""
+
+    mode: str = setting(
+        "token",
+        "token (bearer tokens), basic (user and password), header (trusted auth proxy) or "
+        "none (no authentication: only when explicitly set).",
+    )
+    secrets_file: str = setting(
+        "",
+        "YAML file listing identities: name, token or password (or their sha256), namespaces.",
+    )
+    trusted_header: str = setting(
+        "X-Forwarded-User", "In header mode: the request header naming the authenticated user."
+    )
+    trusted_proxies: list[str] = setting(
+        ["127.0.0.1/32", "::1/128"],
+        "In header mode: client networks (CIDR) whose identity header is believed.",
+    )
+    anonymous_namespaces: list[str] = setting(["*"], "In none mode: namespace patterns every caller may see.")
+
+    def __post_init__(self) -> None:
+        if self.mode not in AUTH_MODES:
+            raise ValueError(f"auth.mode {self.mode!r} is not one of {', '.join(AUTH_MODES)}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """Limits that keep one query from hurting the index or the API."""
+
+    max_range_hours: float = setting(24.0 * 31, "Longest time range a query may cover, in hours.")
+    timeout_seconds: float = setting(10.0, "Server-side time limit of one backend call.")
+    max_page_size: int = setting(5000, "Most hits one search page may return.")
+    max_export_records: int = setting(100_000, "Most records one NDJSON export streams.")
+    max_query_length: int = setting(4096, "Longest query string accepted, in characters.")
+    allow_leading_wildcards: bool = setting(False, "Accept terms that start with * or ? (expensive on large indices).")
+    allow_regex: bool = setting(False, "Accept /regular expression/ terms.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -17,10 +60,28 @@ class SearchConfig:
     backend: str = setting("opensearch", "opensearch, or embedded (single-node mode).")
     opensearch_hosts: list[str] = setting(["http://localhost:9200"], "OpenSearch URLs to search.")
     index_prefix: str = setting("podlog", "Prefix of podlog's indices, as the indexer writes them.")
+    auth: AuthConfig = setting(AuthConfig, "Authentication and per-identity namespace access.")
+    guards: GuardConfig = setting(GuardConfig, "Query guards: range, timeout, result caps.")
+    tail_poll_seconds: float = setting(1.0, "How often a live tail asks the index for new lines.")
+    tail_lookback_seconds: float = setting(
+        10.0, "A live tail also picks up lines indexed this late after their timestamp."
+    )
+    default_range_minutes: float = setting(15.0, "Time range of a search that gives no start, in minutes before now.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class EmbeddedConfig:
     """The embedded index of single-node mode (`podlog run`)."""
 
-    path: str = setting("", "Index file; empty means <state_dir>/index.")
+    path: str = setting("", "Index file; empty means <state_dir>/index/podlog.db.")
+    synchronous: str = setting(
+        "full", "SQLite synchronous mode: full (survives power loss) or normal (survives kill -9)."
+    )
+    cache_mb: int = setting(64, "SQLite page cache per connection, in MiB.")
+    readers: int = setting(2, "Threads (each with its own connection) that answer searches.")
+    track_total_hits: int = setting(10000, "Count matches exactly up to this many; above, a lower bound.")
+    retention_interval_seconds: float = setting(300.0, "How often expired records are deleted, per retention class.")
+    retention_batch: int = setting(5000, "Records deleted per transaction when applying retention.")
+    wildcard_expansion_limit: int = setting(
+        1000, "Most distinct filter values a field:pattern query expands to before it scans."
+    )

@@ -1,0 +1,137 @@
+"""Long responses: the live tail (server-sent events) and NDJSON export.
+
+The tail polls the backend on the server, never in the browser.  Each poll
+asks for matches newer than ``(newest seen timestamp - lookback)`` and drops
+the event ids it already sent, so a line indexed late (a slow node, a Kafka
+backlog) still reaches the stream when its timestamp is within
+``tail_lookback_seconds`` of the newest line seen.  The lines that matched when
+the tail opened are seeded as seen, so the stream starts "from now".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+
+import orjson
+
+from podlog.record import Record
+from search.backends.base import Cursor, SearchBackend, SearchRequest
+
+__all__ = ["TailState", "export_ndjson", "poll_tail", "sse_event", "tail_events"]
+
+_FAR_FUTURE_NS = 2**62
+_PAGES_PER_POLL = 20
+_HEARTBEAT_SECONDS = 15.0
+
+
+def sse_event(event: str, data: object) -> bytes:
+    """One server-sent event; JSON data on one line."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@dataclasses.dataclass(slots=True)
+class TailState:
+    """What a tail has sent: ids by timestamp, so the lookback window can be pruned."""
+
+    lookback_ns: int
+    seen: dict[str, int] = dataclasses.field(default_factory=dict)
+    newest_ns: int | None = None
+    resume: Cursor | None = None
+    """Where to continue when the previous poll hit its page cap."""
+
+    def window_start(self, now: int) -> Cursor:
+        if self.resume is not None:
+            return self.resume
+        base = self.newest_ns if self.newest_ns is not None else now
+        return (base - self.lookback_ns, -1, "")
+
+    def prune(self) -> None:
+        if self.newest_ns is None:
+            return
+        floor = self.newest_ns - self.lookback_ns
+        if len(self.seen) > 1024:
+            self.seen = {k: ts for k, ts in self.seen.items() if ts >= floor}
+
+
+async def poll_tail(
+    backend: SearchBackend, request: SearchRequest, state: TailState, now: int, *, emit: bool
+) -> list[Record]:
+    """One poll: records not sent before, oldest first (none when ``emit`` is False)."""
+    ranged = dataclasses.replace(request, start_ns=0, end_ns=_FAR_FUTURE_NS, search_after=None)
+    after: Cursor | None = state.window_start(now)
+    state.resume = None
+    fresh: list[Record] = []
+    for _ in range(_PAGES_PER_POLL):
+        records, cursor = await backend.tail(ranged, after)
+        for record in records:
+            event_id = str((record.get("event") or {}).get("id") or "")
+            ts = int(record.get("timestamp_ns") or 0)
+            if event_id in state.seen:
+                continue
+            state.seen[event_id] = ts
+            if state.newest_ns is None or ts > state.newest_ns:
+                state.newest_ns = ts
+            if emit:
+                fresh.append(record)
+        if len(records) < request.size or cursor is None:
+            break
+        after = cursor
+    else:
+        state.resume = after
+    state.prune()
+    return fresh
+
+
+async def tail_events(
+    backend: SearchBackend,
+    request: SearchRequest,
+    *,
+    poll_seconds: float,
+    lookback_seconds: float,
+    closing: asyncio.Event,
+    clock: Callable[[], int] = time.time_ns,
+) -> AsyncIterator[tuple[bytes, int]]:
+    """Server-sent events and how many records each carries: ``ready`` once, then
+    ``records`` batches, and a comment line as keep-alive when idle."""
+    state = TailState(lookback_ns=int(lookback_seconds * 1_000_000_000))
+    await poll_tail(backend, request, state, clock(), emit=False)
+    yield sse_event("ready", {"poll_seconds": poll_seconds}), 0
+    idle = 0.0
+    while not closing.is_set():
+        try:
+            await asyncio.wait_for(closing.wait(), timeout=poll_seconds)
+            break
+        except TimeoutError:
+            pass
+        records = await poll_tail(backend, request, state, clock(), emit=True)
+        if records:
+            idle = 0.0
+            yield sse_event("records", {"records": records}), len(records)
+        else:
+            idle += poll_seconds
+            if idle >= _HEARTBEAT_SECONDS:
+                idle = 0.0
+                yield b": keep-alive\n\n", 0
+
+
+async def export_ndjson(backend: SearchBackend, request: SearchRequest, limit: int) -> AsyncIterator[bytes]:
+    """Every match (up to ``limit``), newest first, one JSON record per line.
+
+    Pages by cursor, so a long export holds no more than one page in memory.
+    """
+    sent = 0
+    page_request = request
+    while sent < limit:
+        size = min(request.size, limit - sent)
+        page = await backend.search(dataclasses.replace(page_request, size=size))
+        if not page.hits:
+            break
+        chunk = b"".join(orjson.dumps(hit) + b"\n" for hit in page.hits)
+        sent += len(page.hits)
+        yield chunk
+        if page.next_cursor is None:
+            break
+        page_request = dataclasses.replace(page_request, search_after=page.next_cursor)
