@@ -20,3 +20,47 @@ class CollectorConfig:
     read_from: str = setting(
         "head", "Where to start in files that exist on the very first start: head or tail."
     )
+    exclude_self: bool = setting(
+        True,
+        "Skip the agent's own container logs ($POD_NAMESPACE/$POD_NAME) so it never reads itself.",
+    )
+    scan_interval_seconds: float = setting(
+        1.0, "Period of the stat pass that discovers new, rotated and deleted files."
+    )
+    poll_interval_seconds: float = setting(
+        0.2, "How often idle files are checked for growth when no inotify hint arrives."
+    )
+    use_inotify: bool = setting(
+        True, "Use inotify (watchdog) events as low-latency hints besides the stat pass."
+    )
+    rotate_wait_seconds: float = setting(
+        5.0, "How long a rotated or deleted file keeps being read after its end is reached."
+    )
+    read_chunk_bytes: int = setting(262144, "Bytes read from a file per read call.")
+    read_budget_bytes: int = setting(
+        1048576, "Bytes read from one file per round before the next file gets its turn."
+    )
+    max_line_bytes: int = setting(
+        262144, "Longest line kept; longer lines are truncated and marked log.truncated."
+    )
+    batch_max_records: int = setting(
+        2048, "Records per batch handed to the spool; a round also ends a batch."
+    )
+    queue_batches: int = setting(
+        4, "Batches buffered between reading and the spool; when full, reading pauses."
+    )
+    multiline: str = setting(
+        "none", "Default multiline rule: none, java, python, go, or a start-of-event regex."
+    )
+    multiline_flush_seconds: float = setting(
+        1.0, "A multiline event with no new line for this long is emitted as it is."
+    )
+    multiline_max_lines: int = setting(
+        500, "Most lines merged into one multiline event before it is emitted."
+    )
+    checkpoint_interval_seconds: float = setting(
+        1.0, "How often acknowledged offsets are written to the checkpoint file."
+    )
+    max_open_files: int = setting(
+        4096, "Most files held open at once; new files wait until others close."
+    )

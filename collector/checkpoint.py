@@ -1,0 +1,227 @@
+"""Checkpoints: where each file's reading resumes, moved only by acknowledgements.
+
+The store is the collector's :class:`podlog.protocols.AckListener`: the
+shipper calls :meth:`CheckpointStore.acknowledged` once records are durable
+downstream, so a persisted offset never runs ahead of what was delivered.
+The file is versioned JSON written to a temporary file, fsynced and renamed
+over the old one; loading reads the temporary file first, because a crash
+between fsync and rename leaves the newest complete state there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.events import EVENTS
+from podlog.protocols import FileMark
+
+__all__ = ["CHECKPOINT_VERSION", "CheckpointEntry", "CheckpointStore"]
+
+CHECKPOINT_VERSION = 1
+"""Version of the checkpoint file layout; other versions are refused, not guessed."""
+
+
+@dataclasses.dataclass(slots=True)
+class CheckpointEntry:
+    """Where one file's reading resumes, and how to recognise the file again."""
+
+    identity: str
+    """``"<dev>:<inode>:<fingerprint>"`` as first seen."""
+    path: str
+    """Real path the file was opened by."""
+    generation: int
+    """Truncation generation the offset belongs to."""
+    offset: int
+    """Acknowledged offset: everything before it is durable downstream."""
+    dev: int
+    ino: int
+    head: str
+    """Fingerprint of the current generation's first line."""
+    size: int = 0
+    """File size last seen; bounds what a file that vanished while down took with it."""
+    final_offset: int | None = None
+    """Set when the file was closed after being read to its end."""
+    updated: float = 0.0
+
+
+class CheckpointStore:
+    """Acknowledged offsets by file identity, persisted atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / "checkpoints.json"
+        self.tmp_path = directory / "checkpoints.json.tmp"
+        self.entries: dict[str, CheckpointEntry] = {}
+        self.existed = False
+        """True when a checkpoint file existed at load: this is not the first start."""
+        self.dirty = False
+        self.write_on_ack = True
+        """Write on every acknowledgement; the collector turns this off while it
+        runs its periodic writer, and back on when it stops."""
+
+    # -- loading -----------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the newest complete checkpoint file (tmp first); start empty if none."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for candidate, source in ((self.tmp_path, "tmp"), (self.path, "main")):
+            try:
+                raw = candidate.read_bytes()
+            except FileNotFoundError:
+                continue
+            entries = self._parse(candidate, raw)
+            if entries is None:
+                continue
+            self.entries = entries
+            self.existed = True
+            EVENTS.checkpoint_loaded(str(candidate), len(entries), source)
+            return
+        self.existed = False
+
+    def _parse(self, path: Path, raw: bytes) -> dict[str, CheckpointEntry] | None:
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            EVENTS.checkpoint_invalid(str(path), f"not JSON: {exc}")
+            return None
+        if not isinstance(doc, dict) or doc.get("version") != CHECKPOINT_VERSION:
+            version = doc.get("version") if isinstance(doc, dict) else None
+            EVENTS.checkpoint_invalid(str(path), f"unknown checkpoint version {version!r}")
+            return None
+        entries: dict[str, CheckpointEntry] = {}
+        names = {f.name for f in dataclasses.fields(CheckpointEntry)}
+        for item in doc.get("files", []):
+            try:
+                entry = CheckpointEntry(**{k: v for k, v in item.items() if k in names})
+            except TypeError as exc:
+                EVENTS.checkpoint_invalid(str(path), f"bad entry: {exc}")
+                continue
+            entries[entry.identity] = entry
+        return entries
+
+    # -- the tailer's side -----------------------------------------------------
+
+    def find(self, dev: int, ino: int, head: str) -> CheckpointEntry | None:
+        """The entry of the file at (dev, ino) whose current head is ``head``."""
+        for entry in self.entries.values():
+            if entry.ino == ino and entry.dev == dev and entry.head == head:
+                return entry
+        return None
+
+    def find_inode(self, dev: int, ino: int) -> list[CheckpointEntry]:
+        """Entries recorded for (dev, ino), whatever their head."""
+        return [e for e in self.entries.values() if e.ino == ino and e.dev == dev]
+
+    def register(
+        self, identity: str, path: str, *, dev: int, ino: int, head: str, generation: int,
+        offset: int, size: int,
+    ) -> None:
+        """Record a file as opened at ``offset``; an existing entry keeps its offset."""
+        entry = self.entries.get(identity)
+        if entry is None:
+            self.entries[identity] = CheckpointEntry(
+                identity, path, generation, offset, dev, ino, head, size, None, time.time()
+            )
+        else:
+            entry.path, entry.head, entry.size = path, head, max(entry.size, size)
+            entry.final_offset = None
+        self.dirty = True
+
+    def truncated(self, identity: str, generation: int, head: str) -> None:
+        """The file was truncated in place: its offset restarts at 0 in ``generation``."""
+        entry = self.entries.get(identity)
+        if entry is not None and generation > entry.generation:
+            entry.generation, entry.offset, entry.head, entry.size = generation, 0, head, 0
+            self.dirty = True
+
+    def observed(self, identity: str, size: int) -> None:
+        """The file was seen at ``size`` bytes (for loss accounting after a restart)."""
+        entry = self.entries.get(identity)
+        if entry is not None and size > entry.size:
+            entry.size = size
+
+    def retire(self, identity: str, final_offset: int) -> None:
+        """The file was read to its end and closed; drop it once acknowledged there."""
+        entry = self.entries.get(identity)
+        if entry is None:
+            return
+        entry.final_offset = final_offset
+        if entry.offset >= final_offset:
+            del self.entries[identity]
+        self.dirty = True
+
+    def forget(self, identity: str) -> None:
+        """Drop a file's entry (it is gone and its loss was counted)."""
+        if self.entries.pop(identity, None) is not None:
+            self.dirty = True
+
+    # -- the shipper's side ----------------------------------------------------
+
+    def acknowledged(self, marks: Mapping[str, FileMark]) -> None:
+        """Every record before ``marks`` is durable downstream: move the offsets."""
+        now = time.time()
+        for identity, mark in marks.items():
+            entry = self.entries.get(identity)
+            if entry is None:
+                continue
+            if (mark.generation, mark.offset) <= (entry.generation, entry.offset):
+                continue
+            entry.generation, entry.offset, entry.updated = mark.generation, mark.offset, now
+            if entry.final_offset is not None and entry.offset >= entry.final_offset:
+                del self.entries[identity]
+            self.dirty = True
+        if self.write_on_ack and self.dirty:
+            self.write()
+
+    def offset(self, identity: str) -> int | None:
+        """The acknowledged offset of a file, or None when unknown."""
+        entry = self.entries.get(identity)
+        return None if entry is None else entry.offset
+
+    # -- persistence -----------------------------------------------------------
+
+    def write(self) -> bool:
+        """Persist every entry (tmp + fsync + rename); False after a logged failure."""
+        doc: dict[str, Any] = {
+            "version": CHECKPOINT_VERSION,
+            "written": time.time(),
+            "files": [dataclasses.asdict(e) for e in self.entries.values()],
+        }
+        data = orjson.dumps(doc)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.tmp_path.replace(self.path)
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            EVENTS.checkpoint_failed(str(self.path), exc)
+            with contextlib.suppress(OSError):
+                self.tmp_path.unlink()
+            return False
+        self.dirty = False
+        EVENTS.checkpoint_written(str(self.path), len(self.entries))
+        return True
+
+    def flush(self) -> None:
+        """Write when something changed since the last write."""
+        if self.dirty:
+            self.write()

@@ -1,0 +1,84 @@
+"""Decode a file's lines in its format (detected from its first line), batch in, batch out.
+
+A line that is not in the file's format is never dropped: it becomes a raw
+text entry and its ``error_code`` is counted; repairs (invalid UTF-8, NUL
+bytes) are counted the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from collector.events import EVENTS
+from collector.parsers.cri import looks_like_cri, parse_cri_line
+from collector.parsers.docker import parse_docker_line
+from collector.parsers.entry import Entry, Rejected, now_timestamp
+from collector.parsers.plain import parse_plain_line
+
+__all__ = ["FORMATS", "LineDecoder", "detect_format"]
+
+FORMATS = ("cri", "docker", "plain")
+
+
+def detect_format(first_line: bytes) -> str:
+    """``docker``, ``cri`` or ``plain`` from the first line of a file."""
+    stripped = first_line.lstrip(b"\x00")
+    if stripped.startswith(b'{"log":') or (stripped.startswith(b"{") and b'"log"' in stripped):
+        return "docker"
+    if looks_like_cri(stripped):
+        return "cri"
+    return "plain"
+
+
+class LineDecoder:
+    """Turns one file's raw lines into entries; counts every rejection and repair."""
+
+    def __init__(self, path: str, fmt: str | None = None) -> None:
+        self.path = path
+        self.format = fmt
+        """Detected on the first non-empty line when None."""
+
+    def decode(self, lines: Sequence[bytes], offsets: Sequence[int]) -> list[Entry]:
+        """Entries for ``lines`` (without newlines) starting at ``offsets``."""
+        if not lines:
+            return []
+        if self.format is None:
+            for line in lines:
+                if line.strip(b"\x00 \t\r"):
+                    self.format = detect_format(line)
+                    break
+            else:
+                self.format = "plain"
+        now_ns = time.time_ns()
+        now = now_timestamp(now_ns)
+        out: list[Entry] = []
+        append = out.append
+        errors: dict[str, list[str]] = {}
+        fmt = self.format
+        if fmt == "plain":
+            for line, offset in zip(lines, offsets, strict=True):
+                entry = parse_plain_line(line, offset, now, now_ns)
+                if entry.error is not None:
+                    errors.setdefault(entry.error, []).append("")
+                append(entry)
+        else:
+            parse = parse_cri_line if fmt == "cri" else parse_docker_line
+            for line, offset in zip(lines, offsets, strict=True):
+                result = parse(line, offset)
+                if type(result) is Entry:
+                    if result.error is not None:
+                        errors.setdefault(result.error, []).append("")
+                    append(result)
+                    continue
+                assert isinstance(result, Rejected)
+                if not line.strip(b"\x00 \t\r"):
+                    # Empty or NUL padding (a pre-allocated file after a crash).
+                    errors.setdefault("empty_line", []).append("")
+                    continue
+                errors.setdefault(result.error_code, []).append(result.detail)
+                raw = parse_plain_line(line, offset, now, now_ns)
+                append(raw)
+        for code, details in errors.items():
+            EVENTS.line_rejected(code, self.path, len(details), details[0])
+        return out

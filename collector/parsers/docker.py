@@ -1,0 +1,51 @@
+"""Docker json-file lines: ``{"log": "...\\n", "stream": "stdout", "time": "..."}``.
+
+Docker splits lines longer than 16 KiB into several entries; every entry but
+the last lacks the trailing newline in ``log`` and is a fragment.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from collector.parsers.entry import Entry, Rejected, timestamp_ns
+
+__all__ = ["parse_docker_line", "render_docker_line"]
+
+
+def parse_docker_line(line: bytes, offset: int) -> Entry | Rejected:
+    """Decode one json-file line (without its newline); never raises."""
+    error: str | None = None
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        # orjson rejects invalid UTF-8 (and NUL-padded lines); retry repaired.
+        text = line.decode(errors="replace").replace("\x00", "")
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return Rejected("invalid_json", str(exc)[:200])
+        error = "invalid_utf8" if "\ufffd" in text else "nul_bytes"
+    if not isinstance(doc, dict):
+        return Rejected("invalid_json", "not a JSON object")
+    log = doc.get("log")
+    if not isinstance(log, str):
+        return Rejected("invalid_json", "no string 'log' field")
+    stream = doc.get("stream")
+    if stream != "stdout" and stream != "stderr":
+        stream = "stdout"
+    time = doc.get("time")
+    if not isinstance(time, str):
+        return Rejected("invalid_timestamp", "no string 'time' field")
+    try:
+        ns = timestamp_ns(time)
+    except (ValueError, OverflowError) as exc:
+        return Rejected("invalid_timestamp", str(exc)[:200])
+    if log.endswith("\n"):
+        return Entry(offset, time, ns, stream, log[:-1], False, False, error)
+    return Entry(offset, time, ns, stream, log, True, False, error)
+
+
+def render_docker_line(time: str, stream: str, log: str) -> bytes:
+    """One json-file line with its newline (``log`` includes its own newline)."""
+    return orjson.dumps({"log": log, "stream": stream, "time": time}) + b"\n"

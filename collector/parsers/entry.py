@@ -1,0 +1,86 @@
+"""What every line decoder returns: an :class:`Entry`, or a :class:`Rejected` line.
+
+Bad input is data: a decoder never raises for any bytes.  A line that is not
+its format at all is :class:`Rejected` (the stage ships it as raw text and
+counts the ``error_code``); a line that decodes with a repair (invalid UTF-8
+replaced) is an :class:`Entry` whose ``error`` names the repair.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from podlog.record import format_timestamp_ns, parse_timestamp_ns
+
+__all__ = ["Entry", "Rejected", "decode_text", "timestamp_ns"]
+
+
+class Entry(NamedTuple):
+    """One decoded line (or fragment) of a container stream."""
+
+    offset: int
+    """Byte offset of the line's first byte in the file."""
+    time: str
+    """Timestamp as the runtime wrote it (or the read time for plain text)."""
+    time_ns: int
+    """UTC epoch nanoseconds of ``time``."""
+    stream: str
+    """``stdout`` or ``stderr``."""
+    message: str
+    """The text, without the trailing newline."""
+    partial: bool = False
+    """A fragment to be joined with the following ones of the same stream."""
+    truncated: bool = False
+    """The line was longer than ``max_line_bytes`` and was cut."""
+    error: str | None = None
+    """An error code when the line decoded only after a repair (``invalid_utf8``)."""
+
+
+class Rejected(NamedTuple):
+    """A line that is not in the file's format."""
+
+    error_code: str
+    """Bounded reason: ``invalid_json``, ``invalid_cri``, ``invalid_timestamp``..."""
+    detail: str
+    """Human-readable specifics for the log line."""
+
+
+def decode_text(raw: bytes) -> tuple[str, str | None]:
+    """``raw`` as text, and ``invalid_utf8``/``nul_bytes`` when it had to be repaired."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        text = raw.decode(errors="replace")
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        return text, "invalid_utf8"
+    if "\x00" in text:
+        return text.replace("\x00", ""), "nul_bytes"
+    return text, None
+
+
+_SECONDS: dict[str, int] = {}
+
+
+def timestamp_ns(value: str) -> int:
+    """Epoch ns of an RFC 3339 timestamp; fast for the ``...ss.fffffffffZ`` form.
+
+    Raises ``ValueError`` for anything that is not a timestamp.
+    """
+    if len(value) > 20 and value[19] == "." and value[-1] == "Z":
+        frac = value[20:-1]
+        if 0 < len(frac) <= 9 and frac.isdigit():
+            head = value[:19]
+            seconds = _SECONDS.get(head)
+            if seconds is None:
+                seconds = parse_timestamp_ns(head + "Z") // 1_000_000_000
+                if len(_SECONDS) > 8192:
+                    _SECONDS.clear()
+                _SECONDS[head] = seconds
+            return seconds * 1_000_000_000 + int(frac.ljust(9, "0"))
+    return parse_timestamp_ns(value)
+
+
+def now_timestamp(now_ns: int) -> str:
+    """The read time as a record timestamp, for lines that carry none."""
+    return format_timestamp_ns(now_ns)

@@ -1,0 +1,331 @@
+"""The collector service: wiring only, readable top to bottom.
+
+::
+
+    stat pass + inotify hints -> FileTracker (open / rotate / truncate / close)
+      -> each round, each file in turn, up to read_budget_bytes:
+         Tailer.read: pread -> split -> decode -> join partials -> multiline -> records
+      -> enricher.enrich(meta, records)
+      -> bounded queue of Batch(records, marks)        (full queue: reading pauses)
+      -> sink.append(batch)                             (SpoolFullError: back off, retry)
+    shipper acks -> CheckpointStore.acknowledged(marks) -> checkpoints.json
+
+``stop()``: stop discovery, finish the current round, close open multi-line
+events into a last batch, hand every queued batch to the sink, close files,
+write checkpoints.  Pending partial fragments and unterminated lines are not
+emitted: the marks stay before them, so they are read whole after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from collector.checkpoint import CheckpointStore
+from collector.config import CollectorConfig
+from collector.discovery import Discovery, Found
+from collector.enrichment import Enricher
+from collector.events import EVENTS, QUEUED_BATCHES
+from collector.paths import EMPTY_META
+from collector.tailer import Tailer, TailerSettings
+from collector.tracker import FileTracker
+from collector.watch import Watcher
+from podlog.config import CommonConfig
+from podlog.errors import PodlogError
+from podlog.logging import get_logger
+from podlog.protocols import Batch, FileMark, RecordSink
+from podlog.record import Record
+
+__all__ = ["Collector"]
+
+log = get_logger("collector.pipeline")
+
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+
+
+class Collector:
+    """Tails container log files into a :class:`RecordSink`; a lifecycle Service."""
+
+    name = "collector"
+
+    def __init__(
+        self, common: CommonConfig, config: CollectorConfig, *, sink: RecordSink,
+        enricher: Enricher,
+    ) -> None:
+        if config.read_from not in ("head", "tail"):
+            raise ValueError(f"collector.read_from must be head or tail, not {config.read_from!r}")
+        self.common = common
+        self.config = config
+        self.sink = sink
+        self.enricher = enricher
+        self.checkpoints = CheckpointStore(Path(common.state_dir) / "checkpoints")
+        """The AckListener the shipper moves; offsets persist only once acknowledged."""
+        self.discovery = Discovery(config.include, config.exclude, exclude_self=config.exclude_self)
+        self.settings = TailerSettings(
+            cluster=common.cluster,
+            node=common.resolved_node_name(),
+            chunk_bytes=config.read_chunk_bytes,
+            max_line_bytes=config.max_line_bytes,
+            multiline_flush_seconds=config.multiline_flush_seconds,
+            multiline_max_lines=config.multiline_max_lines,
+        )
+        self.tracker = FileTracker(
+            settings=self.settings,
+            discovery=self.discovery,
+            checkpoints=self.checkpoints,
+            enricher=enricher,
+            default_multiline=config.multiline,
+            read_from=config.read_from,
+            max_open_files=config.max_open_files,
+        )
+        self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, config.queue_batches))
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._started = False
+        self._stopped = False
+        self._watcher: Watcher | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._records: list[Record] = []
+        self._marks: dict[str, FileMark] = {}
+        self._next_scan = 0.0
+        self.spooled: dict[str, FileMark] = {}
+        """The last mark per file that the sink accepted."""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load checkpoints, open the files that exist now, start inotify hints."""
+        if self._started:
+            return
+        self._started = True
+        await asyncio.to_thread(self.checkpoints.load)
+        self.checkpoints.write_on_ack = False
+        now = time.monotonic()
+        found = await asyncio.to_thread(self.discovery.scan)
+        self._collect(self.tracker.reconcile(found, now, initial=True), None)
+        self.tracker.recover(now)
+        self.checkpoints.flush()
+        self._next_scan = now + self.config.scan_interval_seconds
+        if self.config.use_inotify:
+            watcher = Watcher(asyncio.get_running_loop(), self._wake)
+            watcher.start()
+            if watcher.available:
+                self._watcher = watcher
+                for directory, recursive in self.discovery.watch_roots():
+                    watcher.watch(directory, recursive=recursive)
+                self._sync_watches()
+        log.info("collector_started", files=len(self.tracker.tailers),
+                 first_start=not self.checkpoints.existed, inotify=self._watcher is not None)
+
+    async def run(self) -> None:
+        """Read until stopped; raises when the sink fails with a non-retriable error."""
+        if not self._started:
+            await self.start()
+        reader = asyncio.create_task(self._read_loop(), name="collector-read")
+        sender = asyncio.create_task(self._send_loop(), name="collector-send")
+        writer = asyncio.create_task(self._checkpoint_loop(), name="collector-checkpoints")
+        self._tasks = [reader, sender, writer]
+        try:
+            done, _ = await asyncio.wait(
+                [reader, sender], return_when=asyncio.FIRST_EXCEPTION
+            )
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(reader, sender)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            if not reader.done() or not sender.done():
+                reader.cancel()
+                sender.cancel()
+                await asyncio.gather(reader, sender, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Stop discovery, drain, flush open events into a last batch, write checkpoints."""
+        if self._stopped:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
+            self._watcher = None
+        if self._tasks:
+            reader, sender, _ = self._tasks
+            await asyncio.gather(reader, sender, return_exceptions=True)
+        self._stopped = True
+        self.tracker.close_all()
+        self.checkpoints.write_on_ack = True
+        self.checkpoints.flush()
+        log.info("collector_stopped")
+
+    async def __aenter__(self) -> Collector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        config = self.config
+        budget = config.read_budget_bytes
+        batch_max = config.batch_max_records
+        tracker = self.tracker
+        while not self._stopping:
+            now = time.monotonic()
+            watcher = self._watcher
+            if now >= self._next_scan or (watcher is not None and watcher.scan_requested):
+                if watcher is not None:
+                    watcher.scan_requested = False
+                self._scan(now)
+            progressed = False
+            for tailer in tracker.round():
+                before = tailer.read_offset
+                records = tailer.read(budget)
+                if tailer.read_offset != before:
+                    progressed = True
+                if records:
+                    self._collect(records, tailer)
+                elif tailer.mark().offset != tailer.last_mark:
+                    self._note_mark(tailer)
+                if len(self._records) >= batch_max:
+                    await self._emit()
+                if tailer.should_close(now, config.rotate_wait_seconds):
+                    self._collect(tailer.finish(), tailer)
+                    tracker.close(tailer, "rotated")
+                    self._sync_watches()
+            for tailer in list(tracker.tailers.values()):
+                records = tailer.flush_due(now)
+                if records:
+                    self._collect(records, tailer)
+            await self._emit()
+            if not progressed:
+                await self._idle(now)
+            else:
+                await asyncio.sleep(0)
+        # Stopping: close open multi-line events into a last batch.
+        for tailer in list(tracker.tailers.values()):
+            self._collect(tailer.flush_events(), tailer)
+        await self._emit()
+        await self._queue.put(None)
+
+    def _scan(self, now: float) -> None:
+        try:
+            found = self.discovery.scan()
+        except OSError as exc:  # the include directory itself is unreadable
+            EVENTS.file_failed(",".join(self.config.include), exc, "scan")
+            found = {}
+        before = set(self.tracker.tailers)
+        for records, tailer in self._reconcile(found, now):
+            self._collect(records, tailer)
+        for tailer in self.tracker.tailers.values():
+            self._collect(self.tracker._apply_policy(tailer, self.enricher.policy(
+                self.tracker.meta_of(tailer))), tailer)
+        if set(self.tracker.tailers) != before:
+            self._sync_watches()
+        self._next_scan = now + self.config.scan_interval_seconds
+
+    def _reconcile(self, found: dict[str, Found], now: float) -> list[tuple[list[Record], Tailer]]:
+        # Truncation restarts emit records of the old generation: collect them per
+        # tailer, each with the mark it had when they were made.
+        out: list[tuple[list[Record], Tailer]] = []
+        records = self.tracker.reconcile(found, now)
+        if records:
+            by_identity: dict[str, list[Record]] = {}
+            for record in records:
+                by_identity.setdefault(record["log"]["file"]["identity"], []).append(record)
+            for identity, items in by_identity.items():
+                tailer = self.tracker.tailers.get(identity)
+                if tailer is not None:
+                    out.append((items, tailer))
+        return out
+
+    async def _idle(self, now: float) -> None:
+        timeout = min(self.config.poll_interval_seconds, max(0.0, self._next_scan - now))
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        self._wake.clear()
+
+    def _sync_watches(self) -> None:
+        watcher = self._watcher
+        if watcher is None:
+            return
+        wanted = set(self.tracker.directories())
+        roots = {d for d, _ in self.discovery.watch_roots()}
+        for directory in wanted - watcher.watched():
+            watcher.watch(directory)
+        for directory in watcher.watched() - wanted - roots:
+            watcher.unwatch(directory)
+
+    # -- batching ----------------------------------------------------------------
+
+    def _collect(self, records: list[Record], tailer: Tailer | None) -> None:
+        if tailer is None:
+            return
+        if records:
+            meta = self.tracker.meta_of(tailer)
+            self.enricher.enrich(meta, records)
+            if meta is EMPTY_META:
+                EVENTS.records_unattributed(len(records))
+            self._records.extend(records)
+        self._note_mark(tailer)
+
+    def _note_mark(self, tailer: Tailer) -> None:
+        mark = tailer.mark()
+        tailer.last_mark = mark.offset
+        self._marks[mark.identity] = mark
+
+    async def _emit(self) -> None:
+        if not self._records and not self._marks:
+            return
+        batch = Batch(records=self._records, marks=self._marks)
+        self._records = []
+        self._marks = {}
+        await self._queue.put(batch)
+        QUEUED_BATCHES.set(self._queue.qsize())
+
+    # -- the sink ----------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            batch = await self._queue.get()
+            QUEUED_BATCHES.set(self._queue.qsize())
+            if batch is None:
+                return
+            await self._append(batch)
+            for identity, mark in batch.marks.items():
+                self.spooled[identity] = mark
+            EVENTS.batch_sent(len(batch.records))
+
+    async def _append(self, batch: Batch) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.sink.append(batch)
+            except PodlogError as exc:
+                if not exc.retriable:
+                    raise
+                attempt += 1
+                delay = min(_BACKOFF_FIRST * 2 ** min(attempt, 10), _BACKOFF_MAX)
+                EVENTS.sink_refused(exc, attempt, delay)
+                await asyncio.sleep(delay)  # back-off before retrying the same batch
+            else:
+                return
+
+    # -- checkpoints -----------------------------------------------------------
+
+    async def _checkpoint_loop(self) -> None:
+        interval = self.config.checkpoint_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            self.checkpoints.flush()

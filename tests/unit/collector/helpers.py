@@ -1,0 +1,95 @@
+"""Test doubles for the collector's seams: a sink that keeps batches, a path-only enricher."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from collector.config import CollectorConfig
+from collector.enrichment import FilePolicy, PathMeta
+from collector.pipeline import Collector
+from podlog.config import CommonConfig
+from podlog.errors import SpoolFullError
+from podlog.protocols import Batch
+from podlog.record import Record
+
+HEX64 = "0123456789abcdef" * 4
+
+
+class ListSink:
+    """Keeps every batch; optionally refuses the first ``refuse`` appends as spool-full."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.batches: list[Batch] = []
+        self.refuse = refuse
+        self.changed = asyncio.Event()
+
+    async def append(self, batch: Batch) -> None:
+        if self.refuse > 0:
+            self.refuse -= 1
+            raise SpoolFullError("spool full (test)")
+        self.batches.append(batch)
+        self.changed.set()
+
+    @property
+    def records(self) -> list[Record]:
+        return [r for b in self.batches for r in b.records]
+
+    def messages(self, path: str | None = None) -> list[str]:
+        return [r["message"] for r in self.records
+                if path is None or r["log"]["file"]["path"] == path]
+
+
+class StaticEnricher:
+    """Policy from a table by container name; enrich marks records as path metadata."""
+
+    def __init__(self, policies: dict[str, FilePolicy] | None = None) -> None:
+        self.policies = policies or {}
+
+    def policy(self, meta: PathMeta) -> FilePolicy:
+        return self.policies.get(meta.container, FilePolicy())
+
+    def enrich(self, meta: PathMeta, records: list[Record]) -> None:
+        for record in records:
+            record["podlog"]["metadata"] = "path"
+
+
+def make_collector(
+    tmp_path: Path, sink: Any, *, include: list[str] | None = None,
+    enricher: StaticEnricher | None = None, **overrides: Any,
+) -> Collector:
+    """A collector over ``tmp_path/containers/*.log`` with fast timers."""
+    settings: dict[str, Any] = {
+        "include": include or [str(tmp_path / "containers" / "*.log")],
+        "scan_interval_seconds": 0.05,
+        "poll_interval_seconds": 0.02,
+        "rotate_wait_seconds": 0.2,
+        "checkpoint_interval_seconds": 0.05,
+        "multiline_flush_seconds": 0.2,
+    }
+    settings.update(overrides)
+    common = CommonConfig(cluster="test", node_name="node-1", state_dir=str(tmp_path / "state"),
+                          http_listen="")
+    return Collector(common, CollectorConfig(**settings), sink=sink,
+                     enricher=enricher or StaticEnricher())
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` on the event loop until true or fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def container_path(directory: Path, pod: str = "web-1", ns: str = "shop",
+                   container: str = "app") -> Path:
+    """``<dir>/<pod>_<ns>_<container>-<64 hex>.log``."""
+    return directory / f"{pod}_{ns}_{container}-{HEX64}.log"
+
+
+def cri_line(i: int, message: str | None = None, stream: str = "stdout", tag: str = "F") -> bytes:
+    """A CRI line with a distinct timestamp per ``i``."""
+    text = message if message is not None else f"line {i}"
+    return f"2026-11-27T00:00:{i // 1000 % 60:02d}.{i % 1000:03d}000000Z {stream} {tag} {text}\n".encode()
