@@ -79,9 +79,7 @@ def test_namespaced_objects_land_in_the_podlog_namespace(objects: list[Obj]) -> 
         if obj["kind"] not in cluster_scoped:
             assert obj["metadata"].get("namespace") == "podlog", obj["metadata"]["name"]
     binding = named(objects, "ClusterRoleBinding", "podlog-agent")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "podlog-agent", "namespace": "podlog"}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "podlog-agent", "namespace": "podlog"}]
 
 
 def test_rbac_is_read_only_on_pods_and_namespaces(objects: list[Obj]) -> None:
@@ -247,10 +245,7 @@ def test_agent_exposes_a_metrics_port(objects: list[Obj]) -> None:
 
 def test_disruption_budgets_and_services_select_their_pods(objects: list[Obj]) -> None:
     """The indexer has a PDB; PDB and Service selectors match pod labels; ports resolve."""
-    pods = {
-        w["metadata"]["name"]: (w["spec"]["template"]["metadata"]["labels"], w)
-        for w in workloads(objects)
-    }
+    pods = {w["metadata"]["name"]: (w["spec"]["template"]["metadata"]["labels"], w) for w in workloads(objects)}
 
     def selected(selector: dict[str, str]) -> list[str]:
         return [n for n, (labels, _) in pods.items() if selector.items() <= labels.items()]
@@ -309,9 +304,7 @@ def test_credentials_come_from_secrets(objects: list[Obj]) -> None:
         for container in containers(workload):
             for env in container.get("env", []):
                 name = env["name"]
-                is_secret = looks_secret(name) or (
-                    name.startswith("PODLOG_") and dotted(name) in secret_keys
-                )
+                is_secret = looks_secret(name) or (name.startswith("PODLOG_") and dotted(name) in secret_keys)
                 if is_secret:
                     assert "value" not in env, f"{name} is set in the manifest"
                     assert "secretKeyRef" in env["valueFrom"], f"{name} not from a Secret"
