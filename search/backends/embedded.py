@@ -1,0 +1,723 @@
+"""The embedded index of single-node mode: SQLite FTS5 in one WAL-mode file.
+
+One object is three things in ``podlog run``:
+
+* a :class:`podlog.protocols.DocumentWriter` that the embedded transport
+  feeds: :meth:`EmbeddedIndex.write` returns once the batch is committed,
+  and a record whose ``event.id`` is already indexed is skipped, so replays
+  after a crash never make a second copy;
+* a :class:`search.backends.base.SearchBackend` the search API queries;
+* a :class:`podlog.lifecycle.Service` whose ``run`` applies retention per
+  class every ``retention_interval_seconds``.
+
+SQLite calls block, so they run on threads: one writer thread with the only
+writing connection (WAL lets readers proceed during its commits), and
+``readers`` threads with one read connection each.  Each read is bounded by
+the request's ``timeout_seconds`` through SQLite's progress handler.
+
+The layout and the ordering trick (rowid = time key) are described in
+:mod:`search.backends.embedded_schema`; query translation in
+:mod:`search.backends.embedded_query`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from podlog.record import Record
+from podlog.retention import RetentionConfig, retention_class
+from search.backends.base import (
+    FILTER_FIELDS,
+    ContextResult,
+    Cursor,
+    HistogramBucket,
+    SearchPage,
+    SearchRequest,
+)
+from search.backends.embedded_events import IndexEvents
+from search.backends.embedded_query import (
+    TOKEN_FIELDS,
+    Clause,
+    and_clauses,
+    glob_match,
+    id_set,
+    translate,
+)
+from search.backends.embedded_schema import (
+    ROW_COLUMNS,
+    TIEBREAK,
+    Dictionary,
+    create_schema,
+    filter_values,
+    meta_tokens,
+    time_key,
+)
+from search.config import EmbeddedConfig
+from search.query import QueryError
+
+__all__ = ["EmbeddedIndex", "default_index_path"]
+
+T = TypeVar("T")
+
+_MAX_TS_NS = 9_000_000_000_000_000_000
+"""Latest accepted timestamp (year 2255): its time key fits a signed 64-bit rowid."""
+
+_CHUNK = 500
+"""Parameters per ``IN (...)`` list."""
+
+_ROW = "r.rowid, r.ts, r.off, r.eid, r.doc"
+
+
+def default_index_path(state_dir: Path) -> Path:
+    """Where the index file lives when ``embedded.path`` is empty."""
+    return state_dir / "index" / "podlog.db"
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _regexp_search(pattern: str, value: Any) -> bool:
+    return value is not None and _compiled(pattern).search(str(value)) is not None
+
+
+def _regexp_full(pattern: str, value: Any) -> bool:
+    return value is not None and _compiled(pattern).fullmatch(str(value)) is not None
+
+
+def _rowid_range(start_ns: int, end_ns: int) -> tuple[int, int, bool]:
+    """Rowids that can hold ``[start_ns, end_ns)``, and whether they hold exactly that."""
+    start = max(0, start_ns)
+    end = min(end_ns, _MAX_TS_NS)
+    low = (start // 1000) * TIEBREAK
+    high = ((end - 1) // 1000) * TIEBREAK + TIEBREAK - 1
+    exact = start % 1000 == 0 and end % 1000 == 0
+    return low, high, exact
+
+
+def _key(row: Sequence[Any]) -> Cursor:
+    return (int(row[1]), int(row[2]), str(row[3]))
+
+
+class _Query:
+    """One request's clause and bounds, assembled into SQL per call."""
+
+    def __init__(self, clause: Clause, request: SearchRequest) -> None:
+        self.clause = clause
+        self.request = request
+        self.low, self.high, self.exact = _rowid_range(request.start_ns, request.end_ns)
+
+    def sql(
+        self,
+        select: str,
+        *,
+        before: Cursor | None = None,
+        after: Cursor | None = None,
+        extra: str | None = None,
+        extra_params: Sequence[Any] = (),
+        low: int | None = None,
+        high: int | None = None,
+    ) -> tuple[str, list[Any]]:
+        """``SELECT <select> FROM ... WHERE ...`` for this request (no ORDER BY or LIMIT)."""
+        low = self.low if low is None else max(low, self.low)
+        high = self.high if high is None else min(high, self.high)
+        conditions = ["r.ts >= ?", "r.ts < ?"]
+        params: list[Any] = [self.request.start_ns, self.request.end_ns]
+        if before is not None:
+            conditions.append("(r.ts, r.off, r.eid) < (?, ?, ?)")
+            params.extend(before)
+        if after is not None:
+            conditions.append("(r.ts, r.off, r.eid) > (?, ?, ?)")
+            params.extend(after)
+        if self.clause.sql is not None:
+            conditions.append(self.clause.sql)
+            params.extend(self.clause.params)
+        if extra is not None:
+            conditions.append(extra)
+            params.extend(extra_params)
+        where = " AND ".join(conditions)
+        if self.clause.fts is not None:
+            # CROSS JOIN keeps FTS5 as the outer loop: it walks its lists in rowid order.
+            sql = (
+                f"SELECT {select} FROM f CROSS JOIN r ON r.rowid = f.rowid "  # noqa: S608 - fixed parts; values are parameters
+                f"WHERE f MATCH ? AND f.rowid BETWEEN ? AND ? AND {where}"
+            )
+            return sql, [self.clause.fts, low, high, *params]
+        sql = f"SELECT {select} FROM r WHERE r.rowid BETWEEN ? AND ? AND {where}"  # noqa: S608 - fixed parts; values are parameters
+        return sql, [low, high, *params]
+
+    @property
+    def fts_only(self) -> bool:
+        """True when counting needs only the FTS lists (no row reads)."""
+        return self.clause.fts is not None and self.clause.sql is None and self.exact
+
+
+class EmbeddedIndex:
+    """SQLite FTS5 index: document writer, search backend and retention service."""
+
+    name = "embedded-index"
+
+    def __init__(self, config: EmbeddedConfig, retention: RetentionConfig, state_dir: Path) -> None:
+        if config.synchronous.lower() not in ("full", "normal", "extra"):
+            raise ValueError(
+                f"embedded.synchronous {config.synchronous!r} is not one of full, normal, extra"
+            )
+        self.config = config
+        self.retention = retention
+        self.path = Path(config.path) if config.path else default_index_path(Path(state_dir))
+        self.events = IndexEvents()
+        self.dictionary = Dictionary()
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._local = threading.local()
+        self._start_lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+        self._stopping = asyncio.Event()
+        self._written = asyncio.Event()
+        self.write_seq = 0
+        """Incremented after every commit that added records (for live tails)."""
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (or create) the index file and its connections."""
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise RuntimeError("the embedded index was closed")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-writer")
+            self._readers = ThreadPoolExecutor(
+                max(1, self.config.readers), thread_name_prefix="podlog-index-reader"
+            )
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._writer, self._open_writer)
+            self._started = True
+            self.events.index_opened(str(self.path), -1, sqlite3.sqlite_version)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=60.0
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.config.synchronous.upper()}")
+        conn.execute(f"PRAGMA cache_size = {-1024 * max(1, self.config.cache_mb)}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.create_function("regexp_search", 2, _regexp_search, deterministic=True)
+        conn.create_function("regexp_full", 2, _regexp_full, deterministic=True)
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _open_writer(self) -> None:
+        conn = self._connect()
+        with conn:
+            create_schema(conn)
+        self.dictionary.load(conn)
+        self._write_conn = conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            local = self._local
+            local.deadline = math.inf
+            conn.set_progress_handler(lambda: int(time.monotonic() > local.deadline), 5000)
+            self._local.conn = conn
+        return conn
+
+    async def run(self) -> None:
+        """Apply retention now and every ``retention_interval_seconds`` until stopped."""
+        await self.start()
+        while not self._stopping.is_set():
+            try:
+                await self.expire()
+            except Exception as exc:  # noqa: BLE001 - retention retries next round; searches go on
+                self.events.retention_failed(exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.retention_interval_seconds):
+                    await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Finish the running write, close every connection; safe to call twice."""
+        self._stopping.set()
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            return
+        loop = asyncio.get_running_loop()
+        assert self._writer is not None and self._readers is not None
+        await loop.run_in_executor(None, self._readers.shutdown, True)
+        await loop.run_in_executor(None, self._writer.shutdown, True)
+        with self._connections_lock:
+            for conn in self._connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._connections.clear()
+        self._written.set()
+        self.events.index_closed(str(self.path))
+
+    async def close(self) -> None:
+        """Release the index (the :class:`SearchBackend` name for :meth:`stop`)."""
+        await self.stop()
+
+    async def __aenter__(self) -> EmbeddedIndex:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- writing ----------------------------------------------------------------
+
+    async def write(self, records: Sequence[Record]) -> None:
+        """Commit ``records``; those whose ``event.id`` is already indexed are skipped."""
+        if not records:
+            return
+        await self.start()
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        written = await loop.run_in_executor(self._writer, self._write_batch, list(records))
+        if written:
+            self.write_seq += 1
+            waiting, self._written = self._written, asyncio.Event()
+            waiting.set()
+
+    async def wait_for_write(self, timeout: float) -> bool:  # noqa: ASYNC109 - a poll bound, not a cancellation scope
+        """Wait until a commit adds records (True) or ``timeout`` passes (False)."""
+        event = self._written
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _write_batch(self, records: list[Record]) -> int:
+        conn = self._write_conn
+        assert conn is not None
+        started = time.monotonic()
+        fresh: dict[str, Record] = {}
+        rejected: dict[str, list[Any]] = {}
+        for record in records:
+            event_id = (record.get("event") or {}).get("id") if isinstance(record, dict) else None
+            ts = record.get("timestamp_ns") if isinstance(record, dict) else None
+            if not isinstance(event_id, str) or not event_id:
+                rejected.setdefault("missing_event_id", []).append(event_id)
+            elif not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= _MAX_TS_NS:
+                rejected.setdefault("invalid_timestamp", []).append(event_id)
+            else:
+                fresh.setdefault(event_id, record)
+        duplicates = len(records) - sum(map(len, rejected.values())) - len(fresh)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = list(fresh)
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for (event_id,) in conn.execute(f"SELECT eid FROM r WHERE eid IN ({marks})", chunk):  # noqa: S608 - placeholders only
+                    del fresh[event_id]
+                    duplicates += 1
+            rows, fts_rows = self._rows(conn, fresh, rejected)
+            conn.executemany(
+                f"INSERT INTO r (rowid, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc)"  # noqa: S608 - fixed column names
+                f" VALUES ({','.join('?' * (8 + len(ROW_COLUMNS)))})",
+                rows,
+            )
+            conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self.dictionary.discard()
+            raise
+        self.dictionary.publish()
+        for reason, examples in rejected.items():
+            self.events.record_rejected(reason, len(examples), examples[0])
+        self.events.batch_written(len(rows), duplicates, time.monotonic() - started)
+        return len(rows)
+
+    def _rows(
+        self, conn: sqlite3.Connection, fresh: dict[str, Record], rejected: dict[str, list[Any]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+        """Rows for ``r`` and ``f``, with collision-free time keys."""
+        wanted = {event_id: time_key(record["timestamp_ns"], event_id) for event_id, record in fresh.items()}
+        taken: set[int] = set()
+        keys = list(wanted.values())
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            taken.update(k for (k,) in conn.execute(f"SELECT rowid FROM r WHERE rowid IN ({marks})", chunk))  # noqa: S608 - placeholders only
+        rows: list[tuple[Any, ...]] = []
+        fts_rows: list[tuple[int, str, str]] = []
+        columns = list(TOKEN_FIELDS.values())
+        for event_id, record in fresh.items():
+            key = self._free_key(conn, wanted[event_id], taken)
+            if key is None:
+                rejected.setdefault("timestamp_crowded", []).append(event_id)
+                continue
+            try:
+                doc = orjson.dumps(record).decode()
+            except TypeError as exc:
+                rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
+                continue
+            taken.add(key)
+            values = filter_values(record)
+            if values[0] is None:
+                values[0] = ""  # records without a namespace are visible to "*" and ns:""
+            ids = [
+                None if value is None else self.dictionary.assign(conn, column, value)
+                for column, value in zip(columns, values, strict=True)
+            ]
+            log = record.get("log") or {}
+            file = log.get("file") or {}
+            message = record.get("message")
+            rows.append(
+                (
+                    key,
+                    event_id,
+                    record["timestamp_ns"],
+                    _int(log.get("offset")),
+                    _int(log.get("generation")),
+                    str(file.get("identity") or ""),
+                    retention_class(self.retention, record),
+                    *ids,
+                    doc,
+                )
+            )
+            fts_rows.append((key, message if isinstance(message, str) else "", meta_tokens(ids)))
+        return rows, fts_rows
+
+    @staticmethod
+    def _free_key(conn: sqlite3.Connection, wanted: int, taken: set[int]) -> int | None:
+        base = wanted - wanted % TIEBREAK
+        key = wanted
+        for _ in range(TIEBREAK):
+            if key not in taken:
+                if key == wanted:
+                    return key
+                if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone() is None:
+                    return key
+                taken.add(key)
+            key = base + (key - base + 1) % TIEBREAK
+        return None
+
+    # -- retention --------------------------------------------------------------
+
+    async def expire(self, now_ns: int | None = None) -> dict[str, int]:
+        """Delete records older than their class's retention; counts by class."""
+        await self.start()
+        assert self._writer is not None
+        now = time.time_ns() if now_ns is None else now_ns
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._expire, now)
+
+    def _expire(self, now_ns: int) -> dict[str, int]:
+        conn = self._write_conn
+        assert conn is not None
+        deleted: dict[str, int] = {}
+        classes = self._stored_classes(conn)
+        for name in classes:
+            days = self.retention.classes.get(name, self.retention.classes[self.retention.default_class])
+            cutoff = now_ns - int(days * 86_400 * 1_000_000_000)
+            total = 0
+            while not self._stopping.is_set():
+                rows = conn.execute(
+                    f"SELECT rowid, doc, {', '.join(ROW_COLUMNS)} FROM r"  # noqa: S608 - fixed column names
+                    " WHERE cls = ? AND ts < ? LIMIT ?",
+                    (name, cutoff, max(1, self.config.retention_batch)),
+                ).fetchall()
+                if not rows:
+                    break
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "INSERT INTO f (f, rowid, message, meta) VALUES ('delete', ?, ?, ?)",
+                        [(row[0], _message(row[1]), meta_tokens(row[2:])) for row in rows],
+                    )
+                    conn.executemany("DELETE FROM r WHERE rowid = ?", [(row[0],) for row in rows])
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                total += len(rows)
+            if total:
+                self.events.retention_applied(name, total, cutoff)
+            deleted[name] = total
+        return deleted
+
+    @staticmethod
+    def _stored_classes(conn: sqlite3.Connection) -> list[str]:
+        """Distinct ``cls`` values, by hopping through the ``(cls, ts)`` index."""
+        classes: list[str] = []
+        row = conn.execute("SELECT min(cls) FROM r").fetchone()
+        while row is not None and row[0] is not None:
+            classes.append(str(row[0]))
+            row = conn.execute("SELECT min(cls) FROM r WHERE cls > ?", (row[0],)).fetchone()
+        return classes
+
+    # -- reading ----------------------------------------------------------------
+
+    async def _read(self, kind: str, limit: float, fn: Callable[..., T], *args: Any) -> T:
+        await self.start()
+        assert self._readers is not None
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            return await loop.run_in_executor(self._readers, self._call, limit, fn, args)
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc):
+                self.events.query_timed_out(kind, limit)
+                raise TimeoutError(f"{kind} exceeded its time limit of {limit}s") from exc
+            raise
+        finally:
+            self.events.query_answered(kind, time.monotonic() - started)
+
+    def _call(self, timeout: float, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._reader()
+        self._local.deadline = time.monotonic() + max(0.001, timeout)
+        try:
+            return fn(conn, *args)
+        finally:
+            self._local.deadline = math.inf
+
+    def _clause(self, request: SearchRequest) -> Clause:
+        limit = self.config.wildcard_expansion_limit
+        parts = [translate(request.query, self.dictionary, limit)]
+        for name, values in request.filters.items():
+            path = FILTER_FIELDS.get(name)
+            if path is None:
+                raise QueryError(f"unknown filter {name!r}; use one of {', '.join(FILTER_FIELDS)}")
+            if not values:
+                continue
+            column = TOKEN_FIELDS[path]
+            ids = [i for v in values if (i := self.dictionary.id_of(column, str(v))) is not None]
+            parts.append(id_set(column, ids, limit))
+        if request.allowed_namespaces is not None:
+            patterns = list(request.allowed_namespaces)
+            ids = self.dictionary.ids("ns", lambda value: glob_match(patterns, value))
+            parts.append(id_set("ns", ids, limit))
+        return and_clauses(parts)
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """Matching records, newest first, one page."""
+        clause = self._clause(request)
+        if clause.is_false or request.start_ns >= request.end_ns or request.size <= 0:
+            return SearchPage(hits=[], total=0)
+        query = _Query(clause, request)
+        return await self._read("search", request.timeout_seconds, self._search, query)
+
+    def _search(self, conn: sqlite3.Connection, query: _Query) -> SearchPage:
+        request = query.request
+        rows = self._newest(conn, query, request.size + 1, before=request.search_after)
+        more = len(rows) > request.size
+        rows = rows[: request.size]
+        hits = [orjson.loads(row[4]) for row in rows]
+        total, exact = self._count(conn, query)
+        next_cursor = _key(rows[-1]) if more and rows else None
+        return SearchPage(hits=hits, total=total, total_exact=exact, next_cursor=next_cursor)
+
+    def _newest(
+        self, conn: sqlite3.Connection, query: _Query, limit: int, before: Cursor | None
+    ) -> list[tuple[Any, ...]]:
+        """The ``limit`` newest matches older than ``before``, in exact order."""
+        high = None if before is None else (before[0] // 1000) * TIEBREAK + TIEBREAK - 1
+        sql, params = query.sql(_ROW, before=before, high=high)
+        order = "f.rowid" if query.clause.fts is not None else "r.rowid"
+        rows = conn.execute(f"{sql} ORDER BY {order} DESC LIMIT ?", [*params, limit]).fetchall()
+        if len(rows) == limit:
+            # Rowids order by microsecond; finish the last microsecond in exact order.
+            last = rows[-1][0]
+            floor = last - last % TIEBREAK
+            sql, params = query.sql(_ROW, before=before, low=floor, high=last - 1)
+            rows.extend(conn.execute(sql, params).fetchall())
+        rows.sort(key=_key, reverse=True)
+        return rows[:limit]
+
+    def _count(self, conn: sqlite3.Connection, query: _Query) -> tuple[int, bool]:
+        cap = max(1, self.config.track_total_hits)
+        if query.fts_only:
+            sql = "SELECT 1 FROM f WHERE f MATCH ? AND rowid BETWEEN ? AND ?"
+            params: list[Any] = [query.clause.fts, query.low, query.high]
+        elif query.clause.is_true and query.exact:
+            sql = "SELECT 1 FROM r WHERE rowid BETWEEN ? AND ?"
+            params = [query.low, query.high]
+        else:
+            sql, params = query.sql("1")
+        (count,) = conn.execute(
+            f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, cap + 1]  # noqa: S608 - built from fixed parts
+        ).fetchone()
+        return (cap, False) if count > cap else (int(count), True)
+
+    async def histogram(self, request: SearchRequest, interval_ns: int) -> list[HistogramBucket]:
+        """Counts per ``interval_ns`` (aligned to the epoch) over ``[start_ns, end_ns)``."""
+        if interval_ns <= 0:
+            raise QueryError("histogram interval must be positive")
+        clause = self._clause(request)
+        if clause.is_false or request.start_ns >= request.end_ns:
+            return []
+        query = _Query(clause, request)
+        return await self._read("histogram", request.timeout_seconds, self._histogram, query, interval_ns)
+
+    def _histogram(
+        self, conn: sqlite3.Connection, query: _Query, interval: int
+    ) -> list[HistogramBucket]:
+        aligned = query.exact and interval % 1000 == 0
+        if aligned and query.fts_only:
+            # The rowid holds the microsecond, so buckets come from the FTS lists alone.
+            sql = (
+                "SELECT rowid / ?1 * ?1 AS b, count(*) FROM f "
+                "WHERE f MATCH ?2 AND rowid BETWEEN ?3 AND ?4 GROUP BY b"
+            )
+            params: list[Any] = [interval, query.clause.fts, query.low, query.high]
+        elif aligned and query.clause.is_true:
+            sql = (
+                "SELECT rowid / ?1 * ?1 AS b, count(*) FROM r "
+                "WHERE rowid BETWEEN ?2 AND ?3 GROUP BY b"
+            )
+            params = [interval, query.low, query.high]
+        else:
+            inner, params = query.sql("r.ts AS ts")
+            sql = f"SELECT ts / ? * ? AS b, count(*) FROM ({inner}) GROUP BY b"  # noqa: S608 - built from fixed parts
+            params = [interval, interval, *params]
+        buckets = [HistogramBucket(int(b), int(n)) for b, n in conn.execute(sql, params)]
+        buckets.sort(key=lambda bucket: bucket.start_ns)
+        return buckets
+
+    async def top_values(
+        self, request: SearchRequest, field: str, size: int
+    ) -> list[tuple[str, int]]:
+        """The ``size`` most frequent values of a filter field among matches."""
+        path = FILTER_FIELDS.get(field)
+        if path is None:
+            raise QueryError(f"unknown field {field!r}; use one of {', '.join(FILTER_FIELDS)}")
+        clause = self._clause(request)
+        if clause.is_false or request.start_ns >= request.end_ns or size <= 0:
+            return []
+        query = _Query(clause, request)
+        column = TOKEN_FIELDS[path]
+        return await self._read(
+            "top_values", request.timeout_seconds, self._top_values, query, column, size
+        )
+
+    def _top_values(
+        self, conn: sqlite3.Connection, query: _Query, column: str, size: int
+    ) -> list[tuple[str, int]]:
+        inner, params = query.sql(f"r.{column} AS v", extra=f"r.{column} IS NOT NULL")
+        sql = f"SELECT v, count(*) FROM ({inner}) GROUP BY v"  # noqa: S608 - column from a fixed table
+        counts: list[tuple[str, int]] = []
+        for ident, count in conn.execute(sql, params):
+            value = self.dictionary.value_of(int(ident))
+            if value is not None:
+                counts.append((value, int(count)))
+        counts.sort(key=lambda item: (-item[1], item[0]))
+        return counts[:size]
+
+    async def context(
+        self,
+        event_id: str,
+        before: int,
+        after: int,
+        allowed_namespaces: Sequence[str] | None,
+    ) -> ContextResult | None:
+        """Lines around ``event_id`` from its file and stream, in file order."""
+        return await self._read(
+            "context", 10.0, self._context, event_id, max(0, before), max(0, after), allowed_namespaces
+        )
+
+    def _context(
+        self,
+        conn: sqlite3.Connection,
+        event_id: str,
+        before: int,
+        after: int,
+        allowed_namespaces: Sequence[str] | None,
+    ) -> ContextResult | None:
+        anchor = conn.execute(
+            "SELECT ident, strm, gen, off, ns, doc FROM r WHERE eid = ?", (event_id,)
+        ).fetchone()
+        if anchor is None:
+            return None
+        ident, stream, generation, offset, namespace_id, doc = anchor
+        if allowed_namespaces is not None:
+            namespace = self.dictionary.value_of(namespace_id) if namespace_id is not None else ""
+            if not glob_match(list(allowed_namespaces), namespace or ""):
+                return None
+        older = conn.execute(
+            "SELECT doc FROM r WHERE ident = ? AND strm IS ? AND (gen, off) < (?, ?)"
+            " ORDER BY gen DESC, off DESC LIMIT ?",
+            (ident, stream, generation, offset, before),
+        ).fetchall()
+        newer = conn.execute(
+            "SELECT doc FROM r WHERE ident = ? AND strm IS ? AND (gen, off) > (?, ?)"
+            " ORDER BY gen, off LIMIT ?",
+            (ident, stream, generation, offset, after),
+        ).fetchall()
+        return ContextResult(
+            before=[orjson.loads(row[0]) for row in reversed(older)],
+            anchor=orjson.loads(doc),
+            after=[orjson.loads(row[0]) for row in newer],
+        )
+
+    async def tail(
+        self, request: SearchRequest, after: Cursor | None
+    ) -> tuple[list[Record], Cursor | None]:
+        """Matches newer than ``after``, oldest first, and the newest cursor seen."""
+        clause = self._clause(request)
+        if clause.is_false or request.start_ns >= request.end_ns:
+            return [], after
+        query = _Query(clause, request)
+        return await self._read("tail", request.timeout_seconds, self._tail, query, after)
+
+    def _tail(
+        self, conn: sqlite3.Connection, query: _Query, after: Cursor | None
+    ) -> tuple[list[Record], Cursor | None]:
+        if after is None:
+            newest = self._newest(conn, query, 1, before=None)
+            return [], (_key(newest[0]) if newest else None)
+        limit = max(1, query.request.size)
+        low = (after[0] // 1000) * TIEBREAK
+        sql, params = query.sql(_ROW, after=after, low=low)
+        order = "f.rowid" if query.clause.fts is not None else "r.rowid"
+        rows = conn.execute(f"{sql} ORDER BY {order} LIMIT ?", [*params, limit]).fetchall()
+        if len(rows) == limit:
+            last = rows[-1][0]
+            ceiling = last - last % TIEBREAK + TIEBREAK - 1
+            sql, params = query.sql(_ROW, after=after, low=last + 1, high=ceiling)
+            rows.extend(conn.execute(sql, params).fetchall())
+        rows.sort(key=_key)
+        rows = rows[:limit]
+        if not rows:
+            return [], after
+        return [orjson.loads(row[4]) for row in rows], _key(rows[-1])
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _message(doc: str) -> str:
+    message = orjson.loads(doc).get("message")
+    return message if isinstance(message, str) else ""

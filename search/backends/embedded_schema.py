@@ -1,0 +1,174 @@
+"""The embedded index's on-disk layout: one SQLite file in WAL mode.
+
+``r``    one row per record.  The ``rowid`` is a *time key*: the record's
+         timestamp in microseconds times 1000, plus a tie-break in
+         ``[0, 1000)`` (from ``event.id``, probed on collision).  Scanning
+         rowids backwards is scanning newest first, and FTS5 walks its lists
+         in the same order, so "newest 100 matches" stops after 100.
+         ``eid`` (``event.id``) is unique: a replayed record is not a second
+         copy.  Filter fields are dictionary ids; the record is kept as JSON.
+``f``    FTS5, contentless: ``message`` (unicode61 words) and ``meta`` (one
+         token per filter value, ``v<id>``, plus ``zall``), by the same rowid.
+``vals`` the dictionary: ``(column, value) -> id``.
+``info`` key/value: the layout version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from podlog.record import Record
+from search.backends.embedded_query import ALL_TOKEN, TOKEN_FIELDS
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "ROW_COLUMNS",
+    "TIEBREAK",
+    "Dictionary",
+    "create_schema",
+    "meta_tokens",
+    "time_key",
+]
+
+LAYOUT_VERSION = 1
+
+TIEBREAK = 1000
+"""Rowids per microsecond: ``rowid = ts_us * TIEBREAK + tiebreak``."""
+
+ROW_COLUMNS = ("ns", "pod", "ctr", "node", "wl", "lvl", "strm")
+"""Dictionary-id columns of ``r``, in :data:`TOKEN_FIELDS` order."""
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vals (
+    id INTEGER PRIMARY KEY,
+    col TEXT NOT NULL,
+    value TEXT NOT NULL,
+    UNIQUE (col, value)
+);
+CREATE TABLE IF NOT EXISTS r (
+    rowid INTEGER PRIMARY KEY,
+    eid TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    ident TEXT NOT NULL,
+    cls TEXT NOT NULL,
+    {", ".join(f"{c} INTEGER" for c in ROW_COLUMNS)},
+    doc TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS r_eid ON r (eid);
+CREATE INDEX IF NOT EXISTS r_file ON r (ident, strm, gen, off);
+CREATE INDEX IF NOT EXISTS r_cls ON r (cls, ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5 (
+    message, meta, content='', columnsize=0, tokenize='unicode61'
+);
+"""
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables if absent; refuse a file written by a newer layout."""
+    conn.executescript(_DDL)
+    row = conn.execute("SELECT value FROM info WHERE key = 'layout'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO info (key, value) VALUES ('layout', ?)", (str(LAYOUT_VERSION),))
+    elif int(row[0]) != LAYOUT_VERSION:
+        raise RuntimeError(
+            f"index layout version {row[0]} is not {LAYOUT_VERSION}; use a new data directory"
+        )
+
+
+def time_key(timestamp_ns: int, event_id: str) -> int:
+    """The first-choice rowid of a record (collisions probe upwards within its microsecond)."""
+    return (timestamp_ns // 1000) * TIEBREAK + zlib.crc32(event_id.encode()) % TIEBREAK
+
+
+def meta_tokens(ids: Iterable[int | None]) -> str:
+    """The ``meta`` column text of a row from its dictionary ids."""
+    return " ".join([ALL_TOKEN, *(f"v{i}" for i in ids if i is not None)])
+
+
+_FIELD_PATHS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(path.split(".")) for path in TOKEN_FIELDS
+)
+
+
+def filter_values(record: Record) -> list[str | None]:
+    """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order."""
+    values: list[str | None] = []
+    for keys in _FIELD_PATHS:
+        node: Any = record
+        for key in keys:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is None or isinstance(node, (dict, list)):
+            values.append(None)
+        else:
+            values.append(str(node))
+    return values
+
+
+class Dictionary:
+    """``(column, value) <-> id`` in memory, mirrored in ``vals``.
+
+    The writer adds values inside its transaction (:meth:`assign`), and
+    publishes them only after the commit (:meth:`publish`); readers see
+    values that are on disk.  Implements :class:`embedded_query.Vocabulary`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[tuple[str, str], int] = {}
+        self._by_column: dict[str, dict[str, int]] = {c: {} for c in TOKEN_FIELDS.values()}
+        self._values: dict[int, str] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+        self._next = 1
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """Read every value from ``vals``."""
+        with self._lock:
+            for ident, column, value in conn.execute("SELECT id, col, value FROM vals"):
+                self._add(column, value, int(ident))
+
+    def _add(self, column: str, value: str, ident: int) -> None:
+        self._ids[(column, value)] = ident
+        self._by_column.setdefault(column, {})[value] = ident
+        self._values[ident] = value
+        self._next = max(self._next, ident + 1)
+
+    def assign(self, conn: sqlite3.Connection, column: str, value: str) -> int:
+        """The id of ``value``, inserting it in the writer's open transaction if new."""
+        key = (column, value)
+        found = self._ids.get(key) or self._pending.get(key)
+        if found is not None:
+            return found
+        ident = self._next + len(self._pending)
+        conn.execute("INSERT INTO vals (id, col, value) VALUES (?, ?, ?)", (ident, column, value))
+        self._pending[key] = ident
+        return ident
+
+    def publish(self) -> None:
+        """The writer committed: make its new values visible."""
+        with self._lock:
+            for (column, value), ident in self._pending.items():
+                self._add(column, value, ident)
+            self._pending.clear()
+
+    def discard(self) -> None:
+        """The writer rolled back: forget its new values."""
+        self._pending.clear()
+
+    def id_of(self, column: str, value: str) -> int | None:
+        return self._by_column.get(column, {}).get(value)
+
+    def ids(self, column: str, predicate: Callable[[str], bool]) -> list[int]:
+        with self._lock:
+            items = list(self._by_column.get(column, {}).items())
+        return [ident for value, ident in items if predicate(value)]
+
+    def value_of(self, ident: int) -> str | None:
+        """The value behind an id."""
+        return self._values.get(ident)
