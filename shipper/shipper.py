@@ -99,7 +99,7 @@ class Shipper:
             if self._run_task is not None and not self._finished.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        self._finished.wait(), self.config.drain_timeout_seconds + 1.0
+                        self._finished.wait(), self.config.drain_timeout_seconds
                     )
         finally:
             if self._run_task is not None and not self._run_task.done():

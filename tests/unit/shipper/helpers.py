@@ -1,0 +1,78 @@
+"""Records, batches and fakes shared by the shipper's unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from podlog.errors import TransportError
+from podlog.protocols import Batch, FileMark
+from podlog.record import Record, SourcePosition, make_record
+
+
+def record(stream: str, offset: int, message: str | None = None, *, pod: str = "p") -> Record:
+    """A schema-1 record of container ``stream`` in pod ``pod`` at ``offset``."""
+    return make_record(
+        position=SourcePosition("c", "n", f"1:{stream}:x", 0, offset),
+        timestamp="2026-11-27T00:00:00.000000001Z",
+        timestamp_ns=1_795_737_600_000_000_001 + offset,
+        message=message if message is not None else f"{stream} line at {offset}",
+        stream="stdout",
+        path=f"/var/log/containers/{stream}.log",
+        kubernetes={
+            "namespace": "ns",
+            "pod": {"name": pod, "uid": f"uid-{pod}"},
+            "container": {"name": stream},
+        },
+    )
+
+
+def batch(stream: str, start: int, count: int, *, pod: str = "p") -> Batch:
+    """``count`` records of one stream and the mark just after them."""
+    records = [record(stream, start + i, pod=pod) for i in range(count)]
+    key = f"1:{stream}:x"
+    mark = FileMark(f"/var/log/containers/{stream}.log", key, 0, start + count)
+    return Batch(records, {key: mark})
+
+
+class RecordingAcks:
+    """An AckListener that remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, FileMark]] = []
+
+    def acknowledged(self, marks: Mapping[str, FileMark]) -> None:
+        self.calls.append(dict(marks))
+
+    def offset(self, key: str) -> int:
+        """Latest acknowledged offset of file ``key`` (-1 when never acknowledged)."""
+        for call in reversed(self.calls):
+            if key in call:
+                return call[key].offset
+        return -1
+
+
+class FlakyTransport:
+    """A Transport that fails the first ``failures`` sends, then records what it gets."""
+
+    name = "fake"
+
+    def __init__(self, failures: int = 0, *, retriable: bool = True) -> None:
+        self.failures = failures
+        self.retriable = retriable
+        self.received: list[Record] = []
+        self.attempts = 0
+        self.started = 0
+        self.stopped = 0
+
+    async def start(self) -> None:
+        self.started += 1
+
+    async def send(self, records: Sequence[Record]) -> None:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransportError("injected failure", retriable=self.retriable)
+        self.received.extend(records)
+
+    async def stop(self) -> None:
+        self.stopped += 1

@@ -1,0 +1,92 @@
+"""The wire format: one message per stream group, split or truncated to the size limit."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from podlog.metrics import sample
+from podlog.record import Record, decode_batch, stream_key
+from shipper.kafka import Message, encode_messages
+from tests.unit.shipper.helpers import record
+
+
+def _encode(records: list[Record], limit: int = 1_000_000, topic: str = "logs") -> list[Message]:
+    return encode_messages(records, topic=topic, default_retention="standard", max_message_bytes=limit)
+
+
+def test_one_message_per_stream_keyed_by_stream_key() -> None:
+    """Records of two containers become two messages, each keyed by its stream and in order."""
+    records = [record("a", 0), record("b", 0), record("a", 1), record("b", 1), record("a", 2)]
+    messages = _encode(records)
+    assert [m.key for m in messages] == [stream_key(records[0]), stream_key(records[1])]
+    assert [r["log"]["offset"] for r in decode_batch(messages[0].value)] == [0, 1, 2]
+    assert [r["log"]["offset"] for r in decode_batch(messages[1].value)] == [0, 1]
+    assert [m.records for m in messages] == [3, 2]
+
+
+def test_large_group_is_split_under_the_limit_in_order() -> None:
+    """A group over max_message_bytes is split into messages that each fit, keeping order."""
+    records = [record("a", i, "x" * 300) for i in range(50)]
+    before = sample("podlog_shipper_messages_split_total")
+    messages = _encode(records, limit=4096)
+    assert len(messages) > 3
+    assert all(len(m.value) <= 4096 for m in messages)
+    decoded = [r for m in messages for r in decode_batch(m.value)]
+    assert decoded == records
+    assert sample("podlog_shipper_messages_split_total") == before + 1
+
+
+def test_oversized_record_is_truncated_flagged_and_counted() -> None:
+    """A single record above the limit is cut to fit, marked log.truncated, and counted."""
+    big = record("a", 7, "é" * 5000)
+    before = sample("podlog_shipper_records_truncated_total")
+    (message,) = _encode([big], limit=2048)
+    assert len(message.value) <= 2048
+    (out,) = decode_batch(message.value)
+    assert out["log"]["truncated"] is True
+    assert out["event"]["id"] == big["event"]["id"]
+    assert big["message"].startswith(out["message"])
+    assert big["log"]["truncated"] is False  # the caller's record is untouched
+    assert sample("podlog_shipper_records_truncated_total") == before + 1
+
+
+def test_record_with_huge_json_payload_still_fits() -> None:
+    """When cutting the message is not enough, the parsed json payload is dropped too."""
+    big = record("a", 1, "short")
+    big["json"] = {"blob": "z" * 10_000}
+    (message,) = _encode([big], limit=2048)
+    (out,) = decode_batch(message.value)
+    assert len(message.value) <= 2048
+    assert out["json"] is None
+    assert out["log"]["truncated"] is True
+
+
+def test_topic_template_uses_the_retention_class() -> None:
+    """`{retention}` in the topic becomes the record's class, else the default."""
+    tagged = record("a", 0)
+    tagged["podlog"]["retention"] = "short"
+    messages = _encode([tagged, record("b", 0)], topic="logs-{retention}")
+    assert sorted(m.topic for m in messages) == ["logs-short", "logs-standard"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    streams=st.lists(st.sampled_from("abc"), min_size=1, max_size=60),
+    sizes=st.lists(st.integers(0, 3000), min_size=60, max_size=60),
+    limit=st.integers(1024, 8192),
+)
+def test_any_input_fits_and_keeps_per_stream_order(
+    streams: list[str], sizes: list[int], limit: int
+) -> None:
+    """Every message fits the limit and each stream's records come out complete and in order."""
+    records = [record(s, i, "m" * sizes[i]) for i, s in enumerate(streams)]
+    messages = _encode(records, limit=limit)
+    assert all(len(m.value) <= limit for m in messages)
+    for stream in set(streams):
+        key = stream_key(record(stream, 0))
+        got = [r["log"]["offset"] for m in messages if m.key == key for r in decode_batch(m.value)]
+        assert got == [i for i, s in enumerate(streams) if s == stream]
+    assert sum(m.records for m in messages) == len(records)
+    assert all(orjson.loads(m.value)["schema"] == 1 for m in messages)
