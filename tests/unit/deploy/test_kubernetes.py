@@ -216,10 +216,13 @@ def test_agent_daemonset_runs_on_every_node_first(objects: list[Obj]) -> None:
 
 
 def test_agent_knows_its_node_from_the_downward_api(objects: list[Obj]) -> None:
-    """NODE_NAME comes from spec.nodeName, which the agent uses for its node scope."""
+    """NODE_NAME comes from spec.nodeName (the agent's node scope), and the pod's own name."""
     (container,) = list(containers(agent(objects)))
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    # collector.exclude_self recognises the agent's own files by these two.
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     _, _, text = config_file(objects, agent(objects), container)
     assert not parse_config(text).get("podlog", {}).get("node_name"), "node_name would win"
 
