@@ -1,0 +1,257 @@
+"""The node-scoped watch against a Kubernetes API over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from collector.enrichment import FilePolicy, PathMeta
+from podlog.metrics import sample
+from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
+from tests.integration.kube.conftest import NODE, config_for, eventually, running_agent
+
+
+def meta_for(pod: dict[str, object], container: str = "app") -> PathMeta:
+    md = pod["metadata"]
+    assert isinstance(md, dict)
+    return PathMeta(md["namespace"], md["name"], container, pod_uid=md["uid"], restart_count=0)
+
+
+async def test_pods_on_this_node_only_with_one_list_and_one_watch(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """The agent lists and watches pods with spec.nodeName=<node>, and nothing per file."""
+    mine = kube_api.add_pod(make_pod("mine", node=NODE, labels={"app": "a"}))
+    other = kube_api.add_pod(make_pod("other", node="node-b"))
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches("pods") == 1, "pod watch")
+        assert agent.marker(meta_for(mine)) == "api"
+        assert agent.marker(meta_for(other)) == "path"
+        for _ in range(20):
+            agent.enrich(meta_for(mine), "line")
+            agent.enricher.policy(meta_for(mine))
+    lists = kube_api.requests_of("pods", watch=False)
+    watches = kube_api.requests_of("pods", watch=True)
+    assert len(lists) == 1 and len(watches) == 1
+    assert {p["fieldSelector"] for p in lists + watches} == {f"spec.nodeName={NODE}"}
+    assert watches[0]["allowWatchBookmarks"] == "true"
+
+
+async def test_pod_added_after_its_first_log_line(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """Lines read before the pod is known go on with the path; later ones get the API's."""
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        pod = make_pod("early-bird", labels={"app": "bird"})
+        meta = meta_for(pod)
+        first = agent.enrich(meta, "first line")[0]
+        assert first["podlog"]["metadata"] == "path"
+        assert first["kubernetes"]["pod"] == {"name": "early-bird", "uid": meta.pod_uid}
+        kube_api.add_pod(pod)
+        await eventually(lambda: agent.marker(meta) == "api", "pod from the watch")
+        later = agent.enrich(meta, "second line")[0]
+        assert later["kubernetes"]["labels"] == {"app": "bird"}
+
+
+async def test_pod_deleted_while_its_lines_are_still_read(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """After deletion the metadata stays (marker cache) while lines keep coming."""
+    pod = kube_api.add_pod(make_pod("short-lived", labels={"job": "x"}))
+    meta = meta_for(pod)
+    config = config_for(kube_api, tmp_path, deleted_grace_seconds=0.5)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: agent.marker(meta) == "api", "pod listed")
+        kube_api.delete_pod("default", "short-lived")
+        await eventually(lambda: agent.marker(meta) == "cache", "deletion seen")
+        # Keep reading for longer than the grace: the pod is in use, so it stays.
+        for _ in range(8):
+            record = agent.enrich(meta, "still draining")[0]
+            assert record["kubernetes"]["labels"] == {"job": "x"}
+            assert record["podlog"]["metadata"] == "cache"
+            await asyncio.sleep(0.1)  # time passing past the grace, not synchronisation
+        # Stop reading: after the grace it expires and only the path is left.
+        cache = agent.enricher.cache
+        assert cache is not None
+        await eventually(lambda: cache.get(meta.pod_uid) is None, "expiry after grace")
+        assert agent.marker(meta) == "path"
+
+
+async def test_restart_after_deletion_still_enriches(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """A pod deleted while the agent was down is enriched from the snapshot after restart."""
+    pod = kube_api.add_pod(make_pod("batch-1", labels={"run": "42"}, owner=("Job", "nightly-29000000")))
+    meta = meta_for(pod)
+    config = config_for(kube_api, tmp_path)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: agent.marker(meta) == "api", "pod listed")
+    assert (tmp_path / "kube" / "pods.json").exists()
+    kube_api.delete_pod("default", "batch-1")
+    async with running_agent(tmp_path, config) as agent:
+        record = agent.enrich(meta, "remaining line")[0]
+        assert record["podlog"]["metadata"] == "cache"
+        assert record["kubernetes"]["labels"] == {"run": "42"}
+        assert record["kubernetes"]["workload"] == {"kind": "CronJob", "name": "nightly"}
+        await eventually(lambda: kube_api.open_watches() == 1, "watch after relist")
+        cache = agent.enricher.cache
+        assert cache is not None
+        entry = cache.get(meta.pod_uid)
+        assert entry is not None and entry.state == "deleted"
+        assert agent.marker(meta) == "cache"
+
+
+async def test_api_down_at_start_and_coming_back(tmp_path: Path) -> None:
+    """The agent starts without the API; records flow with the path, counted, until it answers."""
+    api = FakeKubeApi().start()
+    port = api.port
+    api.stop()
+    pod = make_pod("web", labels={"app": "web"})
+    meta = meta_for(pod)
+    config = config_for(api, tmp_path)
+    label = {"reason": "api_unreachable"}
+    before = sample("podlog_collector_kube_path_only_records_total", label)
+    async with running_agent(tmp_path, config) as agent:
+        batch = agent.enrich(meta, "a", "b", "c")
+        assert [r["podlog"]["metadata"] for r in batch] == ["path"] * 3
+        assert sample("podlog_collector_kube_path_only_records_total", label) == before + 3
+        assert agent.enricher.policy(meta) == FilePolicy()
+        await eventually(
+            lambda: sample(
+                "podlog_collector_kube_api_errors_total", {"resource": "pods", "error_code": "connect"}
+            ),
+            "a failed connect",
+        )
+        revived = FakeKubeApi(port)
+        revived.add_pod(pod)
+        revived.start()
+        try:
+            await eventually(lambda: agent.marker(meta) == "api", "API back", timeout=15)
+            assert sample("podlog_collector_kube_api_up") == 1
+        finally:
+            await agent.watcher.stop()
+            revived.stop()
+
+
+async def test_relist_after_410_marks_vanished_pods_deleted(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """A watch resumed from a compacted version relists and learns what was deleted."""
+    keep = kube_api.add_pod(make_pod("keep"))
+    lose = kube_api.add_pod(make_pod("lose"))
+    gone_before = sample("podlog_collector_kube_lists_total", {"resource": "pods", "reason": "gone"})
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        kube_api.stop()  # the agent loses the API...
+        kube_api.start()
+        kube_api.delete_pod("default", "lose")  # ...the pod goes meanwhile...
+        added = kube_api.add_pod(make_pod("new"))
+        kube_api.compact()  # ...and the history with it: resuming gives 410 Gone
+        await eventually(
+            lambda: sample("podlog_collector_kube_lists_total", {"resource": "pods", "reason": "gone"})
+            > gone_before,
+            "relist after 410",
+        )
+        await eventually(lambda: agent.marker(meta_for(lose)) == "cache", "vanished pod deleted")
+        assert agent.marker(meta_for(keep)) == "api"
+        assert agent.marker(meta_for(added)) == "api"
+
+
+async def test_410_as_http_status_also_relists(tmp_path: Path) -> None:
+    """An API that answers 410 as an HTTP status instead of an ERROR event relists too."""
+    with FakeKubeApi(gone_as_status=True) as api:
+        api.add_pod(make_pod("a"))
+        async with running_agent(tmp_path, config_for(api, tmp_path)) as agent:
+            await eventually(lambda: api.open_watches() == 1, "watch")
+            pod = api.add_pod(make_pod("b"))
+            api.compact()
+            api.drop_watches()
+            await eventually(lambda: len(api.requests_of("pods", watch=False)) == 2, "relist")
+            await eventually(lambda: agent.marker(meta_for(pod)) == "api", "pod after relist")
+
+
+async def test_bookmarks_move_the_resume_version(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """After a bookmark, a dropped watch resumes from the bookmark's version, without a list."""
+    kube_api.add_pod(make_pod("a"))
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        kube_api.add_namespace(make_namespace("unrelated"))  # moves the version, no pod event
+        kube_api.add_namespace(make_namespace("unrelated-2"))
+        kube_api.compact()  # without the bookmark, resuming would now be 410
+        assert kube_api.bookmark() >= 1
+        bookmark_version = str(kube_api.resource_version)
+        await eventually(
+            lambda: sample(
+                "podlog_collector_kube_watch_events_total", {"resource": "pods", "type": "BOOKMARK"}
+            ),
+            "bookmark received",
+        )
+        kube_api.drop_watches()
+        await eventually(lambda: len(kube_api.requests_of("pods", watch=True)) == 2, "rewatch")
+        resumed = kube_api.requests_of("pods", watch=True)[1]
+        assert resumed["resourceVersion"] == bookmark_version
+        assert len(kube_api.requests_of("pods", watch=False)) == 1
+        assert agent.enricher.cache is not None
+
+
+async def test_dropped_connection_resumes_without_losing_events(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """A cut watch reconnects from its last version and replays what happened meanwhile."""
+    kube_api.add_pod(make_pod("a"))
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        kube_api.fail_next(2)  # the reconnects fail a while too
+        kube_api.drop_watches()
+        pod = kube_api.add_pod(make_pod("during-outage"))
+        await eventually(lambda: agent.marker(meta_for(pod)) == "api", "replayed ADDED")
+        assert len(kube_api.requests_of("pods", watch=False)) == 1
+        errors = sample(
+            "podlog_collector_kube_api_errors_total",
+            {"resource": "pods", "error_code": "connection_dropped"},
+        )
+        assert errors >= 1
+
+
+async def test_annotations_switch_policy_on_and_off(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """Editing podlog.io/* annotations changes exclude, parser and multiline live."""
+    pod = kube_api.add_pod(make_pod("tunable", containers=["app", "proxy"]))
+    meta = meta_for(pod)
+    proxy = dataclasses.replace(meta, container="proxy")
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        enr = agent.enricher
+        await eventually(lambda: agent.marker(meta) == "api", "pod listed")
+        assert enr.policy(meta) == FilePolicy()
+
+        def annotate(annotations: dict[str, str]) -> None:
+            pod["metadata"]["annotations"] = annotations
+            kube_api.update_pod(pod)
+
+        annotate({"podlog.io/exclude": "true"})
+        await eventually(lambda: enr.policy(meta).exclude, "exclude on")
+        annotate({"podlog.io/exclude-containers": "proxy"})
+        await eventually(lambda: not enr.policy(meta).exclude, "exclude off for app")
+        assert enr.policy(proxy).exclude
+        annotate({"podlog.io/parser": "logfmt", "podlog.io/multiline": "java"})
+        await eventually(lambda: enr.policy(meta).parser == "logfmt", "parser logfmt")
+        assert enr.policy(meta).multiline == "java"
+        assert agent.enrich(meta, "level=error msg=boom")[0]["json"] == {
+            "level": "error",
+            "msg": "boom",
+        }
+        annotate({})
+        await eventually(lambda: enr.policy(meta) == FilePolicy(), "all off")
+        assert agent.enrich(meta, "level=error msg=boom")[0]["json"] is None
+
+
+async def test_namespace_watch_sets_retention_default(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """A namespace's retention annotation reaches its pods' records, and follows edits."""
+    kube_api.add_namespace(make_namespace("default", {"team": "a"}, {"podlog.io/retention": "short"}))
+    pod = kube_api.add_pod(make_pod("p"))
+    meta = meta_for(pod)
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(
+            lambda: agent.enrich(meta, "x")[0]["podlog"].get("retention") == "short", "ns listed"
+        )
+        kube_api.add_namespace(make_namespace("default", {"team": "a"}, {"podlog.io/retention": "long"}))
+        await eventually(
+            lambda: agent.enrich(meta, "x")[0]["podlog"].get("retention") == "long", "ns edited"
+        )

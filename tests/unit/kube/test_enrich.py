@@ -1,0 +1,259 @@
+"""The enricher: markers, record fields, file policy from annotations, payloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.enrichment import FilePolicy, PathMeta
+from collector.kube.cache import PodCache
+from collector.kube.config import KubernetesConfig
+from collector.kube.enrich import ApiState, KubeEnricher, build_enricher
+from collector.kube.metadata import KeyFilter, NamespaceMeta, pod_from_api
+from podlog.config import CommonConfig
+from podlog.lifecycle import Health
+from podlog.metrics import sample
+from podlog.record import Record, SourcePosition, make_record
+from tests.fixtures.kube_api import make_pod
+
+CONFIG = KubernetesConfig()
+FILTER = KeyFilter(CONFIG.annotations_allow, CONFIG.annotations_deny)
+
+
+def records(*messages: str) -> list[Record]:
+    return [
+        make_record(
+            position=SourcePosition("c", "node-a", "1:2:ff", 0, i * 100),
+            timestamp="2026-11-27T00:00:00.000000000Z",
+            timestamp_ns=0,
+            message=m,
+            stream="stdout",
+            path="/var/log/pods/x/app/0.log",
+        )
+        for i, m in enumerate(messages)
+    ]
+
+
+def add_pod(cache: PodCache, **kwargs: Any) -> str:
+    pod = pod_from_api(
+        make_pod(**kwargs), annotations=FILTER, labels=KeyFilter(["*"], []),
+        max_annotation_value_bytes=4096,
+    )
+    assert pod is not None
+    cache.upsert(pod)
+    return pod.uid
+
+
+def enricher(config: KubernetesConfig = CONFIG) -> tuple[KubeEnricher, PodCache, ApiState]:
+    cache = PodCache(grace_seconds=300, max_pods=100)
+    api = ApiState()
+    api.synced = api.connected = True
+    return KubeEnricher(config, "node-a", cache, api), cache, api
+
+
+def test_disabled_enricher_uses_the_path_and_counts_it() -> None:
+    """Without the API, records get path metadata, marker 'path', counted as disabled."""
+    enr, services = build_enricher(
+        CommonConfig(node_name="node-a"), KubernetesConfig(enabled=False), Health()
+    )
+    assert services == []
+    before = sample("podlog_collector_kube_path_only_records_total", {"reason": "disabled"})
+    batch = records('{"level":"error","msg":"x"}', "plain")
+    meta = PathMeta("shop", "web-1", "app", pod_uid="u-9", restart_count=3)
+    enr.enrich(meta, batch)
+    assert batch[0]["kubernetes"] == {
+        "namespace": "shop",
+        "pod": {"name": "web-1", "uid": "u-9"},
+        "container": {"name": "app", "id": None, "image": None, "restart_count": 3},
+        "node": {"name": "node-a"},
+    }
+    assert batch[0]["podlog"]["metadata"] == "path"
+    assert batch[0]["level"] == "error"
+    assert batch[1]["json"] is None
+    after = sample("podlog_collector_kube_path_only_records_total", {"reason": "disabled"})
+    assert after - before == 2
+
+
+def test_enabled_build_returns_the_watch_service(tmp_path: Path) -> None:
+    """With the API enabled, build_enricher returns the watch and a readiness check."""
+    health = Health()
+    enr, services = build_enricher(
+        CommonConfig(node_name="node-a", state_dir=str(tmp_path)), KubernetesConfig(), health
+    )
+    assert [s.name for s in services] == ["kube-watch"]
+    assert "kubernetes" in health.not_ready()  # until the snapshot is restored
+    assert isinstance(enr, KubeEnricher)
+
+
+def test_known_pod_fills_every_kubernetes_field() -> None:
+    """A listed pod gives labels, filtered annotations, image, workload and marker 'api'."""
+    enr, cache, _ = enricher()
+    uid = add_pod(
+        cache,
+        name="web-5d8-x",
+        namespace="shop",
+        labels={"app": "web", "pod-template-hash": "5d8"},
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "a"},
+        owner=("ReplicaSet", "web-5d8"),
+    )
+    batch = records("hello")
+    enr.enrich(PathMeta("shop", "web-5d8-x", "app", pod_uid=uid, restart_count=0), batch)
+    k8s = batch[0]["kubernetes"]
+    assert k8s["labels"] == {"app": "web", "pod-template-hash": "5d8"}
+    assert k8s["annotations"] == {"team": "a"}
+    assert k8s["workload"] == {"kind": "Deployment", "name": "web"}
+    assert k8s["container"]["image"] == "registry.example/app:1.0"
+    assert len(k8s["container"]["id"]) == 64
+    assert k8s["node"] == {"name": "node-a"}
+    assert batch[0]["podlog"]["metadata"] == "api"
+
+
+def test_unknown_pod_reason_depends_on_the_api_state() -> None:
+    """Unknown pods count as api_unreachable before a list, pod_unknown after."""
+    enr, _, api = enricher()
+    api.synced = False
+    meta = PathMeta("ns", "new", "app", pod_uid="nope")
+    before = sample("podlog_collector_kube_path_only_records_total", {"reason": "api_unreachable"})
+    enr.enrich(meta, records("a"))
+    assert (
+        sample("podlog_collector_kube_path_only_records_total", {"reason": "api_unreachable"})
+        == before + 1
+    )
+    api.synced = True
+    before = sample("podlog_collector_kube_path_only_records_total", {"reason": "pod_unknown"})
+    enr.enrich(meta, records("a"))
+    assert (
+        sample("podlog_collector_kube_path_only_records_total", {"reason": "pod_unknown"})
+        == before + 1
+    )
+
+
+def test_deleted_pod_is_marked_cache() -> None:
+    """Records of a deleted pod in its grace period carry marker 'cache'."""
+    enr, cache, _ = enricher()
+    uid = add_pod(cache, name="gone")
+    cache.delete(uid)
+    batch = records("last words")
+    enr.enrich(PathMeta("default", "gone", "app", pod_uid=uid), batch)
+    assert batch[0]["podlog"]["metadata"] == "cache"
+    assert batch[0]["kubernetes"]["pod"]["name"] == "gone"
+
+
+def test_file_of_an_earlier_restart_gets_the_previous_container_id() -> None:
+    """/var/log/pods/.../0.log of a restarted container takes lastState's container id."""
+    enr, cache, _ = enricher()
+    obj = make_pod("p", restart_count=1)
+    obj["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"containerID": "containerd://previous"}
+    }
+    pod = pod_from_api(obj, annotations=FILTER, labels=FILTER, max_annotation_value_bytes=99)
+    assert pod is not None
+    cache.upsert(pod)
+    batch = records("x")
+    enr.enrich(PathMeta("default", "p", "app", pod_uid=pod.uid, restart_count=0), batch)
+    assert batch[0]["kubernetes"]["container"]["id"] == "previous"
+    assert batch[0]["kubernetes"]["container"]["restart_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("annotations", "container", "expected"),
+    [
+        ({}, "app", FilePolicy()),
+        ({"podlog.io/exclude": "true"}, "app", FilePolicy(exclude=True)),
+        ({"podlog.io/exclude": "false"}, "app", FilePolicy()),
+        ({"podlog.io/exclude-containers": "sidecar, proxy"}, "proxy", FilePolicy(exclude=True)),
+        ({"podlog.io/exclude-containers": "sidecar, proxy"}, "app", FilePolicy()),
+        ({"podlog.io/parser": "LOGFMT"}, "app", FilePolicy(parser="logfmt")),
+        ({"podlog.io/parser": "xml"}, "app", FilePolicy()),
+        ({"podlog.io/multiline": "java"}, "app", FilePolicy(multiline="java")),
+        ({"podlog.io/multiline": r"^\d{4}-"}, "app", FilePolicy(multiline=r"^\d{4}-")),
+        ({"podlog.io/multiline": "(unclosed"}, "app", FilePolicy()),
+        ({"podlog.io/retention": "long"}, "app", FilePolicy(retention="long")),
+    ],
+)
+def test_policy_follows_annotations(
+    annotations: dict[str, str], container: str, expected: FilePolicy
+) -> None:
+    """exclude, exclude-containers, parser, multiline and retention map to the policy."""
+    enr, cache, _ = enricher()
+    uid = add_pod(cache, name="p", annotations=annotations, containers=["app", "proxy"])
+    assert enr.policy(PathMeta("default", "p", container, pod_uid=uid)) == expected
+
+
+def test_invalid_annotation_is_counted_once_per_pod_version() -> None:
+    """A bad podlog.io/parser value is ignored, logged and counted, not per batch."""
+    enr, cache, _ = enricher()
+    uid = add_pod(cache, name="p", annotations={"podlog.io/parser": "xml"})
+    label = {"annotation": "podlog.io/parser"}
+    before = sample("podlog_collector_kube_annotations_invalid_total", label)
+    for _ in range(5):
+        enr.policy(PathMeta("default", "p", "app", pod_uid=uid))
+    assert sample("podlog_collector_kube_annotations_invalid_total", label) == before + 1
+
+
+def test_namespace_retention_is_the_default_for_its_pods() -> None:
+    """A namespace's podlog.io/retention applies unless the pod says otherwise."""
+    enr, cache, _ = enricher()
+    cache.set_namespace(NamespaceMeta("default", {"team": "x"}, "short"))
+    plain = add_pod(cache, name="a")
+    own = add_pod(cache, name="b", annotations={"podlog.io/retention": "long"})
+    batch_a, batch_b, batch_c = records("1"), records("2"), records("3")
+    enr.enrich(PathMeta("default", "a", "app", pod_uid=plain), batch_a)
+    enr.enrich(PathMeta("default", "b", "app", pod_uid=own), batch_b)
+    enr.enrich(PathMeta("default", "unknown", "app", pod_uid="zzz"), batch_c)
+    assert batch_a[0]["podlog"]["retention"] == "short"
+    assert batch_a[0]["kubernetes"]["namespace_labels"] == {"team": "x"}
+    assert batch_b[0]["podlog"]["retention"] == "long"
+    assert batch_c[0]["podlog"]["retention"] == "short"
+
+
+def test_parser_annotation_selects_the_payload_format() -> None:
+    """podlog.io/parser: logfmt parses logfmt; none leaves JSON as text."""
+    enr, cache, _ = enricher()
+    logfmt = add_pod(cache, name="l", annotations={"podlog.io/parser": "logfmt"})
+    none = add_pod(cache, name="n", annotations={"podlog.io/parser": "none"})
+    batch = records("level=warn msg=hi")
+    enr.enrich(PathMeta("default", "l", "app", pod_uid=logfmt), batch)
+    assert batch[0]["json"] == {"level": "warn", "msg": "hi"}
+    assert batch[0]["level"] == "warn"
+    batch = records('{"level":"info"}')
+    enr.enrich(PathMeta("default", "n", "app", pod_uid=none), batch)
+    assert batch[0]["json"] is None and batch[0]["level"] is None
+
+
+def test_payload_never_overwrites_podlog_fields() -> None:
+    """Payload keys named like podlog's own fields stay under json; a set level stays."""
+    enr, _, _ = enricher()
+    line = '{"message":"fake","kubernetes":{"namespace":"evil"},"podlog":1,"level":"debug"}'
+    batch = records(line)
+    batch[0]["level"] = "error"  # set by an earlier stage
+    enr.enrich(PathMeta("real", "p", "app"), batch)
+    record = batch[0]
+    assert record["message"] == line
+    assert record["kubernetes"]["namespace"] == "real"
+    assert record["podlog"]["metadata"] == "path"
+    assert record["level"] == "error"
+    assert record["json"]["kubernetes"] == {"namespace": "evil"}
+
+
+def test_rejected_payloads_are_counted() -> None:
+    """Broken JSON is counted under its error code and left as text."""
+    enr, _, _ = enricher()
+    before = sample("podlog_collector_payloads_rejected_total", {"error_code": "invalid_json"})
+    batch = records("{broken", "{also broken")
+    enr.enrich(PathMeta("ns", "p", "app"), batch)
+    assert batch[0]["json"] is None
+    after = sample("podlog_collector_payloads_rejected_total", {"error_code": "invalid_json"})
+    assert after - before == 2
+
+
+def test_records_do_not_share_the_top_level_kubernetes_dict() -> None:
+    """Each record gets its own kubernetes mapping, so a later stage may add keys."""
+    enr, cache, _ = enricher()
+    uid = add_pod(cache, name="p")
+    batch = records("a", "b")
+    enr.enrich(PathMeta("default", "p", "app", pod_uid=uid), batch)
+    batch[0]["kubernetes"]["extra"] = 1
+    assert "extra" not in batch[1]["kubernetes"]
