@@ -333,3 +333,24 @@ def quantity(value: Any) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)
+
+
+def test_agent_reads_only_what_is_mounted(objects: list[Obj]) -> None:
+    """Every collector.include glob lies under a read-only host mount at its host path."""
+    workload = agent(objects)
+    (container,) = list(containers(workload))
+    _, _, text = config_file(objects, workload, container)
+    includes = parse_config(text).get("collector", {}).get("include", ["/var/log/containers/*.log"])
+    read_only = [m["mountPath"].rstrip("/") + "/" for m in container["volumeMounts"] if m.get("readOnly")]
+    for pattern in includes:
+        assert any(pattern.startswith(prefix) for prefix in read_only), pattern
+
+
+def test_images_are_pinned(objects: list[Obj]) -> None:
+    """Every container image has an explicit tag other than latest."""
+    for workload in workloads(objects):
+        for container in containers(workload):
+            image = container["image"]
+            name, _, tag = image.rpartition(":")
+            assert name and "/" not in tag and tag not in ("", "latest"), image
+            assert container["imagePullPolicy"] == "IfNotPresent"
