@@ -102,6 +102,7 @@ def build_run(settings: Settings, health: Health) -> list[Service]:
     """Single node: collector -> spool -> embedded index <- search, in one process."""
     from collector.kube.enrich import build_enricher
     from collector.pipeline import Collector
+    from podlog.single_node import run_extras
     from search.backends.embedded import EmbeddedIndex
     from search.service import SearchService
     from shipper.embedded import EmbeddedTransport
@@ -117,7 +118,8 @@ def build_run(settings: Settings, health: Health) -> list[Service]:
         settings.shipper, spool, EmbeddedTransport(index), acks=collector.checkpoints, health=health
     )
     search = SearchService(settings.search, index, health=health)
-    return [index, search, *kube_services, shipper, collector]
+    # run_extras: the search page URL (once listening) and, with --demo, the log generator.
+    return [index, search, *run_extras(settings, search), *kube_services, shipper, collector]
 
 
 def _serve(settings: Settings, build: Callable[[Settings, Health], list[Service]]) -> None:

@@ -85,3 +85,6 @@ class EmbeddedConfig:
     wildcard_expansion_limit: int = setting(
         1000, "Most distinct filter values a field:pattern query expands to before it scans."
     )
+    demo_logs: str = setting(
+        "", "Directory the built-in demo generator writes to; empty disables it (`podlog run --demo`)."
+    )

@@ -1,0 +1,159 @@
+"""Single-node mode (``podlog run``): the settings and the extra services it needs.
+
+``podlog run`` is the agent, an indexer and the search page in one process,
+with the embedded index in place of Kafka and OpenSearch.
+:func:`prepare_run` turns a normal configuration into that one: state and
+index under one directory, files from ``--logs`` (or ``/var/log/containers``),
+the embedded transport and backend, the search page on ``127.0.0.1:8080``.
+Moving to Kafka and OpenSearch later is a matter of running ``podlog agent``,
+``indexer`` and ``search`` with the same file: nothing here changes code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from podlog.lifecycle import Service
+from podlog.logging import get_logger
+from podlog.ops import parse_listen
+from podlog.settings import Settings
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_LISTEN",
+    "SearchPageAnnouncer",
+    "in_cluster",
+    "log_patterns",
+    "prepare_run",
+    "run_extras",
+]
+
+log = get_logger("podlog.single_node")
+
+DEFAULT_DATA_DIR = Path(".podlog")
+"""State and index directory of ``podlog run`` when ``--data-dir`` is not given."""
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+"""Search page address of ``podlog run``: loopback, so nothing is exposed by default."""
+
+_SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def in_cluster() -> bool:
+    """True inside a Kubernetes pod (service environment and a service-account token)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and _SERVICE_ACCOUNT_TOKEN.exists()
+
+
+def log_patterns(directory: Path) -> list[str]:
+    """Globs for the ``*.log`` files under ``directory``.
+
+    The directory itself (``/var/log/containers`` layout, a flat folder) and
+    two levels below (``/var/log/pods/<ns>_<pod>_<uid>/<container>/0.log``).
+    Each depth is its own pattern, so no file is matched twice.
+    """
+    base = str(directory.absolute()).rstrip("/") or "/"
+    return [f"{base}/*.log", f"{base}/*/*.log", f"{base}/*/*/*.log"]
+
+
+def _is_loopback(listen: str) -> bool:
+    host, _ = parse_listen(listen)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    known = {f.name for f in dataclasses.fields(obj)}
+    return dataclasses.replace(obj, **{k: v for k, v in changes.items() if k in known})
+
+
+def prepare_run(
+    settings: Settings,
+    *,
+    logs: Path | None,
+    data_dir: Path | None,
+    listen: str | None,
+    demo: bool,
+) -> Settings:
+    """The settings of one ``podlog run`` process, from the configured ones and the flags."""
+    data = (data_dir if data_dir is not None else DEFAULT_DATA_DIR).absolute()
+    if demo:
+        logs = data / "demo-logs"
+    collector = settings.collector
+    if logs is not None:
+        collector = _replace(collector, include=log_patterns(logs))
+    if demo and getattr(collector, "multiline", None) == "none":
+        # The demo's Java service writes stack traces; join them into one event.
+        collector = _replace(collector, multiline="java")
+    search = settings.search
+    default_listen = type(search)().listen
+    address = listen or (search.listen if search.listen != default_listen else DEFAULT_LISTEN)
+    parse_listen(address)  # a bad --listen fails here, naming the address
+    search = _replace(search, backend="embedded", listen=address)
+    auth = getattr(search, "auth", None)
+    if auth is not None and _is_loopback(address) and auth == type(auth)():
+        # Loopback only and no authentication configured: the local user sees everything.
+        search = _replace(search, auth=_replace(auth, mode="none"))
+    return dataclasses.replace(
+        settings,
+        podlog=_replace(settings.podlog, state_dir=str(data), http_listen=""),
+        collector=collector,
+        kubernetes=_replace(settings.kubernetes, enabled=settings.kubernetes.enabled and in_cluster()),
+        shipper=_replace(settings.shipper, transport="embedded"),
+        search=search,
+        embedded=_replace(settings.embedded, demo_logs=str(logs) if demo else ""),
+    )
+
+
+class _Listening(Protocol):
+    @property
+    def port(self) -> int: ...
+
+
+class SearchPageAnnouncer:
+    """Prints the search page's URL once the search server listens (started after it)."""
+
+    name = "search-page-url"
+
+    def __init__(self, listen: str, server: _Listening | None = None) -> None:
+        self.listen = listen
+        self.server = server
+        self.url = ""
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        host, port = parse_listen(self.listen)
+        if self.server is not None and self.server.port:
+            port = self.server.port
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - describing the bind address, not binding
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        self.url = f"http://{host}:{port}/"
+        log.info("search_page_ready", url=self.url)
+        print(f"podlog: search page at {self.url}", file=sys.stdout, flush=True)
+
+    async def run(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+
+def run_extras(settings: Settings, search: _Listening | None = None) -> list[Service]:
+    """Services ``podlog run`` adds after the search server: the URL line, the demo writer."""
+    services: list[Service] = [SearchPageAnnouncer(settings.search.listen, search)]
+    if settings.embedded.demo_logs:
+        from podlog.demo import DemoWriter
+
+        services.append(DemoWriter(Path(settings.embedded.demo_logs)))
+    return services
