@@ -47,6 +47,8 @@ class CheckpointEntry:
     """Fingerprint of the current generation's first line."""
     size: int = 0
     """File size last seen; bounds what a file that vanished while down took with it."""
+    spooled: int = 0
+    """Offset the sink (spool) accepted; bytes before it survive even unacknowledged."""
     final_offset: int | None = None
     """Set when the file was closed after being read to its end."""
     updated: float = 0.0
@@ -128,7 +130,7 @@ class CheckpointStore:
         entry = self.entries.get(identity)
         if entry is None:
             self.entries[identity] = CheckpointEntry(
-                identity, path, generation, offset, dev, ino, head, size, None, time.time()
+                identity, path, generation, offset, dev, ino, head, size, offset, None, time.time()
             )
         else:
             entry.path, entry.head, entry.size = path, head, max(entry.size, size)
@@ -140,6 +142,7 @@ class CheckpointStore:
         entry = self.entries.get(identity)
         if entry is not None and generation > entry.generation:
             entry.generation, entry.offset, entry.head, entry.size = generation, 0, head, 0
+            entry.spooled = 0
             self.dirty = True
 
     def observed(self, identity: str, size: int) -> None:
@@ -162,6 +165,18 @@ class CheckpointStore:
         """Drop a file's entry (it is gone and its loss was counted)."""
         if self.entries.pop(identity, None) is not None:
             self.dirty = True
+
+    def spooled(self, marks: Mapping[str, FileMark]) -> None:
+        """The sink accepted records up to ``marks`` (durable there, not yet delivered)."""
+        for identity, mark in marks.items():
+            entry = self.entries.get(identity)
+            if entry is not None and mark.generation == entry.generation:
+                entry.spooled = max(entry.spooled, mark.offset)
+
+    def unread(self, entry: CheckpointEntry) -> int:
+        """Bytes of a vanished file that neither the sink nor downstream ever held."""
+        end = entry.size if entry.final_offset is None else max(entry.size, entry.final_offset)
+        return max(0, end - max(entry.offset, entry.spooled))
 
     # -- the shipper's side ----------------------------------------------------
 

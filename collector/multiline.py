@@ -135,7 +135,7 @@ def make_rule(name: str) -> MultilineRule | None:
 
 
 class _Event:
-    __slots__ = ("cut", "first", "last_seen", "lines", "size", "state", "truncated")
+    __slots__ = ("count", "cut", "first", "last_seen", "lines", "size", "state", "truncated")
 
     def __init__(self, first: Entry, state: str, now: float) -> None:
         self.first = first
@@ -145,6 +145,7 @@ class _Event:
         self.last_seen = now
         self.truncated = first.truncated
         self.cut = 0
+        self.count = 1
 
 
 class Multiline:
@@ -170,7 +171,7 @@ class Multiline:
             event = self._open.get(entry.stream)
             if event is not None:
                 joins, state = rule.continues(event.state, entry.message)
-                if joins and len(event.lines) < self.max_lines:
+                if joins and event.count < self.max_lines:
                     self._append(event, entry, state, now)
                     continue
                 out.append(self._finish(event))
@@ -185,6 +186,7 @@ class Multiline:
     def _append(self, event: _Event, entry: Entry, state: str, now: float) -> None:
         event.state = state
         event.last_seen = now
+        event.count += 1
         event.truncated = event.truncated or entry.truncated
         room = self.max_bytes - event.size - 1
         text = entry.message

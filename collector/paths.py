@@ -25,7 +25,7 @@ _CONTAINERS = re.compile(
     r"(?P<container>[a-z0-9][a-z0-9-]*)-(?P<id>[0-9a-f]{64})\.log$"
 )
 _PODS = re.compile(
-    r"(?:^|/)(?P<ns>[a-z0-9][a-z0-9-]*)_(?P<pod>[a-z0-9][a-z0-9.-]*)_(?P<uid>[0-9a-fA-F-]+)/"
+    r"(?:^|/)(?P<ns>[a-z0-9][a-z0-9-]*)_(?P<pod>[a-z0-9][a-z0-9.-]*)_(?P<uid>[^/_]+)/"
     r"(?P<container>[a-z0-9][a-z0-9-]*)/(?P<restart>\d+)\.log(?:\.[0-9TZ:.-]+)?$"
 )
 

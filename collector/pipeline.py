@@ -186,8 +186,10 @@ class Collector:
                 self._scan(now)
             progressed = False
             for tailer in tracker.round():
-                before = tailer.read_offset
+                before, generation = tailer.read_offset, tailer.generation
                 records = tailer.read(budget)
+                if tailer.generation != generation:
+                    self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.head)
                 if tailer.read_offset != before:
                     progressed = True
                 if records:
@@ -305,6 +307,7 @@ class Collector:
             await self._append(batch)
             for identity, mark in batch.marks.items():
                 self.spooled[identity] = mark
+            self.checkpoints.spooled(batch.marks)
             EVENTS.batch_sent(len(batch.records))
 
     async def _append(self, batch: Batch) -> None:

@@ -80,7 +80,7 @@ class FileTracker:
         for path, item in found.items():
             current = self.by_path.get(path)
             if current is not None and (current.dev, current.ino) == (item.dev, item.ino):
-                if item.size < current.read_offset:
+                if item.size < current.read_offset or self._head_changed(current, item):
                     out.extend(current.restart_truncated(item.size))
                     self.checkpoints.truncated(current.identity, current.generation, current.head)
                 elif item.size > current.size_seen:
@@ -97,6 +97,16 @@ class FileTracker:
         for path in [p for p in self._excluded if p not in found]:
             del self._excluded[path]
         return out
+
+    def _head_changed(self, tailer: Tailer, item: Found) -> bool:
+        """True when a growing file's first line changed: truncated and rewritten past us."""
+        if item.size == tailer.size_seen or tailer.closed:
+            return False
+        try:
+            head = head_fingerprint(tailer.fd)
+        except OSError:
+            return False
+        return head is not None and head != tailer.head
 
     def _rotated(self, tailer: Tailer, path: str, now: float, how: str) -> None:
         del self.by_path[path]
@@ -168,7 +178,7 @@ class FileTracker:
             identity, generation, offset = entry.identity, entry.generation, entry.offset
             if offset > size:
                 # Truncated while podlog was down: what was past `size` is gone.
-                EVENTS.bytes_lost("truncated", path, entry.size - offset, identity)
+                EVENTS.bytes_lost("truncated", path, self.checkpoints.unread(entry), identity)
                 generation, offset = generation + 1, 0
                 self.checkpoints.truncated(identity, generation, head)
             else:
@@ -195,10 +205,7 @@ class FileTracker:
         return tailer
 
     def _count_gone(self, entry: CheckpointEntry, reason: str) -> None:
-        lost = entry.size - entry.offset
-        if entry.final_offset is not None:
-            lost = entry.final_offset - entry.offset
-        EVENTS.bytes_lost(reason, entry.path, lost, entry.identity)
+        EVENTS.bytes_lost(reason, entry.path, self.checkpoints.unread(entry), entry.identity)
         self.checkpoints.forget(entry.identity)
 
     # -- policy ------------------------------------------------------------------

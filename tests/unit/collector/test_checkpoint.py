@@ -1,0 +1,94 @@
+"""The checkpoint store: acknowledged offsets only, written atomically, read tmp-first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from collector.checkpoint import CheckpointStore
+from podlog.protocols import FileMark
+
+
+def _store(tmp_path: Path) -> CheckpointStore:
+    store = CheckpointStore(tmp_path / "checkpoints")
+    store.load()
+    store.register("1:2:ab", "/x/0.log", dev=1, ino=2, head="ab", generation=0, offset=0, size=10)
+    return store
+
+
+def test_acknowledged_marks_persist_and_reload(tmp_path: Path) -> None:
+    """An acknowledged offset is written to disk and found again by (dev, inode, head)."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 120)})
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    assert again.existed
+    entry = again.find(1, 2, "ab")
+    assert entry is not None and entry.offset == 120
+    assert again.find(1, 2, "other") is None
+
+
+def test_offsets_never_move_backwards(tmp_path: Path) -> None:
+    """A late acknowledgement for an older position does not rewind the checkpoint."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 500)})
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 100)})
+    assert store.offset("1:2:ab") == 500
+    store.truncated("1:2:ab", 1, "cd")
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 900)})
+    assert store.offset("1:2:ab") == 0
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 30)})
+    assert store.offset("1:2:ab") == 30
+
+
+def test_unacknowledged_reads_do_not_move_the_offset(tmp_path: Path) -> None:
+    """What the spool accepted is remembered apart; the resume offset stays acknowledged."""
+    store = _store(tmp_path)
+    store.spooled({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 300)})
+    store.write()
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    entry = again.find(1, 2, "ab")
+    assert entry is not None and entry.offset == 0 and entry.spooled == 300
+
+
+def test_tmp_file_is_read_first_after_a_crash_before_rename(tmp_path: Path) -> None:
+    """A complete tmp file (crash between fsync and rename) wins over the older main file."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 10)})
+    doc = orjson.loads(store.path.read_bytes())
+    doc["files"][0]["offset"] = 99
+    store.tmp_path.write_bytes(orjson.dumps(doc))
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    assert again.offset("1:2:ab") == 99
+
+
+def test_torn_tmp_file_falls_back_to_the_main_file(tmp_path: Path) -> None:
+    """A half-written tmp file is ignored and the last complete checkpoint is used."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 10)})
+    store.tmp_path.write_bytes(store.path.read_bytes()[:20])
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    assert again.offset("1:2:ab") == 10
+
+
+def test_unknown_version_is_refused(tmp_path: Path) -> None:
+    """A checkpoint from another version is not guessed at: the store starts empty."""
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    (directory / "checkpoints.json").write_bytes(b'{"version": 99, "files": []}')
+    store = CheckpointStore(directory)
+    store.load()
+    assert not store.existed and store.entries == {}
+
+
+def test_retired_file_is_dropped_once_acknowledged_to_its_end(tmp_path: Path) -> None:
+    """A closed file keeps its entry until the acknowledgement reaches its final offset."""
+    store = _store(tmp_path)
+    store.retire("1:2:ab", 200)
+    assert "1:2:ab" in store.entries
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 200)})
+    assert "1:2:ab" not in store.entries

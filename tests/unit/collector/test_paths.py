@@ -1,0 +1,38 @@
+"""What container log paths say, in both kubelet layouts and any parent directory."""
+
+from __future__ import annotations
+
+from collector.enrichment import PathMeta
+from collector.paths import parse_path
+
+ID = "0123456789abcdef" * 4
+
+
+def test_containers_symlink_name_gives_pod_namespace_container_and_id() -> None:
+    """``<pod>_<ns>_<container>-<id>.log`` parses under /var/log/containers."""
+    meta = parse_path(f"/var/log/containers/web-7d9f-abcde_shop_nginx-proxy-{ID}.log")
+    assert meta == PathMeta(namespace="shop", pod="web-7d9f-abcde", container="nginx-proxy",
+                            container_id=ID)
+
+
+def test_pods_layout_gives_uid_and_restart_count() -> None:
+    """``<ns>_<pod>_<uid>/<container>/<N>.log`` parses, restart count included."""
+    uid = "5f0c1b1e-8a2b-4c1e-9d0f-1234567890ab"
+    meta = parse_path(f"/var/log/pods/kube-system_coredns-abc.x_{uid}/coredns/3.log")
+    assert meta == PathMeta(namespace="kube-system", pod="coredns-abc.x", container="coredns",
+                            pod_uid=uid, restart_count=3)
+
+
+def test_any_parent_directory_and_rotated_names_parse() -> None:
+    """A tmp directory works, and kubelet's rotated ``0.log.<timestamp>`` keeps its meta."""
+    assert parse_path(f"/tmp/x/containers/a_b_c-{ID}.log") == PathMeta(
+        namespace="b", pod="a", container="c", container_id=ID)
+    meta = parse_path("/tmp/p/pods/ns_pod_uid-1/app/0.log.20261127-001122")
+    assert meta is not None and (meta.namespace, meta.pod, meta.container) == ("ns", "pod", "app")
+
+
+def test_unrelated_paths_do_not_parse() -> None:
+    """Files outside both layouts give None (read with empty metadata)."""
+    assert parse_path("/var/log/syslog") is None
+    assert parse_path(f"/var/log/containers/no-id_{ID}.log") is None
+    assert parse_path("/var/lib/docker/containers/abc/abc-json.log") is None
