@@ -12,7 +12,7 @@ from podlog.record import Record, SourcePosition, make_record
 def record(stream: str, offset: int, message: str | None = None, *, pod: str = "p") -> Record:
     """A schema-1 record of container ``stream`` in pod ``pod`` at ``offset``."""
     return make_record(
-        position=SourcePosition("c", "n", f"1:{stream}:x", 0, offset),
+        position=SourcePosition("c", "n", f"{pod}:{stream}:x", 0, offset),
         timestamp="2026-11-27T00:00:00.000000001Z",
         timestamp_ns=1_795_737_600_000_000_001 + offset,
         message=message if message is not None else f"{stream} line at {offset}",
@@ -29,7 +29,7 @@ def record(stream: str, offset: int, message: str | None = None, *, pod: str = "
 def batch(stream: str, start: int, count: int, *, pod: str = "p") -> Batch:
     """``count`` records of one stream and the mark just after them."""
     records = [record(stream, start + i, pod=pod) for i in range(count)]
-    key = f"1:{stream}:x"
+    key = f"{pod}:{stream}:x"
     mark = FileMark(f"/var/log/containers/{stream}.log", key, 0, start + count)
     return Batch(records, {key: mark})
 

@@ -65,9 +65,9 @@ async def test_delivers_in_spool_order_then_acknowledges_marks(tmp_path: Path) -
     async with _Running(shipper):
         for i in range(10):
             await spool.append(batch("c", i * 5, 5))
-        await _until(lambda: acks.offset("1:c:x") == 50)
+        await _until(lambda: acks.offset("p:c:x") == 50)
     assert [r["log"]["offset"] for r in transport.received] == list(range(50))
-    offsets = [c["1:c:x"].offset for c in acks.calls]
+    offsets = [c["p:c:x"].offset for c in acks.calls]
     assert offsets == sorted(offsets)
     assert spool.records == 0
 
@@ -79,7 +79,7 @@ async def test_retriable_failures_are_retried_without_loss_or_early_ack(tmp_path
     before = sample("podlog_shipper_send_errors_total", {"transport": "fake", "reason": "retriable"})
     await spool.append(batch("c", 0, 5))
     async with _Running(shipper):
-        await _until(lambda: acks.offset("1:c:x") == 5)
+        await _until(lambda: acks.offset("p:c:x") == 5)
     assert transport.attempts == 4
     assert [r["log"]["offset"] for r in transport.received] == list(range(5))
     assert acks.calls == [acks.calls[0]]  # acknowledged once, after the success
@@ -93,7 +93,7 @@ async def test_non_retriable_errors_keep_records_and_keep_trying(tmp_path: Path)
     shipper, spool, acks, _ = _shipper(tmp_path, transport)
     await spool.append(batch("c", 0, 3))
     async with _Running(shipper):
-        await _until(lambda: acks.offset("1:c:x") == 3)
+        await _until(lambda: acks.offset("p:c:x") == 3)
     assert len(transport.received) == 3
 
 
@@ -107,7 +107,7 @@ async def test_backlog_from_before_a_restart_is_sent_first(tmp_path: Path) -> No
     shipper, spool, acks, _ = _shipper(tmp_path, transport)
     async with _Running(shipper):
         await spool.append(batch("c", 6, 2))
-        await _until(lambda: acks.offset("1:c:x") == 8)
+        await _until(lambda: acks.offset("p:c:x") == 8)
     assert [r["log"]["offset"] for r in transport.received] == list(range(8))
 
 
@@ -151,7 +151,7 @@ async def test_stop_drains_what_is_spooled(tmp_path: Path) -> None:
         await spool.append(batch("c", i, 1))
     await shipper.stop()
     await asyncio.wait_for(task, 5)
-    assert acks.offset("1:c:x") == 5
+    assert acks.offset("p:c:x") == 5
     assert len(transport.received) == 5
 
 
@@ -185,7 +185,7 @@ async def test_unreachable_transport_at_start_is_retried_while_spooling(tmp_path
     shipper, spool, acks, _ = _shipper(tmp_path, transport)
     async with _Running(shipper):
         await spool.append(batch("c", 0, 2))
-        await _until(lambda: acks.offset("1:c:x") == 2)
+        await _until(lambda: acks.offset("p:c:x") == 2)
     assert transport.started == 4
 
 

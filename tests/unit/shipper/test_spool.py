@@ -37,7 +37,7 @@ async def test_appended_batches_read_back_in_order_with_their_marks(tmp_path: Pa
     assert [b.seq for b in got] == [1, 2, 3, 4]
     assert [r for b in got for r in b.records] == [r for b in sent for r in b.records]
     assert [dict(b.marks) for b in got] == [dict(b.marks) for b in sent]
-    assert merge_marks(got)["1:c:x"].offset == 12
+    assert merge_marks(got)["p:c:x"].offset == 12
     assert spool.records == 12
     await spool.close()
 
@@ -195,7 +195,7 @@ async def test_marks_only_batches_are_spooled_so_checkpoints_advance(tmp_path: P
     await spool.append(marks_only)
     await spool.append(Batch([], {}))  # nothing at all: ignored
     got = await spool.read(0, max_records=10, max_bytes=1 << 20)
-    assert [(b.seq, b.records, b.marks["1:c:x"].offset) for b in got] == [(1, [], 4)]
+    assert [(b.seq, b.records, b.marks["p:c:x"].offset) for b in got] == [(1, [], 4)]
     await spool.close()
 
 

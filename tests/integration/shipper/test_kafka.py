@@ -1,0 +1,237 @@
+"""KafkaTransport and Shipper against a real broker, read back with librdkafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from podlog.errors import TransportError
+from podlog.lifecycle import Health
+from podlog.record import stream_key
+from shipper.config import KafkaProducerConfig, ShipperConfig, SpoolConfig
+from shipper.kafka import KafkaTransport
+from shipper.shipper import Shipper
+from shipper.spool import Spool
+from tests.fixtures.servers import ManagedProcess, free_port, tansu_binary, wait_for_port
+from tests.integration.shipper.readback import read_topic
+from tests.unit.shipper.helpers import RecordingAcks, batch, record
+
+
+def _topic(name: str) -> str:
+    return f"shipper-{name}-{time.monotonic_ns()}"
+
+
+@contextlib.asynccontextmanager
+async def running(shipper: Shipper) -> AsyncIterator[Shipper]:
+    """Start and run a shipper; stop it (and its run task) on exit."""
+    await shipper.start()
+    task = asyncio.create_task(shipper.run())
+    try:
+        yield shipper
+    finally:
+        await shipper.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+
+
+async def _until(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def test_records_read_back_by_librdkafka_match_the_spool(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """What the spool held arrives in Kafka intact, each container stream in order."""
+    topic = _topic("readback")
+    config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    spool = Spool(config.spool, tmp_path / "spool")
+    acks = RecordingAcks()
+    shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())
+    spooled = []
+    async with running(shipper):
+        for i in range(40):
+            for stream, pod in (("app", "a"), ("sidecar", "a"), ("app", "b")):
+                b = batch(stream, i * 10, 10, pod=pod)
+                spooled.extend(b.records)
+                await spool.append(b)
+        await _until(lambda: spool.records == 0)
+    content = read_topic(kafka_bootstrap, topic, expect_ids=len(spooled))
+    by_id = {r["event"]["id"]: r for rs in content.by_key.values() for r in rs}
+    assert len(by_id) == len(spooled) == 1200
+    assert all(by_id[r["event"]["id"]] == r for r in spooled)
+    for key in {stream_key(r) for r in spooled}:
+        expected = [r["log"]["offset"] for r in spooled if stream_key(r) == key]
+        assert content.first_seen_offsets(key) == expected
+    assert acks.offset("a:app:x") == 400
+
+
+async def test_idempotence_auto_falls_back_with_one_warning(kafka_bootstrap: str) -> None:
+    """On a broker without InitProducerId, auto mode warns once and produces without it."""
+    transport = KafkaTransport(KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=_topic("idem")))
+    with capture_logs() as logs:
+        await transport.start()
+    try:
+        await transport.send([record("c", 0)])
+    finally:
+        await transport.stop()
+    warnings = [e for e in logs if e["event"] == "idempotence_disabled"]
+    if transport.idempotent:
+        assert warnings == []  # a broker with idempotence support: nothing to warn about
+    else:
+        assert len(warnings) == 1
+        assert warnings[0]["log_level"] == "warning"
+
+
+async def test_idempotence_on_without_broker_support_names_the_setting(
+    kafka_bootstrap: str, kafka_backend: str
+) -> None:
+    """idempotence: on against a broker without it fails with an error naming the setting."""
+    if kafka_backend != "tansu":
+        pytest.skip("only tansu lacks InitProducerId")
+    transport = KafkaTransport(
+        KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, idempotence="on", topic="x")
+    )
+    with pytest.raises(TransportError) as caught:
+        await transport.start()
+    assert caught.value.setting == "shipper.kafka.idempotence"
+    assert "shipper.kafka.idempotence" in str(caught.value)
+
+
+async def test_unreachable_broker_names_bootstrap_servers() -> None:
+    """Nothing listening at the bootstrap address gives a retriable error naming the setting."""
+    address = f"127.0.0.1:{free_port()}"
+    transport = KafkaTransport(
+        KafkaProducerConfig(bootstrap_servers=address, connect_timeout_seconds=10)
+    )
+    with pytest.raises(TransportError) as caught:
+        await transport.start()
+    assert caught.value.setting == "shipper.kafka.bootstrap_servers"
+    assert caught.value.retriable
+    assert address in str(caught.value) and "shipper.kafka.bootstrap_servers" in str(caught.value)
+
+
+@pytest.fixture
+def tansu_with_authentication(tmp_path: Path) -> Iterator[str]:
+    """A tansu broker that requires SASL authentication (no users are defined)."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log_path = tmp_path / "tansu-auth.log"
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--authentication"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    proc = ManagedProcess(name="tansu-auth", popen=popen, log_path=log_path)
+    try:
+        wait_for_port(port, process=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+async def test_wrong_password_names_the_sasl_setting_and_hides_the_secret(
+    tansu_with_authentication: str, mechanism: str, tmp_path: Path
+) -> None:
+    """A rejected login is a non-retriable error naming the SASL settings, never the password."""
+    secret = tmp_path / "password"
+    secret.write_text("hunter2-not-this-one\n")
+    transport = KafkaTransport(
+        KafkaProducerConfig(
+            bootstrap_servers=tansu_with_authentication,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=mechanism,  # type: ignore[arg-type]
+            sasl_username="podlog",
+            sasl_password_file=str(secret),
+            connect_timeout_seconds=10,
+        )
+    )
+    with capture_logs() as logs, pytest.raises(TransportError) as caught:
+        await transport.start()
+    assert caught.value.setting == "shipper.kafka.sasl_password"
+    assert not caught.value.retriable
+    assert "shipper.kafka.sasl_password" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(logs)
+
+
+async def test_missing_password_file_names_the_setting(tmp_path: Path) -> None:
+    """A password file that cannot be read is an error naming sasl_password_file."""
+    transport = KafkaTransport(
+        KafkaProducerConfig(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_username="podlog",
+            sasl_password_file=str(tmp_path / "absent"),
+        )
+    )
+    with pytest.raises(TransportError, match=r"shipper\.kafka\.sasl_password_file"):
+        await transport.start()
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "gzip", "snappy", "none"])
+async def test_every_compression_round_trips(kafka_bootstrap: str, compression: str) -> None:
+    """Each supported compression codec delivers records librdkafka can read."""
+    topic = _topic(f"codec-{compression}")
+    transport = KafkaTransport(
+        KafkaProducerConfig(
+            bootstrap_servers=kafka_bootstrap,
+            topic=topic,
+            compression=compression,  # type: ignore[arg-type]
+        )
+    )
+    await transport.start()
+    try:
+        records = [record("c", i, "compress me " * 20) for i in range(50)]
+        await transport.send(records)
+    finally:
+        await transport.stop()
+    content = read_topic(kafka_bootstrap, topic, expect_ids=50, timeout=30)
+    assert content.first_seen_offsets(stream_key(records[0])) == list(range(50))
+
+
+async def test_oversized_record_arrives_truncated_and_flagged(kafka_bootstrap: str) -> None:
+    """A record above max_message_bytes reaches Kafka cut to size with log.truncated set."""
+    topic = _topic("big")
+    transport = KafkaTransport(
+        KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic, max_message_bytes=4096)
+    )
+    await transport.start()
+    try:
+        await transport.send([record("c", 0, "x" * 20_000), record("c", 1, "small")])
+    finally:
+        await transport.stop()
+    content = read_topic(kafka_bootstrap, topic, expect_ids=2, timeout=30)
+    (records,) = content.by_key.values()
+    assert [r["log"]["truncated"] for r in records] == [True, False]
+    assert 0 < len(records[0]["message"]) < 4096
+
+
+async def test_spool_left_by_a_previous_run_is_delivered(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Batches spooled while no broker was reachable go out when a later run connects."""
+    topic = _topic("backlog")
+    spool = Spool(SpoolConfig(), tmp_path / "spool")
+    for i in range(5):
+        await spool.append(batch("c", i * 4, 4))
+    await spool.close()
+    config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    spool = Spool(config.spool, tmp_path / "spool")
+    acks = RecordingAcks()
+    shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())
+    async with running(shipper):
+        await _until(lambda: acks.offset("p:c:x") == 20)
+    content = read_topic(kafka_bootstrap, topic, expect_ids=20, timeout=30)
+    assert content.first_seen_offsets(stream_key(record("c", 0))) == list(range(20))
