@@ -196,10 +196,45 @@ def _find_level(doc: dict[str, Any]) -> str | None:
 
 
 def _bounded_payload(doc: dict[str, Any], limits: PayloadLimits) -> Payload:
+    if _fits(doc, 1, limits.max_depth, limits.max_fields) >= 0:
+        return Payload(doc, _find_level(doc), False)  # the common case: no copy
     budget = [limits.max_fields]
     truncated = [False]
     fields = _bound(doc, 1, limits.max_depth, budget, truncated)
     return Payload(fields, _find_level(doc), truncated[0])
+
+
+def _fits(obj: dict[str, Any], depth: int, max_depth: int, budget: int) -> int:
+    """The field budget left after ``obj``, or -1 when it breaks a limit."""
+    budget -= len(obj)
+    if budget < 0:
+        return -1
+    for value in obj.values():
+        kind = type(value)
+        if kind is dict:
+            if depth >= max_depth:
+                return -1
+            budget = _fits(value, depth + 1, max_depth, budget)
+        elif kind is list:
+            budget = _fits_list(value, depth, max_depth, budget)
+        if budget < 0:
+            return -1
+    return budget
+
+
+def _fits_list(items: list[Any], depth: int, max_depth: int, budget: int) -> int:
+    for item in items:
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth >= max_depth:
+                return -1
+            if kind is dict:
+                budget = _fits(item, depth + 1, max_depth, budget)
+            else:
+                budget = _fits_list(item, depth + 1, max_depth, budget)
+            if budget < 0:
+                return -1
+    return budget
 
 
 def _bound(

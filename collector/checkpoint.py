@@ -170,8 +170,11 @@ class CheckpointStore:
         """The sink accepted records up to ``marks`` (durable there, not yet delivered)."""
         for identity, mark in marks.items():
             entry = self.entries.get(identity)
-            if entry is not None and mark.generation == entry.generation:
-                entry.spooled = max(entry.spooled, mark.offset)
+            if entry is None or mark.generation != entry.generation:
+                continue
+            if mark.offset > entry.spooled:
+                entry.spooled = mark.offset
+                self.dirty = True
 
     def unread(self, entry: CheckpointEntry) -> int:
         """Bytes of a vanished file that neither the sink nor downstream ever held."""

@@ -112,6 +112,7 @@ class FileTracker:
         del self.by_path[path]
         if tailer.rotated_at is None and tailer not in self.by_path.values():
             tailer.rotated_at = now
+            tailer.drained_once = False  # its successor waits until it reaches its end again
             EVENTS.file_rotated(path, tailer.identity, tailer.read_offset, how)
 
     def _open(self, path: str, item: Found, *, initial: bool) -> Tailer | None:

@@ -83,6 +83,14 @@ class KubeEnricher:
         """Fill ``kubernetes``, ``podlog.metadata``/``retention``, ``level`` and ``json``."""
         if not records:
             return
+        if not meta.pod:
+            # A file outside the Kubernetes layouts (podlog run on plain files):
+            # nothing to look up; keep what the pipeline put there.
+            events.records_enriched("path", len(records))
+            for record in records:
+                record.setdefault("podlog", {})["metadata"] = "path"
+            self._parse_payloads(self._config.default_parser, records, meta)
+            return
         entry = self._cache.lookup(meta) if self._cache is not None else None
         if entry is None:
             kubernetes = self._from_path(meta)
@@ -125,13 +133,12 @@ class KubeEnricher:
     def _from_path(self, meta: PathMeta) -> dict[str, Any]:
         kubernetes: dict[str, Any] = {
             "namespace": meta.namespace,
-            "pod": {"name": meta.pod, "uid": meta.pod_uid or None},
-            "container": {
-                "name": meta.container,
-                "id": meta.container_id or None,
-                "image": None,
-                "restart_count": meta.restart_count,
-            },
+            "pod": _known(name=meta.pod, uid=meta.pod_uid or None),
+            "container": _known(
+                name=meta.container,
+                id=meta.container_id or None,
+                restart_count=meta.restart_count,
+            ),
             "node": {"name": self._node},
         }
         ns = self._namespace(meta.namespace)
@@ -259,12 +266,9 @@ def render_kubernetes(
     kubernetes: dict[str, Any] = {
         "namespace": pod.namespace,
         "pod": {"name": pod.name, "uid": pod.uid},
-        "container": {
-            "name": meta.container,
-            "id": container_id,
-            "image": image,
-            "restart_count": restart_count,
-        },
+        "container": _known(
+            name=meta.container, id=container_id, image=image, restart_count=restart_count
+        ),
         "node": {"name": pod.node or node_name},
         "labels": pod.labels,
         "annotations": pod.annotations,
@@ -273,6 +277,11 @@ def render_kubernetes(
     if ns is not None and ns.labels:
         kubernetes["namespace_labels"] = ns.labels
     return kubernetes
+
+
+def _known(**fields: Any) -> dict[str, Any]:
+    """``fields`` without the unknown (None) ones, like the path-only records."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def build_enricher(
