@@ -102,9 +102,7 @@ async def backend(
 
 
 @pytest.fixture
-async def fresh_backend(
-    backend_kind: str, opensearch_url: str, tmp_path: Path
-) -> AsyncIterator[LoadedBackend]:
+async def fresh_backend(backend_kind: str, opensearch_url: str, tmp_path: Path) -> AsyncIterator[LoadedBackend]:
     """An empty backend of its own, for tests that write."""
     if backend_kind == "opensearch":
         prefix = unique_prefix("fresh")
@@ -116,9 +114,7 @@ async def fresh_backend(
             yield loaded
 
 
-async def _opensearch(
-    url: str, prefix: str, records: list[Record], *, shared: bool
-) -> AsyncIterator[LoadedBackend]:
+async def _opensearch(url: str, prefix: str, records: list[Record], *, shared: bool) -> AsyncIterator[LoadedBackend]:
     client = OpenSearch([url], timeout=30)
     backend = OpenSearchBackend([url], prefix)
 
@@ -142,4 +138,3 @@ async def _embedded(tmp_path: Path, records: list[Record]) -> AsyncIterator[Load
         yield LoadedBackend(index, "embedded", list(records), index.write)
     finally:
         await embedded_close(index)
-

@@ -106,9 +106,7 @@ async def test_filters_match_any_value_and_combine(backend: LoadedBackend) -> No
     """Repeated values of a filter are OR-ed; different filters are AND-ed."""
     filters = {"pod": ["web-0", "db-0"], "level": ["error", "warning"]}
     expected = [
-        r
-        for r in CORPUS
-        if r["kubernetes"]["pod"]["name"] in ("web-0", "db-0") and r["level"] in ("error", "warning")
+        r for r in CORPUS if r["kubernetes"]["pod"]["name"] in ("web-0", "db-0") and r["level"] in ("error", "warning")
     ]
     page = await backend.backend.search(request(filters=filters))
     assert ids(page.hits) == ids(newest_first(expected))
