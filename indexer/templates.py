@@ -35,6 +35,7 @@ __all__ = [
     "index_name",
     "index_template_body",
     "logs_pattern",
+    "open_client",
     "parse_index_name",
 ]
 
@@ -59,6 +60,20 @@ class Capabilities:
     """``flat_object``, ``flattened`` or ``object`` (unindexed, plus ``<field>_kv``)."""
     ism: bool
     """Whether the Index State Management plugin answers."""
+
+
+def open_client(config: OpenSearchConfig) -> OpenSearch:
+    """A synchronous client for templates, policies, retention and the admin commands."""
+    kwargs: dict[str, Any] = {
+        "hosts": list(config.hosts),
+        "verify_certs": config.verify_certs,
+        "timeout": config.request_timeout_seconds,
+    }
+    if config.username:
+        kwargs["http_auth"] = (config.username, config.password)
+    if config.ca_certs:
+        kwargs["ca_certs"] = config.ca_certs
+    return OpenSearch(**kwargs)
 
 
 def index_name(prefix: str, retention_class: str, timestamp_ns: int) -> str:

@@ -1,0 +1,324 @@
+"""The indexer service: a Kafka consumer group feeding the bulk writer.
+
+::
+
+    getmany (until batch_max_bytes or batch_max_wait_seconds)
+      -> decode batches (undecodable messages become dead letters)
+      -> BulkWriter.write: every item indexed, already present, or dead-lettered
+      -> commit the batch's offsets (only partitions still assigned)
+
+Offsets move only after every item of a batch is resolved, so a crash, a
+restart or a rebalance replays at most the batch in flight, and replays cost
+nothing but ``409`` answers (``_id`` is the record's ``event.id``).  While the
+cluster is unreachable the writer keeps retrying, and the consumer keeps its
+group membership by polling with every partition paused.  On a rebalance the
+batch in flight is given ``rebalance_wait_seconds`` to finish and commit
+before its partitions are handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from opensearchpy.exceptions import OpenSearchException
+
+from indexer.bulk import BulkWriter, WriterClosedError
+from indexer.config import IndexerConfig
+from indexer.documents import BulkItem, KafkaPosition, build_items
+from indexer.events import events
+from indexer.retention import ensure_ism_policies
+from indexer.retry import backoff_delay
+from indexer.templates import Capabilities, ensure_templates, open_client
+from podlog.config import CommonConfig
+from podlog.errors import TransportError
+from podlog.lifecycle import Health
+from podlog.logging import get_logger
+from podlog.retention import RetentionConfig
+
+__all__ = ["Indexer"]
+
+log = get_logger("indexer.consumer")
+
+Message = ConsumerRecord  # aiokafka's record type (untyped)
+
+
+class Indexer:
+    """Kafka consumer group -> OpenSearch, committing only resolved batches."""
+
+    name = "indexer"
+
+    def __init__(
+        self,
+        common: CommonConfig,
+        config: IndexerConfig,
+        retention: RetentionConfig,
+        *,
+        health: Health,
+    ) -> None:
+        self._common = common
+        self._config = config
+        self._retention = retention
+        self._writer = BulkWriter(config, health=health)
+        self._consumer: Any = None
+        self._capabilities: Capabilities | None = None
+        self._carry: list[Any] = []
+        self._inflight: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._not_ready: str | None = "starting"
+        self._stopped = False
+        health.add("indexer", lambda: self._not_ready)
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the cluster supports, once templates are in place."""
+        return self._capabilities
+
+    async def start(self) -> None:
+        """Open the bulk writer and join the consumer group."""
+        kafka = self._config.kafka
+        await self._writer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=kafka.group_id,
+            client_id=kafka.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=kafka.auto_offset_reset,
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 3),
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
+            rebalance_timeout_ms=max(
+                kafka.session_timeout_ms, int(kafka.rebalance_wait_seconds * 1000) + 5000
+            ),
+        )
+        self._consumer.subscribe(kafka.topics, listener=_RebalanceListener(self))
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._writer.close()
+            raise TransportError(
+                f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}",
+                setting="indexer.kafka.bootstrap_servers",
+            ) from exc
+        log.info("indexer_started", topics=kafka.topics, group_id=kafka.group_id)
+
+    async def run(self) -> None:
+        """Consume, index and commit until stopped."""
+        if not await self._prepare_cluster():
+            return
+        self._not_ready = None
+        while not self._stopping.is_set():
+            try:
+                messages = await self._collect()
+            except KafkaError as exc:
+                if self._stopping.is_set():
+                    break
+                log.warning("fetch_failed", error=repr(exc))
+                continue
+            if not messages:
+                continue
+            self._inflight = asyncio.create_task(self._process(messages), name="indexer-batch")
+            try:
+                await self._wait_with_keepalive(self._inflight)
+            except WriterClosedError:
+                log.info("batch_abandoned", messages=len(messages))
+                break
+            finally:
+                self._inflight = None
+
+    async def stop(self) -> None:
+        """Let the batch in flight finish (within part of the grace), then leave the group."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        task = self._inflight
+        if task is not None and not task.done():
+            grace = max(1.0, self._common.shutdown_grace_seconds * 0.6)
+            await asyncio.wait({task}, timeout=grace)
+            if not task.done():
+                log.warning("batch_abandoned_on_stop", grace_seconds=grace)
+                self._writer.abort()
+                await asyncio.wait({task}, timeout=2.0)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._writer.close()
+        log.info("indexer_stopped")
+
+    async def __aenter__(self) -> Indexer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- steps ------------------------------------------------------------------
+
+    async def _prepare_cluster(self) -> bool:
+        """Install templates (and ISM policies) before the first write; retry until done."""
+        client = open_client(self._config.opensearch)
+        attempt = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    caps = await asyncio.to_thread(
+                        ensure_templates, client, self._config.opensearch
+                    )
+                    if caps.ism:
+                        await asyncio.to_thread(
+                            ensure_ism_policies, client, self._config.opensearch, self._retention
+                        )
+                except OpenSearchException as exc:
+                    attempt += 1
+                    delay = backoff_delay(
+                        attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds
+                    )
+                    self._not_ready = f"index templates not installed: {exc}"[:300]
+                    events.templates_failed(repr(exc)[:300], attempt, delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._stopping.wait()
+                    continue
+                self._capabilities = caps
+                return True
+            return False
+        finally:
+            client.close()
+
+    async def _collect(self) -> list[Any]:
+        """Messages up to ``batch_max_bytes``, waiting at most ``batch_max_wait_seconds``."""
+        kafka = self._config.kafka
+        batch, self._carry = self._carry, []
+        size = sum(len(m.value or b"") for m in batch)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + kafka.batch_max_wait_seconds
+        while size < kafka.batch_max_bytes and not self._stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            fetched = await self._consumer.getmany(
+                timeout_ms=max(1, int(remaining * 1000)), max_records=kafka.fetch_max_records
+            )
+            for messages in fetched.values():
+                batch.extend(messages)
+                size += sum(len(m.value or b"") for m in messages)
+        return batch
+
+    async def _process(self, messages: list[Any]) -> None:
+        """Index one batch and commit it."""
+        started = time.perf_counter()
+        caps = self._capabilities
+        assert caps is not None, "templates are installed before the first batch"
+        prefix = self._config.opensearch.index_prefix
+        items: list[BulkItem] = []
+        dead: list[BulkItem] = []
+        offsets: dict[TopicPartition, int] = {}
+        size = 0
+        for message in messages:
+            position = KafkaPosition(message.topic, message.partition, message.offset)
+            built, letters = build_items(
+                value=message.value,
+                position=position,
+                timestamp_ms=message.timestamp,
+                prefix=prefix,
+                retention=self._retention,
+                capabilities=caps,
+            )
+            items.extend(built)
+            for reason, detail, letter in letters:
+                events.message_dead_lettered(
+                    reason, message.topic, message.partition, message.offset, detail
+                )
+                dead.append(letter)
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = max(offsets.get(tp, -1), message.offset + 1)
+            size += len(message.value or b"")
+        events.batch_consumed(len(messages), size)
+        outcomes = await self._writer.write(items, dead)
+        await self._commit(offsets)
+        events.batch_committed(len(messages), time.perf_counter() - started, outcomes)
+        self._measure_lag(offsets)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets`` of partitions still assigned; others are replayed by their owner."""
+        assigned = self._consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not mine:
+            return
+        try:
+            await self._consumer.commit(mine)
+        except KafkaError as exc:
+            events.commit_failed(exc)
+
+    def _measure_lag(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                events.lag_measured(tp.topic, tp.partition, max(0, highwater - offset))
+
+    async def _wait_with_keepalive(self, task: asyncio.Task[None]) -> None:
+        """Wait for ``task``; while it takes long, poll with partitions paused.
+
+        Polling keeps the group membership (``max_poll_interval_ms``) while
+        the cluster is unreachable; records that still arrive (from partitions
+        assigned meanwhile) are kept for the next batch.
+        """
+        interval = min(5.0, self._config.kafka.max_poll_interval_ms / 3000)
+        paused: set[TopicPartition] = set()
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                if done:
+                    break
+                if self._stopping.is_set():
+                    continue
+                fresh = set(self._consumer.assignment()) - paused
+                if fresh:
+                    self._consumer.pause(*fresh)
+                    paused |= fresh
+                with contextlib.suppress(KafkaError):
+                    fetched = await self._consumer.getmany(timeout_ms=0)
+                    for messages in fetched.values():
+                        self._carry.extend(messages)
+        finally:
+            if paused and not self._stopped:
+                still = paused & set(self._consumer.assignment())
+                if still:
+                    self._consumer.resume(*still)
+        task.result()
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        task = self._inflight
+        if task is not None and not task.done():
+            log.info("rebalance_waiting_for_batch", partitions=len(revoked))
+            await asyncio.wait({task}, timeout=self._config.kafka.rebalance_wait_seconds)
+        before = len(self._carry)
+        self._carry = [
+            m for m in self._carry if TopicPartition(m.topic, m.partition) not in revoked
+        ]
+        for tp in revoked:
+            events.lag_forgotten(tp.topic, tp.partition)
+        log.info(
+            "partitions_revoked",
+            partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked),
+            carried_dropped=before - len(self._carry),
+        )
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Finishes the batch in flight before partitions move to another member."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self._indexer = indexer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._indexer._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        counts = Counter(tp.topic for tp in assigned)
+        log.info("partitions_assigned", partitions=dict(counts))

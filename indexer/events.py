@@ -1,0 +1,190 @@
+"""The indexer's events: each method writes one log line and moves its metric.
+
+So no event is logged but uncounted (Vector's ``internal_events``).  Per
+record outcomes are counted per bulk request and logged per batch, never per
+record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from podlog import metrics
+from podlog.logging import get_logger
+
+__all__ = ["IndexerEvents", "events"]
+
+DOCUMENTS = metrics.counter(
+    "podlog_indexer_documents_total",
+    "Documents resolved by outcome (indexed, already_present, dead_lettered, dropped).",
+    ["outcome"],
+)
+DOCUMENTS_RETRIED = metrics.counter(
+    "podlog_indexer_documents_retried_total",
+    "Bulk items sent again after a 429 or 5xx item status, by status class (429, 5xx).",
+    ["status"],
+)
+DOCUMENTS_SALVAGED = metrics.counter(
+    "podlog_indexer_documents_salvaged_total",
+    "Documents indexed after a rejected field value was moved to podlog.salvaged.",
+)
+MESSAGES_DEAD_LETTERED = metrics.counter(
+    "podlog_indexer_messages_dead_lettered_total",
+    "Kafka messages or records that could not be decoded, by reason (schema, invalid_record).",
+    ["reason"],
+)
+BULK_REQUESTS = metrics.counter(
+    "podlog_indexer_bulk_requests_total",
+    "Bulk requests by result (ok, item_errors, throttled, server_error, unreachable, rejected).",
+    ["result"],
+)
+BULK_SECONDS = metrics.histogram(
+    "podlog_indexer_bulk_request_seconds",
+    "Round trip of one bulk request.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+BULK_BYTES = metrics.counter(
+    "podlog_indexer_bulk_bytes_total", "Bytes of bulk request bodies sent (retries included)."
+)
+CONSUMED_MESSAGES = metrics.counter(
+    "podlog_indexer_consumed_messages_total", "Kafka messages taken into a batch."
+)
+CONSUMED_BYTES = metrics.counter(
+    "podlog_indexer_consumed_bytes_total", "Bytes of Kafka message values taken into a batch."
+)
+BATCHES_COMMITTED = metrics.counter(
+    "podlog_indexer_batches_committed_total", "Batches whose offsets were committed."
+)
+COMMIT_FAILURES = metrics.counter(
+    "podlog_indexer_commit_failures_total",
+    "Offset commits that failed (the batch will be replayed, without duplicates).",
+)
+BATCH_SECONDS = metrics.histogram(
+    "podlog_indexer_batch_seconds",
+    "From a batch's last fetch until its offsets were committed.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+CONSUMER_LAG = metrics.gauge(
+    "podlog_indexer_consumer_lag_messages",
+    "Messages between the committed offset and the partition's high watermark.",
+    ["topic", "partition"],
+)
+OPENSEARCH_UP = metrics.gauge(
+    "podlog_indexer_opensearch_up", "1 while the last bulk request reached the cluster, else 0."
+)
+RETENTION_DELETED = metrics.counter(
+    "podlog_indexer_retention_deleted_indices_total",
+    "Expired log indices deleted, by retention class.",
+    ["retention_class"],
+)
+
+
+class IndexerEvents:
+    """One method per event: log it and count it together."""
+
+    def __init__(self) -> None:
+        self.log = get_logger("indexer")
+
+    def batch_consumed(self, messages: int, size: int) -> None:
+        CONSUMED_MESSAGES.inc(messages)
+        CONSUMED_BYTES.inc(size)
+
+    def documents_resolved(self, outcomes: Mapping[str, int]) -> None:
+        for outcome, count in outcomes.items():
+            if count:
+                DOCUMENTS.labels(outcome).inc(count)
+
+    def batch_committed(
+        self, messages: int, seconds: float, outcomes: Mapping[str, int]
+    ) -> None:
+        BATCHES_COMMITTED.inc()
+        BATCH_SECONDS.observe(seconds)
+        self.log.debug(
+            "batch_committed", messages=messages, seconds=round(seconds, 4), **outcomes
+        )
+
+    def commit_failed(self, error: BaseException) -> None:
+        COMMIT_FAILURES.inc()
+        self.log.warning("commit_failed", error=repr(error))
+
+    def lag_measured(self, topic: str, partition: int, lag: int) -> None:
+        CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
+    def lag_forgotten(self, topic: str, partition: int) -> None:
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(topic, str(partition))
+
+    def bulk_sent(self, seconds: float, size: int, result: str) -> None:
+        BULK_REQUESTS.labels(result).inc()
+        BULK_SECONDS.observe(seconds)
+        BULK_BYTES.inc(size)
+        OPENSEARCH_UP.set(1)
+
+    def bulk_failed(self, result: str, error: str, attempt: int, delay: float) -> None:
+        BULK_REQUESTS.labels(result).inc()
+        if result == "unreachable":
+            OPENSEARCH_UP.set(0)
+        level = self.log.warning if attempt in (1, 5) or attempt % 20 == 0 else self.log.debug
+        level(
+            "bulk_request_failed",
+            result=result,
+            error=error,
+            attempt=attempt,
+            retry_in_seconds=round(delay, 3),
+        )
+
+    def items_retried(self, status_class: str, count: int, first_error: str, delay: float) -> None:
+        DOCUMENTS_RETRIED.labels(status_class).inc(count)
+        self.log.info(
+            "bulk_items_retried",
+            status=status_class,
+            count=count,
+            error=first_error,
+            retry_in_seconds=round(delay, 3),
+        )
+
+    def document_salvaged(self, index: str, field: str, error: str) -> None:
+        DOCUMENTS_SALVAGED.inc()
+        self.log.info("document_salvaged", index=index, field=field, error=error)
+
+    def documents_dead_lettered(self, count: int, first: Mapping[str, Any]) -> None:
+        self.log.warning("documents_dead_lettered", count=count, **first)
+
+    def message_dead_lettered(
+        self, reason: str, topic: str, partition: int, offset: int, error: str
+    ) -> None:
+        MESSAGES_DEAD_LETTERED.labels(reason).inc()
+        self.log.warning(
+            "message_dead_lettered",
+            reason=reason,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            error=error,
+        )
+
+    def dead_letter_rejected(self, count: int, error: str) -> None:
+        DOCUMENTS.labels("dropped").inc(count)
+        self.log.error("dead_letter_rejected", count=count, error=error)
+
+    def templates_failed(self, error: str, attempt: int, delay: float) -> None:
+        self.log.warning(
+            "templates_failed", error=error, attempt=attempt, retry_in_seconds=round(delay, 3)
+        )
+
+    def retention_index_deleted(self, index: str, retention_class: str, expired_at: str) -> None:
+        RETENTION_DELETED.labels(retention_class).inc()
+        self.log.info(
+            "retention_index_deleted",
+            index=index,
+            retention_class=retention_class,
+            expired_at=expired_at,
+        )
+
+    def ism_policy_ensured(self, policy: str, changed: bool) -> None:
+        self.log.info("ism_policy_ensured", policy=policy, changed=changed)
+
+
+events = IndexerEvents()
