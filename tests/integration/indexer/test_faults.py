@@ -1,0 +1,60 @@
+"""An overloaded or failing cluster delays documents but never loses or doubles them."""
+
+from __future__ import annotations
+
+import hashlib
+
+from opensearchpy import OpenSearch
+
+from podlog import metrics
+from tests.integration.indexer.conftest import (
+    batches,
+    count,
+    indexer_config,
+    make_records,
+    produce,
+    running,
+    wait_committed,
+)
+from tests.integration.indexer.proxy import FaultyProxy
+
+
+def _bucket(doc_id: str) -> int:
+    return hashlib.blake2b(doc_id.encode(), digest_size=1).digest()[0] % 4
+
+
+def _sample(outcome: str) -> float:
+    return metrics.sample("podlog_indexer_documents_total", {"outcome": outcome})
+
+
+async def test_429_items_and_503_requests_end_indexed_exactly_once(
+    kafka_bootstrap: str, opensearch_url: str, unique: str
+) -> None:
+    """Items answered 429 (up to twice) and whole requests answered 503 are retried until each
+    document is indexed once: nothing is dead-lettered and nothing is written twice."""
+    records = make_records(200)
+    await produce(kafka_bootstrap, unique, batches(records, 25))
+    proxy = await FaultyProxy(opensearch_url).start()
+    throttled = {"status": 429, "error": {"type": "es_rejected_execution_exception",
+                                          "reason": "injected: queue full"}}
+    proxy.item_rule = lambda doc_id, attempt: (
+        (429, throttled["error"]) if _bucket(doc_id) == 0 and attempt <= 2 else None
+    )
+    proxy.fail_request = lambda n: n % 3 == 1  # the first try of the batch, and more
+    before = {o: _sample(o) for o in ("indexed", "already_present", "dead_lettered")}
+    retried_before = metrics.sample("podlog_indexer_documents_retried_total", {"status": "429"})
+    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique, bulk_max_bytes=20_000)
+    try:
+        async with running(config):
+            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 8)
+    finally:
+        await proxy.close()
+    assert proxy.requests_failed >= 1
+    expected_throttled = sum(1 for r in records if _bucket(r["event"]["id"]) == 0)
+    assert proxy.items_faked == 2 * expected_throttled > 0
+    assert count(OpenSearch(opensearch_url), f"{unique}-logs-*") == 200
+    assert _sample("indexed") - before["indexed"] == 200
+    assert _sample("already_present") - before["already_present"] == 0
+    assert _sample("dead_lettered") - before["dead_lettered"] == 0
+    retried = metrics.sample("podlog_indexer_documents_retried_total", {"status": "429"})
+    assert retried - retried_before == 2 * expected_throttled
