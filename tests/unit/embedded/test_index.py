@@ -1,0 +1,241 @@
+"""The embedded index: idempotent writes, exact ordering, histograms, retention, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podlog.metrics import sample
+from podlog.record import Record
+from podlog.retention import RetentionConfig
+from search.backends.embedded import EmbeddedIndex
+from tests.unit.embedded.conftest import T0, open_index, rec, req
+
+MS = 1_000_000
+DAY = 86_400 * 1_000_000_000
+
+
+def ids(records: list[dict[str, object]]) -> list[str]:
+    return [r["event"]["id"] for r in records]  # type: ignore[index]
+
+
+async def all_pages(index: EmbeddedIndex, q: str | None = None, size: int = 7) -> list[str]:
+    """Every hit id, paging with the cursor."""
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await index.search(req(q, size=size, search_after=cursor))
+        seen.extend(ids(page.hits))
+        cursor = page.next_cursor
+        if cursor is None:
+            return seen
+
+
+async def test_replayed_batch_is_not_a_second_copy(index: EmbeddedIndex) -> None:
+    """Writing a batch again, or one that overlaps it, leaves one copy per event.id."""
+    batch = [rec(i * 10, T0 + i * MS) for i in range(50)]
+    before = sample("podlog_embedded_records_duplicate_total")
+    await index.write(batch)
+    await index.write(batch)
+    await index.write([*batch[25:], rec(5000, T0 + 60 * MS)])
+    page = await index.search(req())
+    assert page.total == 51
+    assert sorted(ids(page.hits)) == sorted(ids([*batch, rec(5000, T0 + 60 * MS)]))
+    assert sample("podlog_embedded_records_duplicate_total") - before == 75
+
+
+async def test_duplicates_inside_one_batch_are_written_once(index: EmbeddedIndex) -> None:
+    """A batch that repeats a record (a replay that overlaps itself) indexes it once."""
+    record = rec(0, T0)
+    await index.write([record, dict(record), rec(10, T0 + MS)])
+    assert (await index.search(req())).total == 2
+
+
+async def test_records_without_id_or_valid_timestamp_are_counted_not_written(
+    index: EmbeddedIndex,
+) -> None:
+    """Bad records are skipped with a counted reason; the rest of the batch is indexed."""
+    no_id = rec(0, T0)
+    no_id["event"] = {}
+    bad_ts = rec(10, T0)
+    bad_ts["timestamp_ns"] = "yesterday"
+    before_id = sample("podlog_embedded_records_rejected_total", {"reason": "missing_event_id"})
+    before_ts = sample("podlog_embedded_records_rejected_total", {"reason": "invalid_timestamp"})
+    await index.write([no_id, bad_ts, rec(20, T0)])
+    assert (await index.search(req())).total == 1
+    assert sample("podlog_embedded_records_rejected_total", {"reason": "missing_event_id"}) == before_id + 1
+    assert sample("podlog_embedded_records_rejected_total", {"reason": "invalid_timestamp"}) == before_ts + 1
+
+
+async def test_equal_timestamps_page_in_exact_order_without_gaps(index: EmbeddedIndex) -> None:
+    """3000 lines of one timestamp (a plain-text batch) page by (ts, offset, id) exactly."""
+    same = [rec(i, T0 + 5 * MS) for i in range(3000)]
+    near = [rec(100_000 + i, T0 + 5 * MS + i) for i in range(40)]
+    await index.write(same + near)
+    expected = sorted(
+        same + near,
+        key=lambda r: (r["timestamp_ns"], r["log"]["offset"], r["event"]["id"]),
+        reverse=True,
+    )
+    assert await all_pages(index, size=450) == ids(expected)
+
+
+async def test_time_range_is_start_inclusive_end_exclusive_at_any_precision(
+    index: EmbeddedIndex,
+) -> None:
+    """Bounds that fall inside a millisecond still cut exactly at the nanosecond."""
+    records = [rec(i, T0 + i * 1000 + 1) for i in range(2000)]  # one per microsecond
+    await index.write(records)
+    start, end = T0 + 123_457, T0 + 1_500_001
+    expected = {r["event"]["id"] for r in records if start <= r["timestamp_ns"] < end}
+    page = await index.search(req(start_ns=start, end_ns=end, size=5000))
+    assert set(ids(page.hits)) == expected
+    assert page.total == len(expected)
+
+
+async def test_histogram_fast_and_exact_paths_agree(index: EmbeddedIndex) -> None:
+    """Buckets from the FTS lists (aligned range) equal buckets counted on rows."""
+    records = [
+        rec(i, T0 + i * 37 * MS + i, "error here" if i % 3 else "fine", level="error" if i % 3 else "info")
+        for i in range(600)
+    ]
+    await index.write(records)
+    interval = 1000 * MS
+    start, end = T0, T0 + 30_000 * MS
+    fast = await index.histogram(req("error", start_ns=start, end_ns=end), interval)
+    rows = await index.histogram(req("error AND offset:>=0", start_ns=start, end_ns=end), interval)
+    assert fast == rows
+    expected: dict[int, int] = {}
+    for r in records:
+        if "error" in r["message"] and start <= r["timestamp_ns"] < end:
+            bucket = r["timestamp_ns"] // interval * interval
+            expected[bucket] = expected.get(bucket, 0) + 1
+    assert {b.start_ns: b.count for b in fast} == expected
+    everything = await index.histogram(req(start_ns=start, end_ns=end), interval)
+    assert sum(b.count for b in everything) == 600
+
+
+async def test_total_is_a_lower_bound_past_the_tracking_limit(tmp_path: Path) -> None:
+    """Above track_total_hits the total is capped and marked inexact."""
+    async with open_index(tmp_path, track_total_hits=100) as index:
+        await index.write([rec(i, T0 + i * MS) for i in range(150)])
+        page = await index.search(req(size=10))
+        assert (page.total, page.total_exact) == (100, False)
+        page = await index.search(req("offset:<50", size=10))
+        assert (page.total, page.total_exact) == (50, True)
+
+
+async def test_records_without_namespace_are_visible_to_star(index: EmbeddedIndex) -> None:
+    """Files outside Kubernetes naming (no namespace) are searchable with allowed '*'."""
+    await index.write([rec(0, T0, namespace=None), rec(10, T0, namespace="shop")])
+    assert (await index.search(req(allowed_namespaces=["*"]))).total == 2
+    assert (await index.search(req(allowed_namespaces=["sh*"]))).total == 1
+    assert (await index.search(req(allowed_namespaces=[]))).total == 0
+
+
+async def test_context_follows_file_order_across_generations(index: EmbeddedIndex) -> None:
+    """Context is by (generation, offset) in one file and stream, not by timestamp."""
+    lines = [rec(off, T0 + (10 - off) * MS, f"line {off}") for off in range(5)]  # clock went back
+    truncated = [rec(off, T0 + 50 * MS, f"after truncate {off}", generation=1) for off in range(2)]
+    other_stream = [rec(2, T0, "stderr line", stream="stderr")]
+    await index.write(lines + truncated + other_stream)
+    ctx = await index.context(lines[2]["event"]["id"], 5, 5, None)
+    assert ctx is not None
+    assert [r["message"] for r in ctx.before] == ["line 0", "line 1"]
+    assert [r["message"] for r in ctx.after] == ["line 3", "line 4", "after truncate 0", "after truncate 1"]
+
+
+async def test_tail_returns_only_newer_matches_oldest_first(index: EmbeddedIndex) -> None:
+    """A tail started from now sees later writes once, oldest first, with its cursor moving."""
+    await index.write([rec(0, T0, "old error")])
+    records, cursor = await index.tail(req("error"), None)
+    assert records == [] and cursor is not None
+    waiter = asyncio.create_task(index.wait_for_write(5.0))
+    await index.write([rec(20, T0 + 2 * MS, "new error"), rec(10, T0 + MS, "newer? no, error")])
+    assert await waiter
+    records, cursor = await index.tail(req("error"), cursor)
+    assert [r["log"]["offset"] for r in records] == [10, 20]
+    assert await index.tail(req("error"), cursor) == ([], cursor)
+
+
+async def test_retention_removes_exactly_the_expired_records_per_class(tmp_path: Path) -> None:
+    """Each class keeps its own days; records on the keep side of the cutoff all stay."""
+    retention = RetentionConfig(
+        classes={"short": 1.0, "standard": 7.0}, default_class="standard", namespaces={"dev-*": "short"}
+    )
+    now = T0 + 30 * DAY
+    async with open_index(tmp_path, retention=retention) as index:
+        records: list[Record] = []
+        for age_hours in (1, 23, 25, 24 * 6, 24 * 8):
+            for ns in ("dev-a", "prod"):
+                ts = now - age_hours * 3600 * 1_000_000_000
+                records.append(rec(len(records), ts, f"{ns} {age_hours}h", namespace=ns))
+        edge = rec(999, now - DAY, "exactly one day", namespace="dev-b")
+        await index.write([*records, edge])
+        deleted = await index.expire(now_ns=now)
+        kept = {r["message"] for r in (await index.search(req())).hits}
+        assert kept == {
+            "dev-a 1h", "dev-a 23h", "exactly one day",
+            "prod 1h", "prod 23h", "prod 25h", "prod 144h",
+        }  # fmt: skip
+        assert deleted == {"short": 3, "standard": 1}
+        assert (await index.search(req("dev"))).total == 2  # FTS rows went with their records
+        assert await index.expire(now_ns=now) == {"short": 0, "standard": 0}
+
+
+async def test_index_survives_reopen_with_its_dictionary(tmp_path: Path) -> None:
+    """Filter values and records written before a restart are found after it."""
+    async with open_index(tmp_path) as index:
+        await index.write([rec(0, T0, namespace="shop"), rec(10, T0, namespace="data")])
+    async with open_index(tmp_path) as index:
+        assert (await index.search(req(filters={"namespace": ["data"]}))).total == 1
+        await index.write([rec(20, T0, namespace="data"), rec(0, T0, namespace="shop")])
+        assert (await index.search(req("namespace:data"))).total == 2
+        assert (await index.search(req())).total == 3
+
+
+async def test_slow_query_is_interrupted_at_its_time_limit(index: EmbeddedIndex) -> None:
+    """A query past timeout_seconds raises TimeoutError and is counted."""
+    await index.write([rec(i, T0 + i, f"line {i}") for i in range(20_000)])
+    before = sample("podlog_embedded_queries_timed_out_total", {"kind": "search"})
+    with pytest.raises(TimeoutError):
+        await index.search(req("/l.*e.*[0-9]+/", timeout_seconds=0.001))
+    assert sample("podlog_embedded_queries_timed_out_total", {"kind": "search"}) == before + 1
+    assert (await index.search(req("line", size=1))).total == 10_000  # the reader still works
+
+
+async def test_user_text_cannot_change_the_statement(index: EmbeddedIndex) -> None:
+    """Quotes, SQL and FTS5 syntax in a query are matched as text, never executed."""
+    await index.write([rec(0, T0, "say \"hi\" OR 1=1; DROP TABLE r; -- NEAR(x y)")])
+    for q in ['"\\"hi\\" OR 1=1"', "DROP", "NEAR", 'labels.x:"\'); DROP TABLE r; --"', "json.a\\.b:1"]:
+        await index.search(req(q))
+    assert (await index.search(req('"1=1; DROP TABLE r"'))).total == 1
+    assert (await index.search(req("NEAR"))).total == 1
+    assert (await index.search(req())).total == 1
+
+
+async def test_writes_after_stop_are_refused(tmp_path: Path) -> None:
+    """A stopped index does not reopen silently."""
+    index = open_index(tmp_path)
+    await index.start()
+    await index.stop()
+    await index.stop()
+    with pytest.raises(RuntimeError):
+        await index.write([rec(0, T0)])
+
+
+async def test_index_file_is_wal_and_checks_its_layout(tmp_path: Path) -> None:
+    """The file is in WAL mode, and a file of another layout version is refused."""
+    async with open_index(tmp_path) as index:
+        await index.write([rec(0, T0)])
+        path = index.path
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.execute("UPDATE info SET value = '99' WHERE key = 'layout'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RuntimeError, match="layout version 99"):
+        await open_index(tmp_path).start()
