@@ -56,7 +56,8 @@ def node(record: Record) -> str:
 
 
 def words(record: Record) -> list[str]:
-    return record["message"].lower().replace("/", " ").replace("=", " ").replace(":", " ").split()
+    text = str(record["message"]).lower()
+    return text.replace("/", " ").replace("=", " ").replace(":", " ").split()
 
 
 QUERIES: list[tuple[str, Callable[[Record], bool]]] = [
