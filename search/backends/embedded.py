@@ -59,6 +59,7 @@ from search.backends.embedded_query import (
 from search.backends.embedded_schema import (
     ROW_COLUMNS,
     TIEBREAK,
+    TIME_UNIT_NS,
     Dictionary,
     create_schema,
     filter_values,
@@ -66,14 +67,15 @@ from search.backends.embedded_schema import (
     time_key,
 )
 from search.config import EmbeddedConfig
+from search.errors import BackendError
 from search.query import QueryError
 
 __all__ = ["EmbeddedIndex", "default_index_path"]
 
 T = TypeVar("T")
 
-_MAX_TS_NS = 9_000_000_000_000_000_000
-"""Latest accepted timestamp (year 2255): its time key fits a signed 64-bit rowid."""
+_MAX_TS_NS = 8_700_000_000_000_000_000
+"""Latest accepted timestamp (year 2245): its time key fits a signed 64-bit rowid."""
 
 _CHUNK = 500
 """Parameters per ``IN (...)`` list."""
@@ -103,9 +105,9 @@ def _rowid_range(start_ns: int, end_ns: int) -> tuple[int, int, bool]:
     """Rowids that can hold ``[start_ns, end_ns)``, and whether they hold exactly that."""
     start = max(0, start_ns)
     end = min(end_ns, _MAX_TS_NS)
-    low = (start // 1000) * TIEBREAK
-    high = ((end - 1) // 1000) * TIEBREAK + TIEBREAK - 1
-    exact = start % 1000 == 0 and end % 1000 == 0
+    low = (start // TIME_UNIT_NS) * TIEBREAK
+    high = ((end - 1) // TIME_UNIT_NS) * TIEBREAK + TIEBREAK - 1
+    exact = start % TIME_UNIT_NS == 0 and end % TIME_UNIT_NS == 0
     return low, high, exact
 
 
@@ -162,8 +164,29 @@ class _Query:
 
     @property
     def fts_only(self) -> bool:
-        """True when counting needs only the FTS lists (no row reads)."""
-        return self.clause.fts is not None and self.clause.sql is None and self.exact
+        """True when the clause is only FTS: counts in whole milliseconds need no row reads."""
+        return self.clause.fts is not None and self.clause.sql is None
+
+    def segments(self) -> list[tuple[int, int, bool]]:
+        """Rowid ranges covering the request: ``(low, high, inner)``.
+
+        ``inner`` ranges hold whole milliseconds inside ``[start_ns, end_ns)``,
+        so every row in them is in range; the (at most two) others are the
+        partial milliseconds at the edges, where ``r.ts`` must be checked.
+        """
+        start, end = self.request.start_ns, self.request.end_ns
+        first_ms = -(-max(0, start) // TIME_UNIT_NS)
+        end_ms = min(end, _MAX_TS_NS) // TIME_UNIT_NS
+        if first_ms >= end_ms:
+            return [(self.low, self.high, False)]
+        out: list[tuple[int, int, bool]] = []
+        inner_low, inner_high = first_ms * TIEBREAK, end_ms * TIEBREAK - 1
+        if self.low < inner_low:
+            out.append((self.low, inner_low - 1, False))
+        out.append((inner_low, inner_high, True))
+        if inner_high < self.high:
+            out.append((inner_high + 1, self.high, False))
+        return out
 
 
 class EmbeddedIndex:
@@ -491,7 +514,9 @@ class EmbeddedIndex:
             if "interrupt" in str(exc):
                 self.events.query_timed_out(kind, limit)
                 raise TimeoutError(f"{kind} exceeded its time limit of {limit}s") from exc
-            raise
+            raise BackendError(f"embedded index: {exc}", retriable=True) from exc
+        except sqlite3.Error as exc:
+            raise BackendError(f"embedded index: {exc}", retriable=False) from exc
         finally:
             self.events.query_answered(kind, time.monotonic() - started)
 
@@ -543,12 +568,12 @@ class EmbeddedIndex:
         self, conn: sqlite3.Connection, query: _Query, limit: int, before: Cursor | None
     ) -> list[tuple[Any, ...]]:
         """The ``limit`` newest matches older than ``before``, in exact order."""
-        high = None if before is None else (before[0] // 1000) * TIEBREAK + TIEBREAK - 1
+        high = None if before is None else (before[0] // TIME_UNIT_NS) * TIEBREAK + TIEBREAK - 1
         sql, params = query.sql(_ROW, before=before, high=high)
         order = "f.rowid" if query.clause.fts is not None else "r.rowid"
         rows = conn.execute(f"{sql} ORDER BY {order} DESC LIMIT ?", [*params, limit]).fetchall()
         if len(rows) == limit:
-            # Rowids order by microsecond; finish the last microsecond in exact order.
+            # Rowids order by millisecond; finish the last millisecond in exact order.
             last = rows[-1][0]
             floor = last - last % TIEBREAK
             sql, params = query.sql(_ROW, before=before, low=floor, high=last - 1)
@@ -558,18 +583,24 @@ class EmbeddedIndex:
 
     def _count(self, conn: sqlite3.Connection, query: _Query) -> tuple[int, bool]:
         cap = max(1, self.config.track_total_hits)
-        if query.fts_only:
-            sql = "SELECT 1 FROM f WHERE f MATCH ? AND rowid BETWEEN ? AND ?"
-            params: list[Any] = [query.clause.fts, query.low, query.high]
-        elif query.clause.is_true and query.exact:
-            sql = "SELECT 1 FROM r WHERE rowid BETWEEN ? AND ?"
-            params = [query.low, query.high]
-        else:
-            sql, params = query.sql("1")
-        (count,) = conn.execute(
-            f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, cap + 1]  # noqa: S608 - built from fixed parts
-        ).fetchone()
-        return (cap, False) if count > cap else (int(count), True)
+        count = 0
+        for low, high, inner in query.segments():
+            if inner and query.fts_only:
+                sql = "SELECT 1 FROM f WHERE f MATCH ? AND rowid BETWEEN ? AND ?"
+                params: list[Any] = [query.clause.fts, low, high]
+            elif inner and query.clause.is_true:
+                sql = "SELECT 1 FROM r WHERE rowid BETWEEN ? AND ?"
+                params = [low, high]
+            else:
+                sql, params = query.sql("1", low=low, high=high)
+            (found,) = conn.execute(
+                f"SELECT count(*) FROM ({sql} LIMIT ?)",  # noqa: S608 - built from fixed parts
+                [*params, cap + 1 - count],
+            ).fetchone()
+            count += int(found)
+            if count > cap:
+                return cap, False
+        return count, True
 
     async def histogram(self, request: SearchRequest, interval_ns: int) -> list[HistogramBucket]:
         """Counts per ``interval_ns`` (aligned to the epoch) over ``[start_ns, end_ns)``."""
@@ -584,27 +615,30 @@ class EmbeddedIndex:
     def _histogram(
         self, conn: sqlite3.Connection, query: _Query, interval: int
     ) -> list[HistogramBucket]:
-        aligned = query.exact and interval % 1000 == 0
-        if aligned and query.fts_only:
-            # The rowid holds the microsecond, so buckets come from the FTS lists alone.
-            sql = (
-                "SELECT rowid / ?1 * ?1 AS b, count(*) FROM f "
-                "WHERE f MATCH ?2 AND rowid BETWEEN ?3 AND ?4 GROUP BY b"
-            )
-            params: list[Any] = [interval, query.clause.fts, query.low, query.high]
-        elif aligned and query.clause.is_true:
-            sql = (
-                "SELECT rowid / ?1 * ?1 AS b, count(*) FROM r "
-                "WHERE rowid BETWEEN ?2 AND ?3 GROUP BY b"
-            )
-            params = [interval, query.low, query.high]
-        else:
-            inner, params = query.sql("r.ts AS ts")
-            sql = f"SELECT ts / ? * ? AS b, count(*) FROM ({inner}) GROUP BY b"  # noqa: S608 - built from fixed parts
-            params = [interval, interval, *params]
-        buckets = [HistogramBucket(int(b), int(n)) for b, n in conn.execute(sql, params)]
-        buckets.sort(key=lambda bucket: bucket.start_ns)
-        return buckets
+        fast = interval % TIME_UNIT_NS == 0
+        per_bucket = interval // TIME_UNIT_NS * TIEBREAK
+        counts: dict[int, int] = {}
+        for low, high, inner in query.segments():
+            if fast and inner and query.fts_only:
+                # The rowid holds the millisecond: buckets come from the FTS lists alone.
+                sql = (
+                    "SELECT rowid / ?1 * ?2 AS b, count(*) FROM f "
+                    "WHERE f MATCH ?3 AND rowid BETWEEN ?4 AND ?5 GROUP BY b"
+                )
+                params: list[Any] = [per_bucket, interval, query.clause.fts, low, high]
+            elif fast and inner and query.clause.is_true:
+                sql = (
+                    "SELECT rowid / ?1 * ?2 AS b, count(*) FROM r "
+                    "WHERE rowid BETWEEN ?3 AND ?4 GROUP BY b"
+                )
+                params = [per_bucket, interval, low, high]
+            else:
+                rows, params = query.sql("r.ts AS ts", low=low, high=high)
+                sql = f"SELECT ts / ? * ? AS b, count(*) FROM ({rows}) GROUP BY b"  # noqa: S608 - built from fixed parts
+                params = [interval, interval, *params]
+            for bucket, count in conn.execute(sql, params):
+                counts[int(bucket)] = counts.get(int(bucket), 0) + int(count)
+        return [HistogramBucket(start, counts[start]) for start in sorted(counts)]
 
     async def top_values(
         self, request: SearchRequest, field: str, size: int
@@ -698,7 +732,7 @@ class EmbeddedIndex:
             newest = self._newest(conn, query, 1, before=None)
             return [], (_key(newest[0]) if newest else None)
         limit = max(1, query.request.size)
-        low = (after[0] // 1000) * TIEBREAK
+        low = (after[0] // TIME_UNIT_NS) * TIEBREAK
         sql, params = query.sql(_ROW, after=after, low=low)
         order = "f.rowid" if query.clause.fts is not None else "r.rowid"
         rows = conn.execute(f"{sql} ORDER BY {order} LIMIT ?", [*params, limit]).fetchall()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from collector.decode import LineDecoder
+from collector.parsers.entry import Entry
 from collector.paths import parse_path
 from podlog.demo import DEMO_PODS, DemoWriter, render_line
 
@@ -17,8 +18,13 @@ def test_rendered_lines_decode_in_both_runtime_formats() -> None:
         decoder = LineDecoder(f"/x/{runtime}.log")
         (entry,) = decoder.decode([line.rstrip(b"\n")], [0])
         assert decoder.format == runtime
-        text = repr(entry)
-        assert "stderr" in text and "say" in text and "1795737600123456789" in text
+        assert isinstance(entry, Entry), entry
+        assert (entry.stream, entry.time_ns, entry.message, entry.partial) == (
+            "stderr",
+            1_795_737_600_123_456_789,
+            'say "hi"\tthere',
+            False,
+        )
 
 
 async def test_writer_fills_one_file_per_container_and_rotates(tmp_path: Path) -> None:
