@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
+import structlog
 from opensearchpy.exceptions import OpenSearchException
 
 from indexer.dlq import DeadLetter, list_dead_letters, replay_dead_letters
 from indexer.retention import apply_retention, ensure_ism_policies, list_log_indices, plan_retention
 from indexer.templates import detect_capabilities, open_client
 from podlog.errors import ConfigError
+from podlog.logging import configure_logging
 from podlog.settings import Settings, load_settings
 
 __all__ = ["dlq", "retention"]
@@ -30,9 +34,16 @@ config_option = click.option(
 
 def _settings(config_path: Path | None) -> Settings:
     try:
-        return load_settings(config_path)
+        settings = load_settings(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    # Self-logs go to stderr, and only warnings: stdout is the command's answer.
+    # (Left alone when embedded, e.g. under a test runner that replaced stderr.)
+    if not structlog.is_configured() and sys.stderr is sys.__stderr__:
+        configure_logging("warning", fmt=settings.podlog.log_format)
+        # Expected 404s (no DLQ yet, no ISM plugin) are answers here, not warnings.
+        logging.getLogger("opensearch").setLevel(logging.ERROR)
+    return settings
 
 
 def _cluster_error(exc: OpenSearchException) -> click.ClickException:

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-ItemRule = Callable[[str, int], tuple[int, dict[str, Any]] | None]
-"""``(doc_id, attempt for this id) -> (status, error)`` to fake an item answer, or None."""
+ItemRule = Callable[[str, str, int], tuple[int, dict[str, Any]] | None]
+"""``(index, doc_id, attempt for this id) -> (status, error)`` to fake an item answer, or None."""
 
 
 class FaultyProxy:
@@ -27,7 +27,7 @@ class FaultyProxy:
         self.upstream = upstream.rstrip("/")
         self.fail_request: Callable[[int], bool] = lambda n: False
         """Given the bulk request number (1-based), answer it 503 without forwarding."""
-        self.item_rule: ItemRule = lambda doc_id, attempt: None
+        self.item_rule: ItemRule = lambda index, doc_id, attempt: None
         self.hold_replies = False
         """Forward bulk requests but never answer them."""
         self.bulk_requests = 0
@@ -122,7 +122,7 @@ class FaultyProxy:
             doc_id = str(meta.get("_id"))
             attempt = self._attempts.get(doc_id, 0) + 1
             self._attempts[doc_id] = attempt
-            rule = self.item_rule(doc_id, attempt)
+            rule = self.item_rule(str(meta.get("_index")), doc_id, attempt)
             if rule is None:
                 forward.append((action_line, source))
                 continue

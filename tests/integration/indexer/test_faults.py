@@ -37,7 +37,7 @@ async def test_429_items_and_503_requests_end_indexed_exactly_once(
     proxy = await FaultyProxy(opensearch_url).start()
     throttled = {"status": 429, "error": {"type": "es_rejected_execution_exception",
                                           "reason": "injected: queue full"}}
-    proxy.item_rule = lambda doc_id, attempt: (
+    proxy.item_rule = lambda index, doc_id, attempt: (
         (429, throttled["error"]) if _bucket(doc_id) == 0 and attempt <= 2 else None
     )
     proxy.fail_request = lambda n: n % 3 == 1  # the first try of the batch, and more

@@ -1,0 +1,113 @@
+"""Retention deletes whole expired indices of each class, and nothing else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from opensearchpy import OpenSearch
+
+from indexer.commands import retention as retention_cli
+from indexer.config import OpenSearchConfig
+from indexer.retention import apply_retention, ensure_ism_policies, policy_id
+from indexer.templates import detect_capabilities, has_ism
+from podlog.retention import RetentionConfig
+from tests.conftest import DOCKER
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def _names(client: OpenSearch, prefix: str) -> set[str]:
+    return {row["index"] for row in client.cat.indices(index=f"{prefix}-*", format="json")}
+
+
+def _create(client: OpenSearch, names: list[str]) -> None:
+    for name in names:
+        client.indices.create(index=name, body={"settings": {"number_of_replicas": 0}})
+
+
+def test_apply_deletes_exactly_the_expired_indices_of_each_class(
+    opensearch_url: str, unique: str
+) -> None:
+    """Per class, indices whose day plus retention has passed go; newer ones, unknown classes,
+    undated names, the DLQ and foreign indices stay."""
+    client = OpenSearch(opensearch_url)
+    p = unique
+    expired = [f"{p}-logs-short-2026.11.23", f"{p}-logs-standard-2026.11.12",
+               f"{p}-logs-long-2026.08.28"]
+    kept = [f"{p}-logs-short-2026.11.24", f"{p}-logs-short-2026.11.27",
+            f"{p}-logs-standard-2026.11.13", f"{p}-logs-long-2026.09.01",
+            f"{p}-logs-retired-2020.01.01", f"{p}-logs-short-notaday", f"{p}-dlq",
+            f"{p}-other-2020.01.01"]  # fmt: skip
+    _create(client, expired + kept)
+    config = RetentionConfig(classes={"short": 3.0, "standard": 14.0, "long": 90.0})
+    deleted = apply_retention(client, p, config, now=NOW)
+    assert sorted(d.index for d in deleted) == sorted(expired)
+    assert _names(client, p) == set(kept)
+    assert apply_retention(client, p, config, now=NOW) == []
+
+
+def test_cli_plan_and_apply_use_the_configured_classes(
+    opensearch_any: str, unique: str, tmp_path: Path
+) -> None:
+    """`retention plan` marks what is expired without deleting; `retention apply` deletes it."""
+    client = OpenSearch(opensearch_any)
+    today = datetime.now(tz=UTC)
+    old = f"{unique}-logs-short-{(today - timedelta(days=30)):%Y.%m.%d}"
+    fresh = f"{unique}-logs-short-{today:%Y.%m.%d}"
+    _create(client, [old, fresh])
+    conf = tmp_path / "podlog.yaml"
+    conf.write_text(yaml.safe_dump({
+        "indexer": {"opensearch": {"hosts": [opensearch_any], "index_prefix": unique}},
+        "retention": {"classes": {"short": 3, "standard": 14}, "namespaces": {"dev-*": "short"}},
+    }))  # fmt: skip
+    runner = CliRunner()
+    plan = runner.invoke(retention_cli, ["plan", "--config", str(conf)])
+    assert plan.exit_code == 0, plan.output
+    lines = {
+        line.split()[1]: line.split()[0]
+        for line in plan.output.splitlines()
+        if line.startswith(("DELETE", "keep"))
+    }
+    assert lines == {old: "DELETE", fresh: "keep"}
+    assert _names(client, unique) == {old, fresh}
+    applied = runner.invoke(retention_cli, ["apply", "--config", str(conf)])
+    assert applied.exit_code == 0, applied.output
+    assert f"deleted {old}" in applied.output
+    assert _names(client, unique) == {fresh}
+
+
+def test_ism_is_detected_as_missing_on_clusters_without_it(opensearch_url: str) -> None:
+    """Clusters without the ISM plugin are detected as such, so retention deletes indices."""
+    if DOCKER:
+        pytest.skip("a real OpenSearch with ISM answers here")
+    client = OpenSearch(opensearch_url)
+    assert has_ism(client) is False
+    assert detect_capabilities(client, OpenSearchConfig(hosts=[opensearch_url])).ism is False
+
+
+@pytest.mark.docker
+def test_ism_policies_are_created_once_and_updated_on_change() -> None:
+    """On OpenSearch with ISM, one delete policy per class is created, left alone when current,
+    and updated when the class's retention changes."""
+    if not DOCKER:
+        pytest.skip("needs a Docker daemon for a real OpenSearch")
+    from tests.fixtures.servers import opensearch_container
+
+    with opensearch_container() as url:
+        client = OpenSearch(url)
+        config = OpenSearchConfig(hosts=[url], index_prefix="ism")
+        assert detect_capabilities(client, config).ism is True
+        retention = RetentionConfig(classes={"short": 3.0, "standard": 14.0})
+        assert ensure_ism_policies(client, config, retention) == [
+            policy_id("ism", "short"), policy_id("ism", "standard")
+        ]
+        assert ensure_ism_policies(client, config, retention) == []
+        longer = RetentionConfig(classes={"short": 5.0, "standard": 14.0})
+        assert ensure_ism_policies(client, config, longer) == [policy_id("ism", "short")]
+        policy = client.transport.perform_request("GET", "/_plugins/_ism/policies/ism-retention-short")
+        states = policy["policy"]["states"]
+        assert states[0]["transitions"][0]["conditions"] == {"min_index_age": "120h"}
