@@ -73,6 +73,9 @@ _LEVEL_WORDS = {
 _LEVEL_NUMBERS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 
 _MAX_LEVEL_CHARS = 16
+_LEVEL_MEMO_SIZE = 1024
+_MISSING = object()
+_level_memo: dict[str, object] = {}
 
 _LOGFMT_TOKEN = re.compile(
     r'\s*([^\s="]+)(?:=(?:"((?:[^"\\]|\\.)*)"|([^\s"]*)))?(?=\s|$)', re.DOTALL
@@ -127,6 +130,12 @@ def parse_payload(
             return PayloadRejected("invalid_json")
         if not isinstance(doc, dict):
             return PayloadRejected("not_an_object")
+        # Cheap upper bounds first: nesting <= brackets, fields <= colons.
+        if (
+            text.count(":") <= limits.max_fields
+            and text.count("{") + text.count("[") <= limits.max_depth
+        ):
+            return Payload(doc, _find_level(doc), False)
         return _bounded_payload(doc, limits)
     if parser == "logfmt":
         pairs = parse_logfmt(text)
@@ -175,10 +184,14 @@ def normalize_level(value: Any) -> str | None:
         return _LEVEL_NUMBERS.get(value)
     if not isinstance(value, str):
         return None
+    known = _level_memo.get(value, _MISSING)
+    if known is not _MISSING:
+        return known  # type: ignore[return-value]
     word = value.strip().lower()
-    if not word or len(word) > _MAX_LEVEL_CHARS:
-        return None
-    return _LEVEL_WORDS.get(word, word)
+    level = None if not word or len(word) > _MAX_LEVEL_CHARS else _LEVEL_WORDS.get(word, word)
+    if len(_level_memo) < _LEVEL_MEMO_SIZE:
+        _level_memo[value] = level
+    return level
 
 
 def _find_level(doc: dict[str, Any]) -> str | None:

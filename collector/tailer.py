@@ -125,6 +125,10 @@ class Tailer:
                 return []
             self.predecessor = None
         out: list[Record] = []
+        if self.at_eof and self.read_offset > 0:
+            # Resuming after idling at the end: a truncate-and-rewrite meanwhile shows in
+            # the head, even when the file already grew past our offset again.
+            out.extend(self._check_head())
         total = 0
         chunk = self.settings.chunk_bytes
         fd = self.fd
@@ -158,6 +162,19 @@ class Tailer:
         if st.st_size >= self.read_offset:
             return []
         return self.restart_truncated(st.st_size)
+
+    def _check_head(self) -> list[Record]:
+        try:
+            size = os.fstat(self.fd).st_size
+            if size == self.read_offset:
+                return []  # nothing new: nothing to check yet
+            head = head_fingerprint(self.fd)
+        except OSError as exc:
+            EVENTS.file_failed(self.path, exc, "fingerprint")
+            return []
+        if head is None or head == self.head:
+            return []
+        return self.restart_truncated(size)
 
     def restart_truncated(self, new_size: int) -> list[Record]:
         """The file was truncated (copytruncate): emit what is pending, restart at 0."""

@@ -99,8 +99,8 @@ class FileTracker:
         return out
 
     def _head_changed(self, tailer: Tailer, item: Found) -> bool:
-        """True when a growing file's first line changed: truncated and rewritten past us."""
-        if item.size == tailer.size_seen or tailer.closed:
+        """True when the file's first line changed: truncated and rewritten meanwhile."""
+        if tailer.closed or item.size == 0:
             return False
         try:
             head = head_fingerprint(tailer.fd)

@@ -12,20 +12,30 @@ being read keeps its metadata however long the reading takes.  The cache never
 holds more than ``max_pods`` entries: past that, the longest-unused
 non-live entries go first (live pods are never evicted: a node runs a few
 hundred at most).
+
+Memory budget: :data:`BUDGET_BYTES_PER_POD` per pod with realistic labels and
+annotations (8 labels, 7 annotations, 2 containers; the last-applied
+configuration dropped), so the default ``max_pods`` of 10,000 stays under
+30 MiB.  ``bench/kube_cache.py`` measures it (about 2.5 KiB per pod, each pod
+enriched once) and
+``tests/unit/kube/test_memory.py`` enforces it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from collector.enrichment import FilePolicy, PathMeta
 from collector.kube.events import events
 from collector.kube.metadata import NamespaceMeta, PodMeta
 
-__all__ = ["EntryState", "PodCache", "PodEntry"]
+__all__ = ["BUDGET_BYTES_PER_POD", "EntryState", "PodCache", "PodEntry"]
+
+BUDGET_BYTES_PER_POD = 3072
+"""The documented memory budget of one cached pod (see the module docs)."""
 
 EntryState = Literal["live", "deleted", "restored"]
 
@@ -40,12 +50,15 @@ class PodEntry:
     """Monotonic time of the last state change."""
     last_used: float
     """Monotonic time the pipeline last asked for this pod."""
-    policies: dict[str, tuple[NamespaceMeta | None, FilePolicy]] = field(default_factory=dict)
-    """Per container: the policy and the namespace object it was derived with."""
-    rendered: dict[tuple[str, str, int | None], tuple[NamespaceMeta | None, dict[str, Any]]] = (
-        field(default_factory=dict)
-    )
-    """Per (container, file container id, file restart): the record ``kubernetes`` value."""
+    derived_ns: NamespaceMeta | None = None
+    """The namespace object ``policies`` and ``rendered`` were derived with."""
+    policies: dict[str, FilePolicy] | None = None
+    """Per container: the policy from the pod's podlog.io/* annotations (None: none set)."""
+    rendered_for: tuple[str, str, int | None] | None = None
+    """The (container, file container id, file restart) ``rendered`` was made for."""
+    rendered: dict[str, Any] | None = None
+    """The record ``kubernetes`` value last made for this pod (one slot: a few
+    containers alternating rebuild it per batch, which costs microseconds)."""
 
 
 class PodCache:

@@ -23,6 +23,7 @@ from collector.kube.events import events
 from collector.kube.metadata import (
     ANNOTATION_MULTILINE,
     ANNOTATION_PARSER,
+    NO_CONTROLS,
     NamespaceMeta,
     PodMeta,
 )
@@ -64,6 +65,8 @@ class KubeEnricher:
         self._cache = cache
         self._api = api or ApiState()
         self._limits = PayloadLimits(config.payload_max_depth, config.payload_max_fields)
+        self._shared = SharedValues()
+        self._retention_policies: dict[str, FilePolicy] = {}
 
     @property
     def cache(self) -> PodCache | None:
@@ -146,25 +149,48 @@ class KubeEnricher:
             kubernetes["namespace_labels"] = ns.labels
         return kubernetes
 
+    def _derived(self, entry: PodEntry) -> NamespaceMeta | None:
+        """The pod's namespace; what was derived with an older one is dropped."""
+        ns = self._namespace(entry.pod.namespace)
+        if entry.derived_ns is not ns:
+            entry.derived_ns = ns
+            entry.rendered = None
+            entry.policies = None
+        return ns
+
     def _rendered(self, entry: PodEntry, meta: PathMeta) -> dict[str, Any]:
         key = (meta.container, meta.container_id, meta.restart_count)
-        ns = self._namespace(entry.pod.namespace)
-        cached = entry.rendered.get(key)
-        if cached is not None and cached[0] is ns:
-            return cached[1]
-        kubernetes = render_kubernetes(entry.pod, meta, self._node, ns)
-        entry.rendered[key] = (ns, kubernetes)
+        ns = self._derived(entry)
+        kubernetes = entry.rendered
+        if kubernetes is None or entry.rendered_for != key:
+            kubernetes = render_kubernetes(entry.pod, meta, self._node, ns, self._shared)
+            entry.rendered = kubernetes
+            entry.rendered_for = key
         return kubernetes
 
     # -- policy ----------------------------------------------------------------------------
 
     def _policy(self, entry: PodEntry, container: str) -> FilePolicy:
-        ns = self._namespace(entry.pod.namespace)
-        cached = entry.policies.get(container)
-        if cached is not None and cached[0] is ns:
-            return cached[1]
-        policy = self._derive_policy(entry.pod, container, ns)
-        entry.policies[container] = (ns, policy)
+        ns = self._derived(entry)
+        if entry.pod.controls is NO_CONTROLS:
+            # Most pods: nothing to validate, nothing to keep per pod.
+            return self._namespace_policy(ns)
+        if entry.policies is None:
+            entry.policies = {}
+        policy = entry.policies.get(container)
+        if policy is None:
+            policy = self._derive_policy(entry.pod, container, ns)
+            entry.policies[container] = policy
+        return policy
+
+    def _namespace_policy(self, ns: NamespaceMeta | None) -> FilePolicy:
+        if ns is None or ns.retention is None:
+            return DEFAULT_POLICY
+        policy = self._retention_policies.get(ns.retention)
+        if policy is None:
+            if len(self._retention_policies) > 1024:
+                self._retention_policies.clear()
+            policy = self._retention_policies[ns.retention] = FilePolicy(retention=ns.retention)
         return policy
 
     def _derive_policy(self, pod: PodMeta, container: str, ns: NamespaceMeta | None) -> FilePolicy:
@@ -240,8 +266,33 @@ def _multiline(value: str) -> str | None:
     return stripped
 
 
+class SharedValues:
+    """Small read-only sub-maps (node, workload) shared by every pod that has them."""
+
+    __slots__ = ("_values",)
+
+    _LIMIT = 65536
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def get(self, key: tuple[str, ...], build: dict[str, str]) -> dict[str, str]:
+        """The shared map for ``key``; ``build`` becomes it the first time."""
+        known = self._values.get(key)
+        if known is not None:
+            return known
+        if len(self._values) >= self._LIMIT:
+            self._values.clear()
+        self._values[key] = build
+        return build
+
+
 def render_kubernetes(
-    pod: PodMeta, meta: PathMeta, node_name: str, ns: NamespaceMeta | None
+    pod: PodMeta,
+    meta: PathMeta,
+    node_name: str,
+    ns: NamespaceMeta | None,
+    shared: SharedValues | None = None,
 ) -> dict[str, Any]:
     """The record's ``kubernetes`` value for one file of ``pod``.
 
@@ -274,6 +325,11 @@ def render_kubernetes(
         "annotations": pod.annotations,
         "workload": {"kind": pod.workload_kind, "name": pod.workload_name},
     }
+    if shared is not None:
+        node = kubernetes["node"]["name"]
+        kubernetes["node"] = shared.get(("node", node), kubernetes["node"])
+        kind, name = pod.workload_kind, pod.workload_name
+        kubernetes["workload"] = shared.get(("workload", kind, name), kubernetes["workload"])
     if ns is not None and ns.labels:
         kubernetes["namespace_labels"] = ns.labels
     return kubernetes

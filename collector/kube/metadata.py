@@ -28,6 +28,7 @@ __all__ = [
     "ANNOTATION_MULTILINE",
     "ANNOTATION_PARSER",
     "ANNOTATION_RETENTION",
+    "NO_CONTROLS",
     "ContainerMeta",
     "KeyFilter",
     "NamespaceMeta",

@@ -45,7 +45,11 @@ def parse_cri_line(line: bytes, offset: int) -> Entry | Rejected:
     except (UnicodeDecodeError, ValueError, OverflowError) as exc:
         return Rejected("invalid_timestamp", str(exc)[:200])
     message, error = decode_text(parts[3]) if len(parts) == 4 else ("", None)
-    return Entry(offset, time, ns, stream_name, message, partial, False, error)
+    return _new(Entry, (offset, time, ns, stream_name, message, partial, False, error))
+
+
+_new = tuple.__new__
+"""Builds an Entry from a full tuple without the NamedTuple ``__new__`` overhead."""
 
 
 def render_cri_line(time: str, stream: str, message: bytes, *, partial: bool = False) -> bytes:

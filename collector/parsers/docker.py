@@ -26,24 +26,28 @@ def parse_docker_line(line: bytes, offset: int) -> Entry | Rejected:
         except orjson.JSONDecodeError:
             return Rejected("invalid_json", str(exc)[:200])
         error = "invalid_utf8" if "\ufffd" in text else "nul_bytes"
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         return Rejected("invalid_json", "not a JSON object")
     log = doc.get("log")
-    if not isinstance(log, str):
+    if type(log) is not str:
         return Rejected("invalid_json", "no string 'log' field")
     stream = doc.get("stream")
     if stream != "stdout" and stream != "stderr":
         stream = "stdout"
     time = doc.get("time")
-    if not isinstance(time, str):
+    if type(time) is not str:
         return Rejected("invalid_timestamp", "no string 'time' field")
     try:
         ns = timestamp_ns(time)
     except (ValueError, OverflowError) as exc:
         return Rejected("invalid_timestamp", str(exc)[:200])
-    if log.endswith("\n"):
-        return Entry(offset, time, ns, stream, log[:-1], False, False, error)
-    return Entry(offset, time, ns, stream, log, True, False, error)
+    if log[-1:] == "\n":
+        return _new(Entry, (offset, time, ns, stream, log[:-1], False, False, error))
+    return _new(Entry, (offset, time, ns, stream, log, True, False, error))
+
+
+_new = tuple.__new__
+"""Builds an Entry from a full tuple without the NamedTuple ``__new__`` overhead."""
 
 
 def render_docker_line(time: str, stream: str, log: str) -> bytes:

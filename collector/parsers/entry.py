@@ -67,9 +67,10 @@ def timestamp_ns(value: str) -> int:
 
     Raises ``ValueError`` for anything that is not a timestamp.
     """
-    if len(value) > 20 and value[19] == "." and value[-1] == "Z":
+    size = len(value)
+    if 21 < size <= 30 and value[-1] == "Z" and value[19] == ".":
         frac = value[20:-1]
-        if 0 < len(frac) <= 9 and frac.isdigit():
+        if frac.isdigit():
             head = value[:19]
             seconds = _SECONDS.get(head)
             if seconds is None:
@@ -77,8 +78,13 @@ def timestamp_ns(value: str) -> int:
                 if len(_SECONDS) > 8192:
                     _SECONDS.clear()
                 _SECONDS[head] = seconds
-            return seconds * 1_000_000_000 + int(frac.ljust(9, "0"))
+            ns: int = seconds * 1_000_000_000 + int(frac) * _SCALE[size - 22]
+            return ns
     return parse_timestamp_ns(value)
+
+
+_SCALE = [10 ** (9 - digits) for digits in range(1, 10)]
+"""Multiplier of a fraction with 1..9 digits to nanoseconds."""
 
 
 def now_timestamp(now_ns: int) -> str:

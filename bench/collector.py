@@ -1,0 +1,246 @@
+"""Collector throughput: a realistic backlog drained into a null sink and into the spool.
+
+Generates a mix across many files (mostly 80-300 byte lines, some multi-KB
+lines, Java stack traces, JSON app logs; Docker json-file files plus CRI files
+with P/F partials), then, each in a fresh subprocess so peak RSS is its own:
+
+* ``bare``: read 1 MiB chunks, split lines, ``orjson.loads`` each json-file
+  line (``split`` for CRI): the floor any Python reader pays;
+* ``null``: the collector with decoding, partial joins and path enrichment,
+  into a sink that drops batches;
+* ``spool``: the same into the real on-disk spool (``fsync: interval``).
+
+Prints lines/s, MB/s, CPU seconds, CPU s per million lines and peak RSS,
+median of ``--runs`` runs, and the collector/bare ratio from the same command.
+
+    python bench/collector.py            # ~400k lines, about a minute
+    python bench/collector.py --full     # 3.6M lines (~1 GiB), the issue's backlog
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+# This script is named like the package it measures: keep its own directory
+# off the import path so ``import collector`` finds the package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+HEX = "0123456789abcdef"
+
+
+def _container_file(directory: Path, i: int) -> Path:
+    cid = (HEX * 4)[i % 16 :] + (HEX * 4)[: i % 16]
+    return directory / f"app-{i}-7d9f_bench_c{i}-{cid}.log"
+
+
+def generate(directory: Path, total_lines: int, files: int, seed: int = 7) -> tuple[int, int]:
+    """Write the backlog; returns (lines written, bytes written)."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    per_file = total_lines // files
+    words = ("GET POST user order cart payment id status ok failed retry cache hit miss "
+             "latency_ms upstream request response db query timeout").split()
+    trace = ["java.lang.IllegalStateException: order not found"] + [
+        f"\tat com.shop.svc.Handler{k}.handle(Handler{k}.java:{k * 7})" for k in range(12)
+    ]
+    written = nbytes = 0
+    for f in range(files):
+        cri = f % 4 == 3  # a quarter of the files are CRI, the rest Docker json-file
+        out = bytearray()
+        ns = 1_795_737_600_000_000_000 + f
+        i = 0
+        while i < per_file:
+            ns += 1_000_003
+            stamp = f"2026-11-27T00:{(ns // 60_000_000_000) % 60:02d}:{(ns // 1_000_000_000) % 60:02d}.{ns % 1_000_000_000:09d}Z"
+            roll = rng.random()
+            if roll < 0.15:
+                msg = orjson.dumps({"level": rng.choice(["info", "warn", "error"]),
+                                    "msg": " ".join(rng.choices(words, k=rng.randint(5, 20))),
+                                    "user": rng.randint(1, 10_000),
+                                    "latency_ms": rng.randint(1, 900)}).decode()
+                lines = [msg]
+            elif roll < 0.17:
+                lines = trace
+            elif roll < 0.19:
+                lines = ["x" * rng.randint(2000, 6000)]
+            else:
+                lines = [" ".join(rng.choices(words, k=rng.randint(10, 45)))]
+            for text in lines:
+                if cri:
+                    if len(text) > 1000 and rng.random() < 0.5:  # CRI P/F partials
+                        out += f"{stamp} stdout P {text[:800]}\n".encode()
+                        out += f"{stamp} stdout F {text[800:]}\n".encode()
+                        i += 2
+                    else:
+                        out += f"{stamp} stdout F {text}\n".encode()
+                        i += 1
+                else:
+                    out += orjson.dumps({"log": text + "\n", "stream": "stdout", "time": stamp})
+                    out += b"\n"
+                    i += 1
+        _container_file(directory, f).write_bytes(out)
+        written += i
+        nbytes += len(out)
+    return written, nbytes
+
+
+def bare(directory: Path) -> dict[str, float]:
+    """Read 1 MiB chunks, split, decode each line: the floor."""
+    lines = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    for path in sorted(directory.iterdir()):
+        leftover = b""
+        docker = None
+        with path.open("rb", buffering=0) as f:
+            while chunk := f.read(1 << 20):
+                data = leftover + chunk
+                cut = data.rfind(b"\n") + 1
+                leftover = data[cut:]
+                parts = data[:cut].split(b"\n")
+                parts.pop()
+                if docker is None:
+                    docker = parts[0].startswith(b"{")
+                if docker:
+                    for line in parts:
+                        orjson.loads(line)
+                else:
+                    for line in parts:
+                        line.split(b" ", 3)
+                lines += len(parts)
+    return {"lines": lines, "wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+
+
+class NullSink:
+    """Drops batches; counts records."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    async def append(self, batch: object) -> None:
+        self.records += len(batch.records)  # type: ignore[attr-defined]
+
+
+async def _collect(directory: Path, state: Path, mode: str, expected: int) -> dict[str, float]:
+    from collector.config import CollectorConfig
+    from collector.kube.config import KubernetesConfig
+    from collector.kube.enrich import build_enricher
+    from collector.pipeline import Collector
+    from podlog.config import CommonConfig
+    from podlog.lifecycle import Health
+
+    common = CommonConfig(cluster="bench", node_name="node-1", state_dir=str(state), http_listen="")
+    enricher, _ = build_enricher(common, KubernetesConfig(enabled=False), Health())
+    config = CollectorConfig(include=[str(directory / "*.log")], use_inotify=False)
+    if mode == "spool":
+        from shipper.config import SpoolConfig
+        from shipper.spool import Spool
+
+        sink: object = Spool(SpoolConfig(max_bytes=8 << 30, fsync="interval"), state / "spool")
+        counter = NullSink()
+        inner = sink.append  # type: ignore[attr-defined]
+
+        async def append(batch: object) -> None:
+            await inner(batch)
+            counter.records += len(batch.records)  # type: ignore[attr-defined]
+
+        sink.append = append  # type: ignore[attr-defined]
+    else:
+        counter = NullSink()
+        sink = counter
+    collector = Collector(common, config, sink=sink, enricher=enricher)  # type: ignore[arg-type]
+    start, cpu = time.perf_counter(), time.process_time()
+    await collector.start()
+    task = asyncio.create_task(collector.run())
+    while counter.records < expected:
+        await asyncio.sleep(0.005)
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    await collector.stop()
+    await task
+    return {"lines": counter.records, "wall": wall, "cpu": used}
+
+
+def child(args: argparse.Namespace) -> None:
+    directory = Path(args.dir)
+    if args.child == "bare":
+        result = bare(directory)
+    else:
+        state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
+        result = asyncio.run(_collect(directory, state, args.child, args.expected))
+    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def run_child(mode: str, directory: Path, expected: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--dir", str(directory),
+         "--expected", str(expected)],
+        check=False, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=400_000, help="lines in the backlog")
+    parser.add_argument("--files", type=int, default=40, help="files the backlog is spread over")
+    parser.add_argument("--runs", type=int, default=5, help="runs per mode (median reported)")
+    parser.add_argument("--full", action="store_true", help="the issue's 3.6M-line backlog")
+    parser.add_argument("--modes", default="bare,null,spool", help="comma-separated modes")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    parser.add_argument("--expected", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.full:
+        args.lines = 3_600_000
+    with tempfile.TemporaryDirectory(prefix="podlog-bench-") as tmp:
+        directory = Path(tmp) / "containers"
+        lines, nbytes = generate(directory, args.lines, args.files)
+        expected = _expected_records(directory)
+        print(f"backlog: {lines} lines, {expected} records, {nbytes / 2**20:.1f} MiB, "
+              f"{args.files} files; {args.runs} runs per mode (median)")
+        results: dict[str, dict[str, float]] = {}
+        for mode in args.modes.split(","):
+            runs = [run_child(mode, directory, expected) for _ in range(args.runs)]
+            wall = statistics.median(r["wall"] for r in runs)
+            cpu = statistics.median(r["cpu"] for r in runs)
+            rss = statistics.median(r["rss_mib"] for r in runs)
+            results[mode] = {"wall": wall}
+            print(f"{mode:>6}: {lines / wall:>10,.0f} lines/s  {nbytes / 2**20 / wall:7.1f} MB/s  "
+                  f"cpu {cpu:6.2f} s  ({cpu / lines * 1e6:5.2f} s per M lines)  "
+                  f"peak RSS {rss:6.1f} MiB")
+        if "bare" in results:
+            for mode in ("null", "spool"):
+                if mode in results:
+                    print(f"ratio {mode}/bare: {results['bare']['wall'] / results[mode]['wall']:.2f}x")
+
+
+def _expected_records(directory: Path) -> int:
+    count = 0
+    for path in directory.iterdir():
+        data = path.read_bytes()
+        count += data.count(b"\n") - data.count(b" stdout P ")
+    return count
+
+
+if __name__ == "__main__":
+    main()
