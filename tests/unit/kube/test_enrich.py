@@ -66,7 +66,7 @@ def test_disabled_enricher_uses_the_path_and_counts_it() -> None:
     assert batch[0]["kubernetes"] == {
         "namespace": "shop",
         "pod": {"name": "web-1", "uid": "u-9"},
-        "container": {"name": "app", "id": None, "image": None, "restart_count": 3},
+        "container": {"name": "app", "restart_count": 3},
         "node": {"name": "node-a"},
     }
     assert batch[0]["podlog"]["metadata"] == "path"
@@ -257,3 +257,14 @@ def test_records_do_not_share_the_top_level_kubernetes_dict() -> None:
     enr.enrich(PathMeta("default", "p", "app", pod_uid=uid), batch)
     batch[0]["kubernetes"]["extra"] = 1
     assert "extra" not in batch[1]["kubernetes"]
+
+
+def test_file_outside_kubernetes_layouts_keeps_the_pipelines_fields() -> None:
+    """A plain file (no pod in its path) is not looked up; payloads are still parsed."""
+    enr, _, _ = enricher()
+    batch = records('{"level":"info"}')
+    batch[0]["kubernetes"] = {"node": {"name": "node-a"}}
+    enr.enrich(PathMeta("", "", ""), batch)
+    assert batch[0]["kubernetes"] == {"node": {"name": "node-a"}}
+    assert batch[0]["podlog"]["metadata"] == "path"
+    assert batch[0]["level"] == "info"
