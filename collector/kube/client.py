@@ -70,7 +70,7 @@ def load_api_config(config: KubernetesConfig) -> SingleConfig:
         elif config.kubeconfig:
             loaded = KubeConfig.from_file(config.kubeconfig)
         else:
-            loaded = KubeConfig.from_env()
+            loaded = KubeConfig.from_env(service_account=config.service_account_dir)
         single = loaded.get(context_name=config.context or None)
     except (LightkubeConfigError, OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"kubernetes: cannot load API configuration: {exc}") from exc

@@ -26,6 +26,10 @@ class KubernetesConfig:
         "", "API server URL (http://host:port) used without credentials; overrides kubeconfig."
     )
     context: str = setting("", "Kubeconfig context to use; empty means its current context.")
+    service_account_dir: str = setting(
+        "/var/run/secrets/kubernetes.io/serviceaccount",
+        "In-cluster credentials (token, ca.crt, namespace), used when no kubeconfig is set.",
+    )
     watch_namespaces: bool = setting(
         True, "Also watch Namespace objects, for namespace labels and the retention annotation."
     )

@@ -255,3 +255,28 @@ async def test_namespace_watch_sets_retention_default(kube_api: FakeKubeApi, tmp
         await eventually(
             lambda: agent.enrich(meta, "x")[0]["podlog"].get("retention") == "long", "ns edited"
         )
+
+
+async def test_kubeconfig_token_is_sent(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """A kubeconfig user's bearer token authenticates the list and the watch."""
+    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kc", token="t0k3n")
+    config = dataclasses.replace(config_for(kube_api, tmp_path), kubeconfig=str(kubeconfig))
+    async with running_agent(tmp_path, config):
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+    assert kube_api.authorizations
+    assert set(kube_api.authorizations) == {"Bearer t0k3n"}
+
+
+async def test_unusable_configuration_keeps_the_agent_running(tmp_path: Path) -> None:
+    """A missing kubeconfig is logged and counted; records flow with path metadata."""
+    config = dataclasses.replace(
+        config_for(FakeKubeApi(), tmp_path), kubeconfig=str(tmp_path / "missing")
+    )
+    label = {"resource": "config", "error_code": "no_config"}
+    before = sample("podlog_collector_kube_api_errors_total", label)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(
+            lambda: sample("podlog_collector_kube_api_errors_total", label) > before, "config error"
+        )
+        assert agent.marker(PathMeta("ns", "p", "app")) == "path"
+        assert not agent.task.done()
