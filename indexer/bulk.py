@@ -57,11 +57,7 @@ def http_client(config: IndexerConfig) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = opensearch.verify_certs
     if opensearch.ca_certs:
         verify = ssl.create_default_context(cafile=opensearch.ca_certs)
-    auth = (
-        httpx.BasicAuth(opensearch.username, opensearch.password)
-        if opensearch.username
-        else None
-    )
+    auth = httpx.BasicAuth(opensearch.username, opensearch.password) if opensearch.username else None
     return httpx.AsyncClient(
         auth=auth,
         verify=verify,
@@ -111,9 +107,7 @@ class BulkWriter:
         """Make writes waiting to retry raise :class:`WriterClosedError`."""
         self._closing.set()
 
-    async def write(
-        self, items: Sequence[BulkItem], dead: Sequence[BulkItem] = ()
-    ) -> dict[str, int]:
+    async def write(self, items: Sequence[BulkItem], dead: Sequence[BulkItem] = ()) -> dict[str, int]:
         """Resolve every item (and write the ready-made dead letters ``dead``).
 
         Returns counts by outcome; each item's ``outcome`` is set.  Raises
@@ -140,9 +134,7 @@ class BulkWriter:
 
     # -- one pass per retry round ------------------------------------------------
 
-    async def _resolve(
-        self, pending: list[BulkItem], counts: Counter[str], dead_letters: list[BulkItem]
-    ) -> None:
+    async def _resolve(self, pending: list[BulkItem], counts: Counter[str], dead_letters: list[BulkItem]) -> None:
         is_dead_letter = bool(pending) and pending[0].op == "index"
         while pending:
             results = await self._send_all(pending)
@@ -161,8 +153,14 @@ class BulkWriter:
                     item.attempts += 1
                     if status >= 500 and item.attempts >= self._config.item_max_attempts:
                         kind, reason = describe_item_error(error)
-                        self._dead(item, kind, f"gave up after {item.attempts} attempts: {reason}",
-                                   status, dead_letters, is_dead_letter)
+                        self._dead(
+                            item,
+                            kind,
+                            f"gave up after {item.attempts} attempts: {reason}",
+                            status,
+                            dead_letters,
+                            is_dead_letter,
+                        )
                     else:
                         retry.append(item)
                         first_retry_error = first_retry_error or _short(error, status)
@@ -174,9 +172,7 @@ class BulkWriter:
                         self._dead(item, kind, reason, status, dead_letters, is_dead_letter)
             if retry:
                 attempt = max(i.attempts for i in retry)
-                delay = backoff_delay(
-                    attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds
-                )
+                delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
                 statuses = Counter("429" if _was_throttled(r) else "5xx" for r in retry)
                 for status_class, count in statuses.items():
                     self._events.items_retried(status_class, count, first_retry_error, delay)
@@ -310,9 +306,7 @@ class BulkWriter:
         self._host = (self._host + 1) % len(self._hosts)
 
     def _delay(self, attempt: int) -> float:
-        return backoff_delay(
-            attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds
-        )
+        return backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
 
     async def _pause(self, delay: float) -> None:
         if self._closing.is_set():

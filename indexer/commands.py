@@ -65,9 +65,7 @@ def dlq_list(config_path: Path | None, limit: int, namespace: str | None, as_jso
     settings = _settings(config_path)
     client = open_client(settings.indexer.opensearch)
     try:
-        letters = list_dead_letters(
-            client, settings.indexer.opensearch.index_prefix, limit=limit, namespace=namespace
-        )
+        letters = list_dead_letters(client, settings.indexer.opensearch.index_prefix, limit=limit, namespace=namespace)
     except OpenSearchException as exc:
         raise _cluster_error(exc) from exc
     finally:
@@ -100,9 +98,7 @@ def _row(letter: DeadLetter) -> str:
 @click.option("--id", "ids", multiple=True, help="Replay only this dead letter (repeatable).")
 @click.option("--namespace", default=None, help="Only dead letters of this namespace.")
 @click.option("--limit", default=10000, show_default=True, help="Most dead letters to replay.")
-def dlq_replay(
-    config_path: Path | None, ids: tuple[str, ...], namespace: str | None, limit: int
-) -> None:
+def dlq_replay(config_path: Path | None, ids: tuple[str, ...], namespace: str | None, limit: int) -> None:
     """Index dead letters again (after a mapping fix); those that now succeed leave the DLQ."""
     settings = _settings(config_path)
     try:

@@ -28,9 +28,7 @@ class KafkaConsumerConfig:
         1.0, "A batch is indexed at the latest this long after its first message arrived."
     )
     fetch_max_records: int = setting(10000, "Most messages taken from the consumer in one fetch.")
-    session_timeout_ms: int = setting(
-        30000, "Group session timeout: a silent consumer is removed after this long."
-    )
+    session_timeout_ms: int = setting(30000, "Group session timeout: a silent consumer is removed after this long.")
     max_poll_interval_ms: int = setting(
         300000, "Longest allowed gap between fetches before the group reassigns partitions."
     )
@@ -53,9 +51,7 @@ class OpenSearchConfig:
     number_of_shards: int = setting(1, "Primary shards of each daily log index.")
     number_of_replicas: int = setting(1, "Replicas of each log index.")
     refresh_interval: str = setting("5s", "How often new documents become searchable.")
-    codec: str = setting(
-        "best_compression", "Stored fields codec of log indices; empty keeps the cluster default."
-    )
+    codec: str = setting("best_compression", "Stored fields codec of log indices; empty keeps the cluster default.")
     message_ignore_above: int = setting(
         4096, "Messages longer than this many characters are not in message.keyword (still searchable)."
     )
@@ -75,9 +71,7 @@ class IndexerConfig:
 
     kafka: KafkaConsumerConfig = setting(KafkaConsumerConfig, "The Kafka consumer.")
     opensearch: OpenSearchConfig = setting(OpenSearchConfig, "The OpenSearch cluster.")
-    bulk_max_bytes: int = setting(
-        5 * 1024 * 1024, "Largest body of one bulk request; a batch is split into several."
-    )
+    bulk_max_bytes: int = setting(5 * 1024 * 1024, "Largest body of one bulk request; a batch is split into several.")
     bulk_concurrency: int = setting(2, "Bulk requests in flight at once.")
     retry_initial_seconds: float = setting(0.2, "First backoff before retrying a failed item.")
     retry_max_seconds: float = setting(30.0, "Longest backoff between retries.")
@@ -86,6 +80,4 @@ class IndexerConfig:
         "Attempts for an item the cluster answers 5xx for, before it is dead-lettered "
         "(429 and an unreachable cluster are retried without limit).",
     )
-    salvage: bool = setting(
-        True, "Retry a document rejected for a field's content with that value moved aside."
-    )
+    salvage: bool = setting(True, "Retry a document rejected for a field's content with that value moved aside.")

@@ -92,9 +92,7 @@ class Indexer:
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 3),
             max_poll_interval_ms=kafka.max_poll_interval_ms,
-            rebalance_timeout_ms=max(
-                kafka.session_timeout_ms, int(kafka.rebalance_wait_seconds * 1000) + 5000
-            ),
+            rebalance_timeout_ms=max(kafka.session_timeout_ms, int(kafka.rebalance_wait_seconds * 1000) + 5000),
         )
         self._consumer.subscribe(kafka.topics, listener=_RebalanceListener(self))
         try:
@@ -166,18 +164,12 @@ class Indexer:
         try:
             while not self._stopping.is_set():
                 try:
-                    caps = await asyncio.to_thread(
-                        ensure_templates, client, self._config.opensearch
-                    )
+                    caps = await asyncio.to_thread(ensure_templates, client, self._config.opensearch)
                     if caps.ism:
-                        await asyncio.to_thread(
-                            ensure_ism_policies, client, self._config.opensearch, self._retention
-                        )
+                        await asyncio.to_thread(ensure_ism_policies, client, self._config.opensearch, self._retention)
                 except OpenSearchException as exc:
                     attempt += 1
-                    delay = backoff_delay(
-                        attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds
-                    )
+                    delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
                     self._not_ready = f"index templates not installed: {exc}"[:300]
                     events.templates_failed(repr(exc)[:300], attempt, delay)
                     with contextlib.suppress(TimeoutError):
@@ -231,9 +223,7 @@ class Indexer:
             )
             items.extend(built)
             for reason, detail, letter in letters:
-                events.message_dead_lettered(
-                    reason, message.topic, message.partition, message.offset, detail
-                )
+                events.message_dead_lettered(reason, message.topic, message.partition, message.offset, detail)
                 dead.append(letter)
             tp = TopicPartition(message.topic, message.partition)
             offsets[tp] = max(offsets.get(tp, -1), message.offset + 1)
@@ -298,9 +288,7 @@ class Indexer:
             log.info("rebalance_waiting_for_batch", partitions=len(revoked))
             await asyncio.wait({task}, timeout=self._config.kafka.rebalance_wait_seconds)
         before = len(self._carry)
-        self._carry = [
-            m for m in self._carry if TopicPartition(m.topic, m.partition) not in revoked
-        ]
+        self._carry = [m for m in self._carry if TopicPartition(m.topic, m.partition) not in revoked]
         for tp in revoked:
             events.lag_forgotten(tp.topic, tp.partition)
         log.info(

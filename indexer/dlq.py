@@ -87,9 +87,7 @@ def list_dead_letters(
 def _position(source: dict[str, Any]) -> KafkaPosition:
     kafka = source.get("kafka") or {}
     try:
-        return KafkaPosition(
-            str(kafka.get("topic", "")), int(kafka.get("partition", -1)), int(kafka.get("offset", -1))
-        )
+        return KafkaPosition(str(kafka.get("topic", "")), int(kafka.get("partition", -1)), int(kafka.get("offset", -1)))
     except (TypeError, ValueError):
         return KafkaPosition("", -1, -1)
 
@@ -137,9 +135,7 @@ async def replay_dead_letters(
     writer = BulkWriter(config)
     try:
         caps = await asyncio.to_thread(ensure_templates, client, config.opensearch)
-        letters = await asyncio.to_thread(
-            list_dead_letters, client, prefix, limit=limit, namespace=namespace, ids=ids
-        )
+        letters = await asyncio.to_thread(list_dead_letters, client, prefix, limit=limit, namespace=namespace, ids=ids)
         plan: list[tuple[DeadLetter, list[BulkItem]]] = []
         for letter in letters:
             items = _letter_items(letter, prefix, retention, caps)

@@ -160,12 +160,8 @@ def build_items(
         if problem is not None:
             detail = f"record {number} of the message: {problem}"
             doc_id = f"{position.topic}:{position.partition}:{position.offset}:{number}"
-            item = BulkItem(
-                index="", doc_id=doc_id, document={}, position=position, original=record
-            )
-            dead_items.append(
-                ("invalid_record", detail, dead_letter_item(item, prefix, "invalid_record", detail))
-            )
+            item = BulkItem(index="", doc_id=doc_id, document={}, position=position, original=record)
+            dead_items.append(("invalid_record", detail, dead_letter_item(item, prefix, "invalid_record", detail)))
             continue
         ts = _record_timestamp_ns(record, timestamp_ms)
         if ts is None:
@@ -224,9 +220,7 @@ def _message_dead_letter(value: bytes, position: KafkaPosition, prefix: str, rea
     )
 
 
-def dead_letter_item(
-    item: BulkItem, prefix: str, error_type: str, reason: str, status: int = 0
-) -> BulkItem:
+def dead_letter_item(item: BulkItem, prefix: str, error_type: str, reason: str, status: int = 0) -> BulkItem:
     """The dead-letter document for ``item``: reason, original record, Kafka position.
 
     Its id is the record's id, so dead-lettering the same record twice (a

@@ -45,18 +45,12 @@ BULK_SECONDS = metrics.histogram(
     "Round trip of one bulk request.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-BULK_BYTES = metrics.counter(
-    "podlog_indexer_bulk_bytes_total", "Bytes of bulk request bodies sent (retries included)."
-)
-CONSUMED_MESSAGES = metrics.counter(
-    "podlog_indexer_consumed_messages_total", "Kafka messages taken into a batch."
-)
+BULK_BYTES = metrics.counter("podlog_indexer_bulk_bytes_total", "Bytes of bulk request bodies sent (retries included).")
+CONSUMED_MESSAGES = metrics.counter("podlog_indexer_consumed_messages_total", "Kafka messages taken into a batch.")
 CONSUMED_BYTES = metrics.counter(
     "podlog_indexer_consumed_bytes_total", "Bytes of Kafka message values taken into a batch."
 )
-BATCHES_COMMITTED = metrics.counter(
-    "podlog_indexer_batches_committed_total", "Batches whose offsets were committed."
-)
+BATCHES_COMMITTED = metrics.counter("podlog_indexer_batches_committed_total", "Batches whose offsets were committed.")
 COMMIT_FAILURES = metrics.counter(
     "podlog_indexer_commit_failures_total",
     "Offset commits that failed (the batch will be replayed, without duplicates).",
@@ -96,14 +90,10 @@ class IndexerEvents:
             if count:
                 DOCUMENTS.labels(outcome).inc(count)
 
-    def batch_committed(
-        self, messages: int, seconds: float, outcomes: Mapping[str, int]
-    ) -> None:
+    def batch_committed(self, messages: int, seconds: float, outcomes: Mapping[str, int]) -> None:
         BATCHES_COMMITTED.inc()
         BATCH_SECONDS.observe(seconds)
-        self.log.debug(
-            "batch_committed", messages=messages, seconds=round(seconds, 4), **outcomes
-        )
+        self.log.debug("batch_committed", messages=messages, seconds=round(seconds, 4), **outcomes)
 
     def commit_failed(self, error: BaseException) -> None:
         COMMIT_FAILURES.inc()
@@ -152,9 +142,7 @@ class IndexerEvents:
     def documents_dead_lettered(self, count: int, first: Mapping[str, Any]) -> None:
         self.log.warning("documents_dead_lettered", count=count, **first)
 
-    def message_dead_lettered(
-        self, reason: str, topic: str, partition: int, offset: int, error: str
-    ) -> None:
+    def message_dead_lettered(self, reason: str, topic: str, partition: int, offset: int, error: str) -> None:
         MESSAGES_DEAD_LETTERED.labels(reason).inc()
         self.log.warning(
             "message_dead_lettered",
@@ -170,9 +158,7 @@ class IndexerEvents:
         self.log.error("dead_letter_rejected", count=count, error=error)
 
     def templates_failed(self, error: str, attempt: int, delay: float) -> None:
-        self.log.warning(
-            "templates_failed", error=error, attempt=attempt, retry_in_seconds=round(delay, 3)
-        )
+        self.log.warning("templates_failed", error=error, attempt=attempt, retry_in_seconds=round(delay, 3))
 
     def retention_index_deleted(self, index: str, retention_class: str, expired_at: str) -> None:
         RETENTION_DELETED.labels(retention_class).inc()

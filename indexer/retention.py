@@ -68,15 +68,11 @@ def ism_policy_body(prefix: str, retention_class: str, days: float) -> dict[str,
                 {
                     "name": "hot",
                     "actions": [],
-                    "transitions": [
-                        {"state_name": "delete", "conditions": {"min_index_age": f"{hours}h"}}
-                    ],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": f"{hours}h"}}],
                 },
                 {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
             ],
-            "ism_template": [
-                {"index_patterns": [f"{prefix}-logs-{retention_class}-*"], "priority": 100}
-            ],
+            "ism_template": [{"index_patterns": [f"{prefix}-logs-{retention_class}-*"], "priority": 100}],
         }
     }
 
@@ -86,22 +82,13 @@ def _policy_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     want = wanted["policy"]
     if have.get("description") != want["description"]:
         return False
-    states = [
-        (s.get("name"), [t.get("conditions") for t in s.get("transitions", [])])
-        for s in have.get("states", [])
-    ]
-    wanted_states = [
-        (s["name"], [t["conditions"] for t in s["transitions"]]) for s in want["states"]
-    ]
+    states = [(s.get("name"), [t.get("conditions") for t in s.get("transitions", [])]) for s in have.get("states", [])]
+    wanted_states = [(s["name"], [t["conditions"] for t in s["transitions"]]) for s in want["states"]]
     patterns = [t.get("index_patterns") for t in have.get("ism_template") or []]
-    return states == wanted_states and patterns == [
-        t["index_patterns"] for t in want["ism_template"]
-    ]
+    return states == wanted_states and patterns == [t["index_patterns"] for t in want["ism_template"]]
 
 
-def ensure_ism_policies(
-    client: OpenSearch, config: OpenSearchConfig, retention: RetentionConfig
-) -> list[str]:
+def ensure_ism_policies(client: OpenSearch, config: OpenSearchConfig, retention: RetentionConfig) -> list[str]:
     """Create or update one ISM policy per class; returns the policies written."""
     written: list[str] = []
     for klass, days in sorted(retention.classes.items()):
@@ -199,8 +186,6 @@ def apply_retention(
         except NotFoundError:
             continue
         assert entry.expires_at is not None
-        events.retention_index_deleted(
-            entry.index, entry.retention_class, entry.expires_at.isoformat()
-        )
+        events.retention_index_deleted(entry.index, entry.retention_class, entry.expires_at.isoformat())
         deleted.append(entry)
     return deleted

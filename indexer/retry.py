@@ -57,9 +57,7 @@ def classify_request_status(status: int) -> str:
     return "rejected"
 
 
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with equal jitter: between half and all of
     ``min(maximum, initial * 2**(attempt-1))`` seconds."""
     base = min(maximum, initial * float(2 ** min(max(0, attempt - 1), 60)))

@@ -304,9 +304,7 @@ def detect_capabilities(client: OpenSearch, config: OpenSearchConfig) -> Capabil
     ism = {"on": True, "off": False}.get(config.ism)
     if ism is None:
         ism = distribution == "opensearch" and has_ism(client)
-    capabilities = Capabilities(
-        distribution=distribution, version=version, flat_type=flat_type, ism=ism
-    )
+    capabilities = Capabilities(distribution=distribution, version=version, flat_type=flat_type, ism=ism)
     log.info(
         "capabilities_detected",
         distribution=distribution,
@@ -324,9 +322,12 @@ def _put_if_changed(client: OpenSearch, name: str, body: dict[str, Any]) -> bool
         current = {}
     for item in current.get("index_templates", []):
         existing = item.get("index_template", {})
-        if item.get("name") == name and existing.get("_meta") == body["_meta"] and (
-            existing.get("index_patterns") == body["index_patterns"]
-        ) and _same_mapping(existing, body):
+        if (
+            item.get("name") == name
+            and existing.get("_meta") == body["_meta"]
+            and (existing.get("index_patterns") == body["index_patterns"])
+            and _same_mapping(existing, body)
+        ):
             return False
     client.indices.put_index_template(name=name, body=body)
     return True

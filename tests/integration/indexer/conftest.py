@@ -85,21 +85,15 @@ def indexer_config(
             session_timeout_ms=6000,
             rebalance_wait_seconds=5.0,
         ),
-        opensearch=OpenSearchConfig(
-            hosts=[url], index_prefix=prefix, number_of_replicas=0, refresh_interval="1s"
-        ),
+        opensearch=OpenSearchConfig(hosts=[url], index_prefix=prefix, number_of_replicas=0, refresh_interval="1s"),
         **{"retry_initial_seconds": 0.05, "retry_max_seconds": 0.5, **extra},
     )
 
 
 @contextlib.asynccontextmanager
-async def running(
-    config: IndexerConfig, retention: RetentionConfig | None = None
-) -> AsyncIterator[Indexer]:
+async def running(config: IndexerConfig, retention: RetentionConfig | None = None) -> AsyncIterator[Indexer]:
     """An indexer started and running until the block ends."""
-    indexer = Indexer(
-        CommonConfig(shutdown_grace_seconds=10), config, retention or RetentionConfig(), health=Health()
-    )
+    indexer = Indexer(CommonConfig(shutdown_grace_seconds=10), config, retention or RetentionConfig(), health=Health())
     await indexer.start()
     task = asyncio.create_task(indexer.run())
     try:
@@ -122,9 +116,7 @@ async def committed(bootstrap: str, group: str, topic: str, partition: int = 0) 
     return -1 if value is None else int(value)
 
 
-async def wait_committed(
-    bootstrap: str, group: str, topic: str, offset: int, timeout: float = 30.0
-) -> None:
+async def wait_committed(bootstrap: str, group: str, topic: str, offset: int, timeout: float = 30.0) -> None:
     """Wait until ``group`` committed ``offset`` on partition 0 of ``topic``."""
     deadline = time.monotonic() + timeout
     seen = -1

@@ -82,8 +82,7 @@ class FaultyProxy:
                 body = await reader.readexactly(length) if length else b""
                 status, reply, ctype = await self._handle(method, target, headers, body)
                 head = (
-                    f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\n"
-                    f"content-length: {len(reply)}\r\n\r\n"
+                    f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(reply)}\r\n\r\n"
                 ).encode()
                 writer.write(head + reply)
                 await writer.drain()
@@ -93,19 +92,13 @@ class FaultyProxy:
             self._handlers.discard(task)
             writer.close()
 
-    async def _forward(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes, str]:
+    async def _forward(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
         keep = {k: v for k, v in headers.items() if k in ("content-type", "authorization")}
-        response = await self._client.request(
-            method, self.upstream + target, content=body or None, headers=keep
-        )
+        response = await self._client.request(method, self.upstream + target, content=body or None, headers=keep)
         ctype = response.headers.get("content-type", "application/json")
         return response.status_code, response.content, ctype
 
-    async def _handle(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes, str]:
+    async def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
         if not (method == "POST" and target.split("?")[0].endswith("/_bulk")):
             return await self._forward(method, target, headers, body)
         self.bulk_requests += 1
@@ -128,14 +121,11 @@ class FaultyProxy:
                 continue
             status, error = rule
             self.items_faked += 1
-            faked[number] = {op: {"_index": meta.get("_index"), "_id": doc_id, "status": status,
-                                  "error": error}}
+            faked[number] = {op: {"_index": meta.get("_index"), "_id": doc_id, "status": status, "error": error}}
         answers: list[Any] = []
         if forward:
             payload = b"".join(a + b"\n" + s + b"\n" for a, s in forward)
-            status, reply, _ = await self._forward(
-                "POST", target, {"content-type": "application/x-ndjson"}, payload
-            )
+            status, reply, _ = await self._forward("POST", target, {"content-type": "application/x-ndjson"}, payload)
             self.items_forwarded += len(forward)
             self.forwarded_bulks += 1
             if status >= 300:

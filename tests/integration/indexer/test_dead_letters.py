@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -24,13 +25,11 @@ from tests.integration.indexer.proxy import FaultyProxy
 
 
 def _write_config(path: Path, url: str, prefix: str) -> Path:
-    path.write_text(
-        yaml.safe_dump({"indexer": {"opensearch": {"hosts": [url], "index_prefix": prefix}}})
-    )
+    path.write_text(yaml.safe_dump({"indexer": {"opensearch": {"hosts": [url], "index_prefix": prefix}}}))
     return path
 
 
-def _source(client: OpenSearch, pattern: str, doc_id: str) -> dict | None:
+def _source(client: OpenSearch, pattern: str, doc_id: str) -> dict[str, Any] | None:
     hits = client.search(index=pattern, body={"query": {"ids": {"values": [doc_id]}}})
     found = hits["hits"]["hits"]
     return found[0]["_source"] if found else None

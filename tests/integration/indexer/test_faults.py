@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from opensearchpy import OpenSearch
 
@@ -35,11 +36,15 @@ async def test_429_items_and_503_requests_end_indexed_exactly_once(
     records = make_records(200)
     await produce(kafka_bootstrap, unique, batches(records, 25))
     proxy = await FaultyProxy(opensearch_url).start()
-    throttled = {"status": 429, "error": {"type": "es_rejected_execution_exception",
-                                          "reason": "injected: queue full"}}
-    proxy.item_rule = lambda index, doc_id, attempt: (
-        (429, throttled["error"]) if _bucket(doc_id) == 0 and attempt <= 2 else None
-    )
+    throttled: dict[str, Any] = {
+        "type": "es_rejected_execution_exception",
+        "reason": "injected: queue full",
+    }
+
+    def throttle(index: str, doc_id: str, attempt: int) -> tuple[int, dict[str, Any]] | None:
+        return (429, throttled) if _bucket(doc_id) == 0 and attempt <= 2 else None
+
+    proxy.item_rule = throttle
     proxy.fail_request = lambda n: n % 3 == 1  # the first try of the batch, and more
     before = {o: _sample(o) for o in ("indexed", "already_present", "dead_lettered")}
     retried_before = metrics.sample("podlog_indexer_documents_retried_total", {"status": "429"})

@@ -29,15 +29,12 @@ def _create(client: OpenSearch, names: list[str]) -> None:
         client.indices.create(index=name, body={"settings": {"number_of_replicas": 0}})
 
 
-def test_apply_deletes_exactly_the_expired_indices_of_each_class(
-    opensearch_url: str, unique: str
-) -> None:
+def test_apply_deletes_exactly_the_expired_indices_of_each_class(opensearch_url: str, unique: str) -> None:
     """Per class, indices whose day plus retention has passed go; newer ones, unknown classes,
     undated names, the DLQ and foreign indices stay."""
     client = OpenSearch(opensearch_url)
     p = unique
-    expired = [f"{p}-logs-short-2026.11.23", f"{p}-logs-standard-2026.11.12",
-               f"{p}-logs-long-2026.08.28"]
+    expired = [f"{p}-logs-short-2026.11.23", f"{p}-logs-standard-2026.11.12", f"{p}-logs-long-2026.08.28"]
     kept = [f"{p}-logs-short-2026.11.24", f"{p}-logs-short-2026.11.27",
             f"{p}-logs-standard-2026.11.13", f"{p}-logs-long-2026.09.01",
             f"{p}-logs-retired-2020.01.01", f"{p}-logs-short-notaday", f"{p}-dlq",
@@ -50,9 +47,7 @@ def test_apply_deletes_exactly_the_expired_indices_of_each_class(
     assert apply_retention(client, p, config, now=NOW) == []
 
 
-def test_cli_plan_and_apply_use_the_configured_classes(
-    opensearch_any: str, unique: str, tmp_path: Path
-) -> None:
+def test_cli_plan_and_apply_use_the_configured_classes(opensearch_any: str, unique: str, tmp_path: Path) -> None:
     """`retention plan` marks what is expired without deleting; `retention apply` deletes it."""
     client = OpenSearch(opensearch_any)
     today = datetime.now(tz=UTC)
@@ -68,9 +63,7 @@ def test_cli_plan_and_apply_use_the_configured_classes(
     plan = runner.invoke(retention_cli, ["plan", "--config", str(conf)])
     assert plan.exit_code == 0, plan.output
     lines = {
-        line.split()[1]: line.split()[0]
-        for line in plan.output.splitlines()
-        if line.startswith(("DELETE", "keep"))
+        line.split()[1]: line.split()[0] for line in plan.output.splitlines() if line.startswith(("DELETE", "keep"))
     }
     assert lines == {old: "DELETE", fresh: "keep"}
     assert _names(client, unique) == {old, fresh}
@@ -103,7 +96,8 @@ def test_ism_policies_are_created_once_and_updated_on_change() -> None:
         assert detect_capabilities(client, config).ism is True
         retention = RetentionConfig(classes={"short": 3.0, "standard": 14.0})
         assert ensure_ism_policies(client, config, retention) == [
-            policy_id("ism", "short"), policy_id("ism", "standard")
+            policy_id("ism", "short"),
+            policy_id("ism", "standard"),
         ]
         assert ensure_ism_policies(client, config, retention) == []
         longer = RetentionConfig(classes={"short": 5.0, "standard": 14.0})
