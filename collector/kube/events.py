@@ -88,14 +88,19 @@ class KubeEvents:
     def __init__(self) -> None:
         self._rejects_pending: dict[str, int] = {}
         self._rejects_logged_at = 0.0
+        self._path_reason: str | None = None
 
     def records_enriched(self, metadata: str, count: int) -> None:
         """``count`` records left with metadata source ``metadata`` (no log: hot path)."""
         RECORDS.labels(metadata).inc(count)
 
     def records_path_only(self, reason: str, count: int) -> None:
-        """``count`` records carried path metadata only (counted; the cause is logged once)."""
+        """``count`` records carried path metadata only: counted always, logged when the
+        reason differs from the previous batch's (not per batch)."""
         PATH_ONLY.labels(reason).inc(count)
+        if reason != self._path_reason:
+            self._path_reason = reason
+            log.info("kube_metadata_path_only", reason=reason)
 
     def pods_counted(self, counts: dict[str, int]) -> None:
         for state in ("live", "deleted", "restored"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ from podlog.logging import get_logger
 __all__ = ["Backoff", "PodWatcher"]
 
 log = get_logger("collector.kube.watch")
+
+_MIN_QUIET_WATCH_SECONDS = 1.0
+"""A watch that ends sooner without any event is retried after a backoff delay."""
 
 
 class Backoff:
@@ -102,6 +106,7 @@ class PodWatcher:
         self._stopping = asyncio.Event()
         self._started = False
         self._client: KubeClient | None = None
+        self._connecting = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._written_changes = -1
         self._stopped = False
@@ -113,7 +118,11 @@ class PodWatcher:
         snapshot, problems = await asyncio.to_thread(read_snapshot, self._state_dir)
         for problem in problems:
             events.snapshot_rejected(str(self._state_dir), problem)
-        if snapshot is not None:
+        if snapshot is not None and snapshot.node not in ("", self._node):
+            events.snapshot_rejected(
+                str(self._state_dir), f"snapshot of node {snapshot.node!r}, not {self._node!r}"
+            )
+        elif snapshot is not None:
             self._cache.restore(snapshot.pods, snapshot.namespaces)
             events.snapshot_restored(
                 str(self._state_dir), len(snapshot.pods), len(snapshot.namespaces)
@@ -240,10 +249,11 @@ class PodWatcher:
     # -- the reflector loop ---------------------------------------------------------------
 
     async def _connect(self) -> KubeClient:
-        if self._client is None:
-            api = await asyncio.to_thread(load_api_config, self._config)
-            self._client = KubeClient(self._config, api)
-        return self._client
+        async with self._connecting:  # the pod and namespace loops share one client
+            if self._client is None:
+                api = await asyncio.to_thread(load_api_config, self._config)
+                self._client = KubeClient(self._config, api)
+            return self._client
 
     async def _reflect(self, resource: _Resource) -> None:
         backoff = Backoff(self._config.backoff_initial_seconds, self._config.backoff_max_seconds)
@@ -260,7 +270,10 @@ class PodWatcher:
                     events.api_connected(resource.name, version, len(items))
                     events.pods_counted(self._cache.counts())
                     backoff.reset()
+                opened = time.monotonic()
+                received = 0
                 async for event_type, obj in client.watch(resource.path, version, resource.params):
+                    received += 1
                     self._connected(resource, True)
                     backoff.reset()
                     events.watch_event_received(resource.name, event_type)
@@ -269,6 +282,9 @@ class PodWatcher:
                         resource.apply(event_type, obj)
                     if isinstance(new_version, str) and new_version:
                         version = new_version
+                if not received and time.monotonic() - opened < _MIN_QUIET_WATCH_SECONDS:
+                    # The server ended an empty watch at once: do not spin on it.
+                    await self._sleep(backoff.next_delay())
             except ResourceGoneError:
                 events.watch_expired(resource.name, version)
                 version = None

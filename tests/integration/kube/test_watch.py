@@ -7,6 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from collector.enrichment import FilePolicy, PathMeta
+from collector.kube.cache import PodCache
+from collector.kube.metadata import KeyFilter, pod_from_api
+from collector.kube.snapshot import snapshot_bytes, write_snapshot
 from podlog.metrics import sample
 from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
 from tests.integration.kube.conftest import NODE, config_for, eventually, running_agent
@@ -280,3 +283,23 @@ async def test_unusable_configuration_keeps_the_agent_running(tmp_path: Path) ->
         )
         assert agent.marker(PathMeta("ns", "p", "app")) == "path"
         assert not agent.task.done()
+
+
+async def test_snapshot_of_another_node_is_not_restored(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """A state directory written by another node's agent does not leak its pods."""
+    pod = kube_api.add_pod(make_pod("elsewhere", node="node-b"))
+    other = config_for(kube_api, tmp_path)
+    cache = PodCache(grace_seconds=60, max_pods=10)
+    extracted = pod_from_api(
+        pod, annotations=KeyFilter(["*"], []), labels=KeyFilter(["*"], []),
+        max_annotation_value_bytes=100,
+    )
+    assert extracted is not None
+    cache.upsert(extracted)
+    write_snapshot(tmp_path / "kube", snapshot_bytes(cache, "node-b"))
+    kube_api.stop()  # no API: only the snapshot could know the pod
+    async with running_agent(tmp_path, other) as agent:
+        assert agent.marker(meta_for(pod)) == "path"
+        assert sample("podlog_collector_kube_snapshots_total", {"operation": "read", "result": "error"})
