@@ -14,7 +14,7 @@ Objects stay decoded JSON dicts: the cache keeps only a compact extract.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx2
@@ -125,11 +125,16 @@ class KubeClient:
             query["continue"] = str(token)
 
     async def watch(
-        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        resource_version: str,
+        params: Mapping[str, str] | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Events at ``path`` after ``resource_version``, with bookmarks, until the
         server ends the watch.  Raises :class:`ResourceGoneError` on 410 (status or
-        ERROR event) and :class:`KubeApiError` on anything else that went wrong."""
+        ERROR event) and :class:`KubeApiError` on anything else that went wrong.
+        ``on_open`` is called once the server accepted the watch."""
         query = dict(params or {})
         query.update(
             watch="true",
@@ -143,6 +148,8 @@ class KubeClient:
             ) as response:
                 if response.status_code != 200:
                     _raise_for_status(response.status_code, await response.aread())
+                if on_open is not None:
+                    on_open()
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue

@@ -106,12 +106,15 @@ class KubeEvents:
         for state in ("live", "deleted", "restored"):
             PODS.labels(state).set(counts.get(state, 0))
 
-    def api_connected(self, resource: str, resource_version: str, items: int) -> None:
-        API_UP.set(1)
+    def api_connection_changed(self, connected: bool) -> None:
+        """The pod watch connected or lost its connection (the API_UP gauge)."""
+        API_UP.set(1 if connected else 0)
+        log.info("kube_api_connected" if connected else "kube_api_disconnected")
+
+    def api_listed(self, resource: str, resource_version: str, items: int) -> None:
         log.info("kube_api_listed", resource=resource, resource_version=resource_version, items=items)
 
     def api_failed(self, resource: str, error_code: str, error: str, retry_in: float) -> None:
-        API_UP.set(0)
         API_ERRORS.labels(resource, error_code).inc()
         log.warning(
             "kube_api_failed",
@@ -122,7 +125,6 @@ class KubeEvents:
         )
 
     def api_unconfigured(self, error: str, retry_in: float) -> None:
-        API_UP.set(0)
         API_ERRORS.labels("config", "no_config").inc()
         log.error("kube_config_failed", error=error, retry_in=round(retry_in, 3))
 

@@ -166,7 +166,9 @@ class PodWatcher:
         if self._client is not None:
             await self._client.close()
             self._client = None
-        self._api.connected = False
+        if self._api.connected:
+            self._api.connected = False
+            events.api_connection_changed(False)
 
     def not_ready(self) -> str | None:
         """Readiness: only the snapshot restore gates it, never the API."""
@@ -267,14 +269,16 @@ class PodWatcher:
                     items, version = await client.list(resource.path, resource.params)
                     resource.replace(items)
                     self._connected(resource, True)
-                    events.api_connected(resource.name, version, len(items))
+                    events.api_listed(resource.name, version, len(items))
                     events.pods_counted(self._cache.counts())
                     backoff.reset()
                 opened = time.monotonic()
                 received = 0
-                async for event_type, obj in client.watch(resource.path, version, resource.params):
+                watch = client.watch(
+                    resource.path, version, resource.params, lambda: self._connected(resource, True)
+                )
+                async for event_type, obj in watch:
                     received += 1
-                    self._connected(resource, True)
                     backoff.reset()
                     events.watch_event_received(resource.name, event_type)
                     new_version = (obj.get("metadata") or {}).get("resourceVersion")
@@ -303,8 +307,9 @@ class PodWatcher:
                 await self._sleep(delay)
 
     def _connected(self, resource: _Resource, connected: bool) -> None:
-        if resource.primary:
+        if resource.primary and self._api.connected != connected:
             self._api.connected = connected
+            events.api_connection_changed(connected)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -123,6 +123,7 @@ async def test_api_down_at_start_and_coming_back(tmp_path: Path) -> None:
             ),
             "a failed connect",
         )
+        assert sample("podlog_collector_kube_api_up") == 0
         revived = FakeKubeApi(port)
         revived.add_pod(pod)
         revived.start()
