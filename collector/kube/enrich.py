@@ -76,10 +76,10 @@ class KubeEnricher:
     # -- the Enricher protocol ----------------------------------------------------------
 
     def policy(self, meta: PathMeta) -> FilePolicy:
-        """The pod's annotations as a file policy; the default when the pod is unknown."""
+        """The pod's annotations as a file policy; for an unknown pod, its namespace's."""
         entry = self._cache.lookup(meta) if self._cache is not None else None
         if entry is None:
-            return DEFAULT_POLICY
+            return self._namespace_policy(self._namespace(meta.namespace))
         return self._policy(entry, meta.container)
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:

@@ -207,6 +207,7 @@ def test_namespace_retention_is_the_default_for_its_pods() -> None:
     assert batch_a[0]["kubernetes"]["namespace_labels"] == {"team": "x"}
     assert batch_b[0]["podlog"]["retention"] == "long"
     assert batch_c[0]["podlog"]["retention"] == "short"
+    assert enr.policy(PathMeta("default", "unknown", "app", pod_uid="zzz")).retention == "short"
 
 
 def test_parser_annotation_selects_the_payload_format() -> None:
