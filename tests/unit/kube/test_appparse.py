@@ -119,7 +119,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.dictionaries(st.text(max_size=6), json_values, max_size=8))
 def test_bounded_payload_round_trips_within_limits(doc: dict[str, object]) -> None:
     """A JSON object within limits comes back equal; any object stays within the bounds."""
