@@ -290,6 +290,10 @@ class PodWatcher:
                     # The server ended an empty watch at once: do not spin on it.
                     await self._sleep(backoff.next_delay())
             except ResourceGoneError:
+                if version is None:
+                    # A paged list whose continue token expired: list again, but
+                    # never in a tight loop.
+                    await self._sleep(backoff.next_delay())
                 events.watch_expired(resource.name, version)
                 version = None
                 list_reason = "gone"

@@ -304,3 +304,17 @@ async def test_snapshot_of_another_node_is_not_restored(
     async with running_agent(tmp_path, other) as agent:
         assert agent.marker(meta_for(pod)) == "path"
         assert sample("podlog_collector_kube_snapshots_total", {"operation": "read", "result": "error"})
+
+
+async def test_paged_list_and_an_expired_list_retry(kube_api: FakeKubeApi, tmp_path: Path) -> None:
+    """Lists follow continue tokens page by page; a 410 on a list page lists again."""
+    pods = [kube_api.add_pod(make_pod(f"p{i}")) for i in range(5)]
+    kube_api.fail_next(1, status=410)
+    config = config_for(kube_api, tmp_path, list_page_size=2, watch_namespaces=False)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        assert [agent.marker(meta_for(p)) for p in pods] == ["api"] * 5
+    pages = kube_api.requests_of("pods", watch=False)
+    assert len(pages) == 1 + 3  # the refused page, then three pages of two
+    assert [p.get("continue") is not None for p in pages[1:]] == [False, True, True]
+    assert {p["limit"] for p in pages} == {"2"}
