@@ -171,6 +171,14 @@ def workload_of(
     return kind, name
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _strings(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         return {}
@@ -195,25 +203,28 @@ def _filtered(
 def _containers(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[ContainerMeta, ...]:
     images: dict[str, str] = {}
     for section in ("initContainers", "containers", "ephemeralContainers"):
-        for item in spec.get(section) or ():
+        for item in _list(spec.get(section)):
             if isinstance(item, Mapping) and item.get("name"):
                 images[str(item["name"])] = str(item.get("image") or "")
     statuses: dict[str, Mapping[str, Any]] = {}
     for section in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
-        for item in status.get(section) or ():
+        for item in _list(status.get(section)):
             if isinstance(item, Mapping) and item.get("name"):
                 statuses[str(item["name"])] = item
     out: list[ContainerMeta] = []
     for name in {**images, **statuses}:
         st = statuses.get(name) or {}
-        last = ((st.get("lastState") or {}).get("terminated") or {}).get("containerID") or ""
+        terminated = _mapping(_mapping(st.get("lastState")).get("terminated"))
+        last = terminated.get("containerID") or ""
         restarts = st.get("restartCount")
         out.append(
             ContainerMeta(
                 name=_intern(name),
                 image=_intern(images.get(name) or str(st.get("image") or "")),
                 container_id=strip_runtime(str(st.get("containerID") or "")),
-                restart_count=restarts if isinstance(restarts, int) else None,
+                restart_count=(
+                    restarts if isinstance(restarts, int) and not isinstance(restarts, bool) else None
+                ),
                 last_container_id=strip_runtime(str(last)),
             )
         )
@@ -241,7 +252,7 @@ def pod_from_api(
     assert isinstance(spec, Mapping) and isinstance(status, Mapping)
     raw_labels = _strings(meta.get("labels"))
     raw_annotations = _strings(meta.get("annotations"))
-    kind, workload = workload_of(meta.get("ownerReferences") or (), raw_labels, name)
+    kind, workload = workload_of(_list(meta.get("ownerReferences")), raw_labels, name)
     controls = PodControls(
         exclude=raw_annotations.get(ANNOTATION_EXCLUDE),
         exclude_containers=raw_annotations.get(ANNOTATION_EXCLUDE_CONTAINERS),

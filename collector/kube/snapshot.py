@@ -91,7 +91,7 @@ def read_snapshot(directory: Path) -> tuple[Snapshot | None, list[str]]:
             continue
         try:
             return _decode(data), problems
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             problems.append(f"{path}: {exc}")
     return None, problems
 

@@ -205,12 +205,15 @@ class PodWatcher:
         )
 
     def _pod(self, obj: Mapping[str, Any]) -> PodMeta | None:
-        pod = pod_from_api(
-            obj,
-            annotations=self._annotations,
-            labels=self._labels,
-            max_annotation_value_bytes=self._config.max_annotation_value_bytes,
-        )
+        try:
+            pod = pod_from_api(
+                obj,
+                annotations=self._annotations,
+                labels=self._labels,
+                max_annotation_value_bytes=self._config.max_annotation_value_bytes,
+            )
+        except (TypeError, ValueError, AttributeError):  # a malformed object is data too
+            pod = None
         if pod is None:
             events.object_rejected("pods")
         return pod
@@ -222,7 +225,7 @@ class PodWatcher:
 
     def _apply_pod(self, event_type: str, obj: Mapping[str, Any]) -> None:
         if event_type == "DELETED":
-            uid = (obj.get("metadata") or {}).get("uid")
+            uid = _metadata(obj).get("uid")
             if isinstance(uid, str):
                 self._cache.delete(uid)
             else:
@@ -238,7 +241,7 @@ class PodWatcher:
 
     def _apply_namespace(self, event_type: str, obj: Mapping[str, Any]) -> None:
         if event_type == "DELETED":
-            name = (obj.get("metadata") or {}).get("name")
+            name = _metadata(obj).get("name")
             if isinstance(name, str):
                 self._cache.delete_namespace(name)
             return
@@ -281,7 +284,7 @@ class PodWatcher:
                     received += 1
                     backoff.reset()
                     events.watch_event_received(resource.name, event_type)
-                    new_version = (obj.get("metadata") or {}).get("resourceVersion")
+                    new_version = _metadata(obj).get("resourceVersion")
                     if event_type != "BOOKMARK":
                         resource.apply(event_type, obj)
                     if isinstance(new_version, str) and new_version:
@@ -340,3 +343,8 @@ class PodWatcher:
             return
         self._written_changes = changes
         events.snapshot_written(str(path), len(self._cache))
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}

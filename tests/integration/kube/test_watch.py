@@ -318,3 +318,24 @@ async def test_paged_list_and_an_expired_list_retry(kube_api: FakeKubeApi, tmp_p
     assert len(pages) == 1 + 3  # the refused page, then three pages of two
     assert [p.get("continue") is not None for p in pages[1:]] == [False, True, True]
     assert {p["limit"] for p in pages} == {"2"}
+
+
+async def test_malformed_watch_events_are_counted_and_skipped(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """Objects without identity are counted and skipped; a garbage line reconnects the watch."""
+    rejected = {"resource": "pods"}
+    before = sample("podlog_collector_kube_objects_rejected_total", rejected)
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        kube_api.inject("pods", {"type": "ADDED", "object": {"metadata": {"name": "no-uid"}}})
+        kube_api.inject("pods", {"type": "DELETED", "object": {"metadata": ["not", "a", "map"]}})
+        await eventually(
+            lambda: sample("podlog_collector_kube_objects_rejected_total", rejected) == before + 2,
+            "two rejected objects",
+        )
+        kube_api.inject("pods", "this is not JSON")
+        await eventually(lambda: len(kube_api.requests_of("pods", watch=True)) == 2, "rewatch")
+        pod = kube_api.add_pod(make_pod("fine"))
+        await eventually(lambda: agent.marker(meta_for(pod)) == "api", "later pods still arrive")
+        assert not agent.task.done()

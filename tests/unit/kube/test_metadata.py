@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.kube.cache import PodCache
 from collector.kube.config import LAST_APPLIED, KubernetesConfig
@@ -176,3 +179,50 @@ def test_config_rejects_unknown_parser() -> None:
 
     with pytest.raises(ConfigError, match="default_parser"):
         build(KubernetesConfig, {"default_parser": "xml"})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+PATHS: list[tuple[str | int, ...]] = [
+    ("spec",),
+    ("status",),
+    ("spec", "containers"),
+    ("spec", "containers", 0),
+    ("spec", "containers", 0, "image"),
+    ("spec", "nodeName"),
+    ("status", "containerStatuses"),
+    ("status", "containerStatuses", 0),
+    ("status", "containerStatuses", 0, "lastState"),
+    ("status", "containerStatuses", 0, "restartCount"),
+    ("status", "containerStatuses", 0, "containerID"),
+    ("metadata", "labels"),
+    ("metadata", "annotations"),
+    ("metadata", "ownerReferences"),
+    ("metadata", "resourceVersion"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), json_values), min_size=1, max_size=4))
+def test_malformed_objects_never_crash_the_watch(damage: list[tuple[tuple[object, ...], object]]) -> None:
+    """A valid pod with any parts replaced by arbitrary JSON gives a pod or None, no exception."""
+    obj = make_pod("p", owner=("ReplicaSet", "p-1"))
+    for path, value in damage:
+        _replace_at(obj, path, value)
+    result = _pod(obj)
+    assert result is None or result.uid
+
+
+def _replace_at(obj: Any, path: tuple[Any, ...], value: object) -> None:
+    """Set ``obj[path]`` to ``value`` when the path still exists after earlier damage."""
+    try:
+        for key in path[:-1]:
+            obj = obj[key]
+        if isinstance(obj, dict) or (isinstance(obj, list) and path[-1] < len(obj)):
+            obj[path[-1]] = value
+    except (KeyError, IndexError, TypeError):
+        return
