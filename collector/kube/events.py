@@ -128,6 +128,13 @@ class KubeEvents:
         API_ERRORS.labels("config", "no_config").inc()
         log.error("kube_config_failed", error=error, retry_in=round(retry_in, 3))
 
+    def node_has_no_pods(self, node: str) -> None:
+        log.warning(
+            "kube_node_has_no_pods",
+            node=node,
+            hint="set NODE_NAME from spec.nodeName (downward API) or podlog.node_name",
+        )
+
     def list_started(self, resource: str, reason: str) -> None:
         LISTS.labels(resource, reason).inc()
         log.info("kube_list_started", resource=resource, reason=reason)

@@ -221,6 +221,10 @@ class PodWatcher:
     def _replace_pods(self, items: list[Mapping[str, Any]]) -> None:
         pods = [pod for pod in (self._pod(item) for item in items) if pod is not None]
         self._cache.replace(pods)
+        if not pods and not self._api.synced:
+            # The agent's own pod runs here, so an empty first list usually means
+            # a wrong node name (NODE_NAME not passed through the downward API).
+            events.node_has_no_pods(self._node)
         self._api.synced = True
 
     def _apply_pod(self, event_type: str, obj: Mapping[str, Any]) -> None:
