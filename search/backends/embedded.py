@@ -30,7 +30,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,10 +78,19 @@ T = TypeVar("T")
 _MAX_TS_NS = 8_700_000_000_000_000_000
 """Latest accepted timestamp (year 2245): its time key fits a signed 64-bit rowid."""
 
+MINUTE_NS = 60_000_000_000
+"""Unit of the ``minutes`` table (records per minute, for histograms of everything)."""
+_ROWIDS_PER_MINUTE = MINUTE_NS // TIME_UNIT_NS * TIEBREAK
+
 _CHUNK = 500
 """Parameters per ``IN (...)`` list."""
 
 _ROW = "r.rowid, r.ts, r.off, r.eid, r.doc"
+
+_INSERT_ROW = (
+    f"INSERT INTO r (rowid, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc)"  # noqa: S608 - fixed column names
+    f" VALUES ({','.join('?' * (8 + len(ROW_COLUMNS)))})"
+)
 
 
 def default_index_path(state_dir: Path) -> Path:
@@ -167,20 +177,22 @@ class _Query:
         """True when the clause is only FTS: counts in whole milliseconds need no row reads."""
         return self.clause.fts is not None and self.clause.sql is None
 
-    def segments(self) -> list[tuple[int, int, bool]]:
+    def segments(self, unit_ns: int = TIME_UNIT_NS) -> list[tuple[int, int, bool]]:
         """Rowid ranges covering the request: ``(low, high, inner)``.
 
-        ``inner`` ranges hold whole milliseconds inside ``[start_ns, end_ns)``,
-        so every row in them is in range; the (at most two) others are the
-        partial milliseconds at the edges, where ``r.ts`` must be checked.
+        ``inner`` ranges hold whole ``unit_ns`` (a multiple of a millisecond)
+        inside ``[start_ns, end_ns)``, so every row in them is in range; the
+        (at most two) others are the partial units at the edges, where
+        ``r.ts`` must be checked.
         """
+        per_unit = unit_ns // TIME_UNIT_NS * TIEBREAK
         start, end = self.request.start_ns, self.request.end_ns
-        first_ms = -(-max(0, start) // TIME_UNIT_NS)
-        end_ms = min(end, _MAX_TS_NS) // TIME_UNIT_NS
-        if first_ms >= end_ms:
+        first = -(-max(0, start) // unit_ns)
+        last = min(end, _MAX_TS_NS) // unit_ns
+        if first >= last:
             return [(self.low, self.high, False)]
         out: list[tuple[int, int, bool]] = []
-        inner_low, inner_high = first_ms * TIEBREAK, end_ms * TIEBREAK - 1
+        inner_low, inner_high = first * per_unit, last * per_unit - 1
         if self.low < inner_low:
             out.append((self.low, inner_low - 1, False))
         out.append((inner_low, inner_high, True))
@@ -215,6 +227,8 @@ class EmbeddedIndex:
         self._closed = False
         self._stopping = asyncio.Event()
         self._written = asyncio.Event()
+        self._retention_marks: dict[str, int] = {}
+        """Per retention pass: the rowid below which nothing is left to expire."""
         self.write_seq = 0
         """Incremented after every commit that added records (for live tails)."""
 
@@ -253,6 +267,10 @@ class EmbeddedIndex:
 
     def _open_writer(self) -> None:
         conn = self._connect()
+        # Checkpoint the WAL every ~40 MB instead of 4 MB: fewer checkpoint fsyncs while
+        # indexing; the WAL file is cut back to 64 MB after each checkpoint.
+        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        conn.execute(f"PRAGMA journal_size_limit = {64 << 20}")
         with conn:
             create_schema(conn)
         self.dictionary.load(conn)
@@ -353,22 +371,27 @@ class EmbeddedIndex:
             else:
                 fresh.setdefault(event_id, record)
         duplicates = len(records) - sum(map(len, rejected.values())) - len(fresh)
+        invalid = rejected
         conn.execute("BEGIN IMMEDIATE")
         try:
-            ids = list(fresh)
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for (event_id,) in conn.execute(f"SELECT eid FROM r WHERE eid IN ({marks})", chunk):  # noqa: S608 - placeholders only
-                    del fresh[event_id]
-                    duplicates += 1
-            rows, fts_rows = self._rows(conn, fresh, rejected)
-            conn.executemany(
-                f"INSERT INTO r (rowid, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc)"  # noqa: S608 - fixed column names
-                f" VALUES ({','.join('?' * (8 + len(ROW_COLUMNS)))})",
-                rows,
-            )
+            # Fast path: a new batch (the common case) goes in without looking anything up.
+            rejected = {reason: list(examples) for reason, examples in invalid.items()}
+            rows, fts_rows = self._rows(conn, fresh, rejected, check_stored=False)
+            try:
+                conn.execute("SAVEPOINT batch")
+                conn.executemany(_INSERT_ROW, rows)
+                conn.execute("RELEASE batch")
+            except sqlite3.IntegrityError:
+                # A replay (an event.id already stored) or a time key taken by a stored
+                # row: undo, then skip what is stored and probe for free keys.
+                conn.execute("ROLLBACK TO batch")
+                conn.execute("RELEASE batch")
+                duplicates += self._drop_stored(conn, fresh)
+                rejected = {reason: list(examples) for reason, examples in invalid.items()}
+                rows, fts_rows = self._rows(conn, fresh, rejected, check_stored=True)
+                conn.executemany(_INSERT_ROW, rows)
             conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
+            _count_minutes(conn, (row[0] for row in rows), 1)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -376,18 +399,42 @@ class EmbeddedIndex:
             self.dictionary.discard()
             raise
         self.dictionary.publish()
+        if rows and self._retention_marks:
+            # Old lines arrive late (a backfill): let the next retention pass look at them.
+            oldest = min(row[0] for row in rows)
+            for mark, low in self._retention_marks.items():
+                self._retention_marks[mark] = min(low, oldest)
         for reason, examples in rejected.items():
             self.events.record_rejected(reason, len(examples), examples[0])
         self.events.batch_written(len(rows), duplicates, time.monotonic() - started)
         return len(rows)
 
+    @staticmethod
+    def _drop_stored(conn: sqlite3.Connection, fresh: dict[str, Record]) -> int:
+        """Remove from ``fresh`` the records whose event.id is stored; how many."""
+        dropped = 0
+        ids = list(fresh)
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for (event_id,) in conn.execute(f"SELECT eid FROM r WHERE eid IN ({marks})", chunk):  # noqa: S608 - placeholders only
+                del fresh[event_id]
+                dropped += 1
+        return dropped
+
     def _rows(
-        self, conn: sqlite3.Connection, fresh: dict[str, Record], rejected: dict[str, list[Any]]
+        self,
+        conn: sqlite3.Connection,
+        fresh: dict[str, Record],
+        rejected: dict[str, list[Any]],
+        *,
+        check_stored: bool,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
-        """Rows for ``r`` and ``f``, with collision-free time keys."""
+        """Rows for ``r`` and ``f``; time keys are unique in the batch, and among stored
+        rows too when ``check_stored``."""
         wanted = {event_id: time_key(record["timestamp_ns"], event_id) for event_id, record in fresh.items()}
         taken: set[int] = set()
-        keys = list(wanted.values())
+        keys = list(wanted.values()) if check_stored else []
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -395,26 +442,37 @@ class EmbeddedIndex:
         rows: list[tuple[Any, ...]] = []
         fts_rows: list[tuple[int, str, str]] = []
         columns = list(TOKEN_FIELDS.values())
+        # Records of one container share every filter value: resolve each combination once.
+        resolved: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
+        classes: dict[tuple[str | None, Any], str] = {}
+        dumps = orjson.dumps
         for event_id, record in fresh.items():
-            key = self._free_key(conn, wanted[event_id], taken)
+            key: int | None = wanted[event_id]
+            if key in taken:
+                key = self._free_key(conn if check_stored else None, wanted[event_id], taken)
             if key is None:
                 rejected.setdefault("timestamp_crowded", []).append(event_id)
                 continue
             try:
-                doc = orjson.dumps(record).decode()
+                doc = dumps(record).decode()
             except TypeError as exc:
                 rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
                 continue
             taken.add(key)
             values = filter_values(record)
-            if values[0] is None:
-                values[0] = ""  # records without a namespace are visible to "*" and ns:""
-            ids = [
-                None if value is None else self.dictionary.assign(conn, column, value)
-                for column, value in zip(columns, values, strict=True)
-            ]
+            found = resolved.get(values)
+            if found is None:
+                ids = tuple(
+                    None if value is None else self.dictionary.assign(conn, column, value)
+                    for column, value in zip(columns, values, strict=True)
+                )
+                found = resolved[values] = (ids, meta_tokens(ids))
+            chosen = (record.get("podlog") or {}).get("retention")
+            class_key = (values[0], chosen)
+            retention = classes.get(class_key)
+            if retention is None:
+                retention = classes[class_key] = retention_class(self.retention, record)
             log = record.get("log") or {}
-            file = log.get("file") or {}
             message = record.get("message")
             rows.append(
                 (
@@ -423,24 +481,23 @@ class EmbeddedIndex:
                     record["timestamp_ns"],
                     _int(log.get("offset")),
                     _int(log.get("generation")),
-                    str(file.get("identity") or ""),
-                    retention_class(self.retention, record),
-                    *ids,
+                    str((log.get("file") or {}).get("identity") or ""),
+                    retention,
+                    *found[0],
                     doc,
                 )
             )
-            fts_rows.append((key, message if isinstance(message, str) else "", meta_tokens(ids)))
+            fts_rows.append((key, message if isinstance(message, str) else "", found[1]))
         return rows, fts_rows
 
     @staticmethod
-    def _free_key(conn: sqlite3.Connection, wanted: int, taken: set[int]) -> int | None:
+    def _free_key(conn: sqlite3.Connection | None, wanted: int, taken: set[int]) -> int | None:
+        """The next key after ``wanted`` in its millisecond that is not taken (nor stored)."""
         base = wanted - wanted % TIEBREAK
         key = wanted
         for _ in range(TIEBREAK):
             if key not in taken:
-                if key == wanted:
-                    return key
-                if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone() is None:
+                if conn is None or conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone() is None:
                     return key
                 taken.add(key)
             key = base + (key - base + 1) % TIEBREAK
@@ -459,47 +516,65 @@ class EmbeddedIndex:
     def _expire(self, now_ns: int) -> dict[str, int]:
         conn = self._write_conn
         assert conn is not None
-        deleted: dict[str, int] = {}
-        classes = self._stored_classes(conn)
-        for name in classes:
-            days = self.retention.classes.get(name, self.retention.classes[self.retention.default_class])
-            cutoff = now_ns - int(days * 86_400 * 1_000_000_000)
+        retention = self.retention
+        configured = list(retention.classes)
+        passes: list[tuple[str, str, float, str, tuple[str, ...]]] = [
+            (name, name, days, "cls = ?", (name,)) for name, days in retention.classes.items()
+        ]
+        # Records of a class no longer configured expire with the default class.
+        passes.append(
+            (
+                retention.default_class,
+                "",
+                retention.classes[retention.default_class],
+                f"cls NOT IN ({','.join('?' * len(configured))})",
+                tuple(configured),
+            )
+        )
+        deleted: dict[str, int] = dict.fromkeys(configured, 0)
+        for name, mark, days, condition, params in passes:
+            cutoff = min(now_ns - int(days * 86_400 * 1_000_000_000), _MAX_TS_NS)
+            if cutoff <= 0:
+                continue
+            low = self._retention_marks.get(mark, 0)
+            high = (cutoff // TIME_UNIT_NS) * TIEBREAK + TIEBREAK - 1
             total = 0
-            while not self._stopping.is_set():
+            while True:
+                if self._stopping.is_set():
+                    return deleted
                 rows = conn.execute(
-                    f"SELECT rowid, doc, {', '.join(ROW_COLUMNS)} FROM r"  # noqa: S608 - fixed column names
-                    " WHERE cls = ? AND ts < ? LIMIT ?",
-                    (name, cutoff, max(1, self.config.retention_batch)),
+                    f"SELECT rowid, doc, {', '.join(ROW_COLUMNS)} FROM r"  # noqa: S608 - fixed parts
+                    f" WHERE rowid BETWEEN ? AND ? AND {condition} AND ts < ? ORDER BY rowid LIMIT ?",
+                    (low, high, *params, cutoff, max(1, self.config.retention_batch)),
                 ).fetchall()
                 if not rows:
                     break
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(
-                        "INSERT INTO f (f, rowid, message, meta) VALUES ('delete', ?, ?, ?)",
-                        [(row[0], _message(row[1]), meta_tokens(row[2:])) for row in rows],
-                    )
-                    conn.executemany("DELETE FROM r WHERE rowid = ?", [(row[0],) for row in rows])
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    raise
+                self._delete_rows(conn, rows)
+                low = rows[-1][0] + 1
                 total += len(rows)
+            # Everything of this pass before the cutoff's millisecond is gone: start there next time.
+            self._retention_marks[mark] = (cutoff // TIME_UNIT_NS) * TIEBREAK
             if total:
                 self.events.retention_applied(name, total, cutoff)
-            deleted[name] = total
+            deleted[name] += total
         return deleted
 
     @staticmethod
-    def _stored_classes(conn: sqlite3.Connection) -> list[str]:
-        """Distinct ``cls`` values, by hopping through the ``(cls, ts)`` index."""
-        classes: list[str] = []
-        row = conn.execute("SELECT min(cls) FROM r").fetchone()
-        while row is not None and row[0] is not None:
-            classes.append(str(row[0]))
-            row = conn.execute("SELECT min(cls) FROM r WHERE cls > ?", (row[0],)).fetchone()
-        return classes
+    def _delete_rows(conn: sqlite3.Connection, rows: list[Any]) -> None:
+        """Delete rows (``rowid, doc, *dictionary ids``) from ``r`` and their FTS entries."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO f (f, rowid, message, meta) VALUES ('delete', ?, ?, ?)",
+                [(row[0], _message(row[1]), meta_tokens(row[2:])) for row in rows],
+            )
+            conn.executemany("DELETE FROM r WHERE rowid = ?", [(row[0],) for row in rows])
+            _count_minutes(conn, (row[0] for row in rows), -1)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
 
     # -- reading ----------------------------------------------------------------
 
@@ -584,13 +659,20 @@ class EmbeddedIndex:
     def _count(self, conn: sqlite3.Connection, query: _Query) -> tuple[int, bool]:
         cap = max(1, self.config.track_total_hits)
         count = 0
-        for low, high, inner in query.segments():
+        everything = query.clause.is_true
+        for low, high, inner in query.segments(MINUTE_NS if everything else TIME_UNIT_NS):
+            if inner and everything:
+                (found,) = conn.execute(
+                    "SELECT coalesce(sum(n), 0) FROM minutes WHERE minute BETWEEN ? AND ?",
+                    (low // _ROWIDS_PER_MINUTE, high // _ROWIDS_PER_MINUTE),
+                ).fetchone()
+                count += int(found)
+                if count > cap:
+                    return cap, False
+                continue
             if inner and query.fts_only:
                 sql = "SELECT 1 FROM f WHERE f MATCH ? AND rowid BETWEEN ? AND ?"
                 params: list[Any] = [query.clause.fts, low, high]
-            elif inner and query.clause.is_true:
-                sql = "SELECT 1 FROM r WHERE rowid BETWEEN ? AND ?"
-                params = [low, high]
             else:
                 sql, params = query.sql("1", low=low, high=high)
             (found,) = conn.execute(
@@ -615,30 +697,45 @@ class EmbeddedIndex:
     def _histogram(
         self, conn: sqlite3.Connection, query: _Query, interval: int
     ) -> list[HistogramBucket]:
-        fast = interval % TIME_UNIT_NS == 0
-        per_bucket = interval // TIME_UNIT_NS * TIEBREAK
         counts: dict[int, int] = {}
+        if query.clause.is_true and interval % MINUTE_NS == 0:
+            # Everything, in whole minutes: the per-minute counts answer without rows.
+            per_bucket = interval // MINUTE_NS
+            for low, high, inner in query.segments(MINUTE_NS):
+                if inner:
+                    sql = (
+                        "SELECT minute / ?1 * ?2 AS b, sum(n) FROM minutes "
+                        "WHERE minute BETWEEN ?3 AND ?4 GROUP BY b"
+                    )
+                    params: list[Any] = [
+                        per_bucket, interval, low // _ROWIDS_PER_MINUTE, high // _ROWIDS_PER_MINUTE,
+                    ]
+                else:
+                    sql, params = self._bucket_rows(query, interval, low, high)
+                for bucket, count in conn.execute(sql, params):
+                    counts[int(bucket)] = counts.get(int(bucket), 0) + int(count)
+            return [HistogramBucket(start, counts[start]) for start in sorted(counts) if counts[start]]
+        fast = interval % TIME_UNIT_NS == 0 and query.fts_only
+        per_rowid_bucket = interval // TIME_UNIT_NS * TIEBREAK
         for low, high, inner in query.segments():
-            if fast and inner and query.fts_only:
+            if fast and inner:
                 # The rowid holds the millisecond: buckets come from the FTS lists alone.
                 sql = (
                     "SELECT rowid / ?1 * ?2 AS b, count(*) FROM f "
                     "WHERE f MATCH ?3 AND rowid BETWEEN ?4 AND ?5 GROUP BY b"
                 )
-                params: list[Any] = [per_bucket, interval, query.clause.fts, low, high]
-            elif fast and inner and query.clause.is_true:
-                sql = (
-                    "SELECT rowid / ?1 * ?2 AS b, count(*) FROM r "
-                    "WHERE rowid BETWEEN ?3 AND ?4 GROUP BY b"
-                )
-                params = [per_bucket, interval, low, high]
+                params = [per_rowid_bucket, interval, query.clause.fts, low, high]
             else:
-                rows, params = query.sql("r.ts AS ts", low=low, high=high)
-                sql = f"SELECT ts / ? * ? AS b, count(*) FROM ({rows}) GROUP BY b"  # noqa: S608 - built from fixed parts
-                params = [interval, interval, *params]
+                sql, params = self._bucket_rows(query, interval, low, high)
             for bucket, count in conn.execute(sql, params):
                 counts[int(bucket)] = counts.get(int(bucket), 0) + int(count)
         return [HistogramBucket(start, counts[start]) for start in sorted(counts)]
+
+    @staticmethod
+    def _bucket_rows(query: _Query, interval: int, low: int, high: int) -> tuple[str, list[Any]]:
+        rows, params = query.sql("r.ts AS ts", low=low, high=high)
+        sql = f"SELECT ts / ? * ? AS b, count(*) FROM ({rows}) GROUP BY b"  # noqa: S608 - built from fixed parts
+        return sql, [interval, interval, *params]
 
     async def top_values(
         self, request: SearchRequest, field: str, size: int
@@ -746,6 +843,16 @@ class EmbeddedIndex:
         if not rows:
             return [], after
         return [orjson.loads(row[4]) for row in rows], _key(rows[-1])
+
+
+def _count_minutes(conn: sqlite3.Connection, rowids: Iterable[int], sign: int) -> None:
+    """Add (``sign`` 1) or remove (-1) rows from the per-minute counts."""
+    per_minute = Counter(rowid // _ROWIDS_PER_MINUTE for rowid in rowids)
+    conn.executemany(
+        "INSERT INTO minutes (minute, n) VALUES (?, ?)"
+        " ON CONFLICT (minute) DO UPDATE SET n = n + excluded.n",
+        [(minute, sign * n) for minute, n in per_minute.items()],
+    )
 
 
 def _int(value: Any) -> int:

@@ -1,8 +1,8 @@
 """The embedded index's on-disk layout: one SQLite file in WAL mode.
 
 ``r``    one row per record.  The ``rowid`` is a *time key*: the record's
-         timestamp in microseconds times 1000, plus a tie-break in
-         ``[0, 1000)`` (from ``event.id``, probed on collision).  Scanning
+         timestamp in milliseconds times 2**20, plus a tie-break in
+         ``[0, 2**20)`` (from ``event.id``, probed on collision).  Scanning
          rowids backwards is scanning newest first, and FTS5 walks its lists
          in the same order, so "newest 100 matches" stops after 100.
          ``eid`` (``event.id``) is unique: a replayed record is not a second
@@ -10,6 +10,8 @@
 ``f``    FTS5, contentless: ``message`` (unicode61 words) and ``meta`` (one
          token per filter value, ``v<id>``, plus ``zall``), by the same rowid.
 ``vals`` the dictionary: ``(column, value) -> id``.
+``minutes`` records per minute of timestamp, kept with every write and delete:
+         histograms and totals of everything without reading rows.
 ``info`` key/value: the layout version.
 """
 
@@ -28,6 +30,7 @@ __all__ = [
     "LAYOUT_VERSION",
     "ROW_COLUMNS",
     "TIEBREAK",
+    "TIME_UNIT_NS",
     "Dictionary",
     "create_schema",
     "meta_tokens",
@@ -36,8 +39,11 @@ __all__ = [
 
 LAYOUT_VERSION = 1
 
-TIEBREAK = 1000
-"""Rowids per microsecond: ``rowid = ts_us * TIEBREAK + tiebreak``."""
+TIME_UNIT_NS = 1_000_000
+"""The time key's unit: one millisecond, the API's finest time granularity."""
+
+TIEBREAK = 1 << 20
+"""Rowids per millisecond: ``rowid = ts_ms * TIEBREAK + tiebreak`` (fits 64 bits to 2245)."""
 
 ROW_COLUMNS = ("ns", "pod", "ctr", "node", "wl", "lvl", "strm")
 """Dictionary-id columns of ``r``, in :data:`TOKEN_FIELDS` order."""
@@ -61,9 +67,9 @@ CREATE TABLE IF NOT EXISTS r (
     {", ".join(f"{c} INTEGER" for c in ROW_COLUMNS)},
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS minutes (minute INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS r_eid ON r (eid);
 CREATE INDEX IF NOT EXISTS r_file ON r (ident, strm, gen, off);
-CREATE INDEX IF NOT EXISTS r_cls ON r (cls, ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5 (
     message, meta, content='', columnsize=0, tokenize='unicode61'
 );
@@ -83,8 +89,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def time_key(timestamp_ns: int, event_id: str) -> int:
-    """The first-choice rowid of a record (collisions probe upwards within its microsecond)."""
-    return (timestamp_ns // 1000) * TIEBREAK + zlib.crc32(event_id.encode()) % TIEBREAK
+    """The first-choice rowid of a record (collisions probe upwards within its millisecond)."""
+    return (timestamp_ns // TIME_UNIT_NS) * TIEBREAK + zlib.crc32(event_id.encode()) % TIEBREAK
 
 
 def meta_tokens(ids: Iterable[int | None]) -> str:
@@ -92,23 +98,36 @@ def meta_tokens(ids: Iterable[int | None]) -> str:
     return " ".join([ALL_TOKEN, *(f"v{i}" for i in ids if i is not None)])
 
 
-_FIELD_PATHS: tuple[tuple[str, ...], ...] = tuple(
-    tuple(path.split(".")) for path in TOKEN_FIELDS
-)
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
-def filter_values(record: Record) -> list[str | None]:
-    """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order."""
-    values: list[str | None] = []
-    for keys in _FIELD_PATHS:
-        node: Any = record
-        for key in keys:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is None or isinstance(node, (dict, list)):
-            values.append(None)
-        else:
-            values.append(str(node))
-    return values
+def filter_values(record: Record) -> tuple[str | None, ...]:
+    """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order.
+
+    A record without a namespace gets ``""``, so callers allowed ``*`` see it.
+    """
+    k8s = record.get("kubernetes")
+    if not isinstance(k8s, Mapping):
+        k8s = {}
+    pod, container, node, workload = (
+        v if isinstance(v := k8s.get(name), Mapping) else {}
+        for name in ("pod", "container", "node", "workload")
+    )
+    values: tuple[Any, ...] = (
+        k8s.get("namespace"),
+        pod.get("name"),
+        container.get("name"),
+        node.get("name"),
+        workload.get("name"),
+        record.get("level"),
+        record.get("stream"),
+    )
+    if not all(type(v) is str or v is None for v in values):
+        values = tuple(_text(v) for v in values)
+    return (values[0] or "", *values[1:])
 
 
 class Dictionary:

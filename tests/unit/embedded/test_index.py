@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path
 
@@ -118,6 +119,38 @@ async def test_histogram_fast_and_exact_paths_agree(index: EmbeddedIndex) -> Non
     assert sum(b.count for b in everything) == 600
 
 
+async def test_histogram_and_total_of_everything_match_the_records(tmp_path: Path) -> None:
+    """Per-minute counts give exact buckets and totals, at any bounds, and follow retention."""
+    now = T0 + 30 * DAY
+    retention = RetentionConfig(classes={"short": 1.0, "standard": 7.0}, namespaces={"dev": "short"})
+    rnd = random.Random(5)
+    records = [
+        rec(i, now - DAY - 5 * 60_000 * MS + rnd.randrange(10 * 60_000 * MS), namespace=rnd.choice(("dev", "prod")))
+        for i in range(3000)
+    ]
+    async with open_index(tmp_path, retention=retention) as index:
+        await index.write(records)
+        for start, end, interval in (
+            (now - 2 * DAY, now, 60_000 * MS),
+            (now - DAY - 123_456_789, now - DAY + 181_000 * MS + 17, 120_000 * MS),
+            (now - DAY - 7 * MS, now - DAY + 7 * MS, 60_000 * MS),
+        ):
+            expected: dict[int, int] = {}
+            for r in records:
+                if start <= r["timestamp_ns"] < end:
+                    bucket = r["timestamp_ns"] // interval * interval
+                    expected[bucket] = expected.get(bucket, 0) + 1
+            buckets = await index.histogram(req(start_ns=start, end_ns=end), interval)
+            assert {b.start_ns: b.count for b in buckets} == expected
+            page = await index.search(req(start_ns=start, end_ns=end, size=1))
+            assert page.total == sum(expected.values())
+        await index.expire(now_ns=now)
+        left = [r for r in records if r["kubernetes"]["namespace"] == "prod" or r["timestamp_ns"] >= now - DAY]
+        buckets = await index.histogram(req(start_ns=0, end_ns=now), 60_000 * MS)
+        assert sum(b.count for b in buckets) == len(left)
+        assert (await index.search(req(size=1))).total == len(left)
+
+
 async def test_total_is_a_lower_bound_past_the_tracking_limit(tmp_path: Path) -> None:
     """Above track_total_hits the total is capped and marked inexact."""
     async with open_index(tmp_path, track_total_hits=100) as index:
@@ -184,6 +217,9 @@ async def test_retention_removes_exactly_the_expired_records_per_class(tmp_path:
         assert deleted == {"short": 3, "standard": 1}
         assert (await index.search(req("dev"))).total == 2  # FTS rows went with their records
         assert await index.expire(now_ns=now) == {"short": 0, "standard": 0}
+        await index.write([rec(5000, now - 40 * DAY, "late backfill", namespace="prod")])
+        assert await index.expire(now_ns=now) == {"short": 0, "standard": 1}
+        assert (await index.search(req("backfill"))).total == 0
 
 
 async def test_index_survives_reopen_with_its_dictionary(tmp_path: Path) -> None:
