@@ -78,7 +78,9 @@ class _Api:
         self.backend = backend
         self.auth = Authenticator(config.auth)
         self.closing = asyncio.Event()
+        self.tails = 0
         self.backend_error: str | None = None
+        """Set by the service's periodic backend probe; /readyz reports it."""
         health.add("search_backend", lambda: self.backend_error)
 
     def endpoint(self, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -117,10 +119,7 @@ class _Api:
             return _error("the search took too long; narrow the time range or query", 504)
         except BackendError as exc:
             events.backend_failed(name, identity.name, str(exc))
-            if exc.retriable:
-                self.backend_error = str(exc)
             return _error(str(exc), 503 if exc.retriable else 502)
-        self.backend_error = None
         return response
 
     async def whoami(self, _: Request, identity: Identity) -> Response:
@@ -173,6 +172,10 @@ class _Api:
         return _json({"before": result.before, "anchor": result.anchor, "after": result.after})
 
     async def tail(self, request: Request, identity: Identity) -> Response:
+        limit = self.config.guards.max_tail_streams
+        if self.tails >= limit:
+            events.query_rejected("tail", identity.name, "too many live tails")
+            return _error(f"this server already streams {limit} live tails; try again later", 429)
         search_request = build_request(
             request.query_params, identity, self.config, size_default=500, require_range_guard=False
         )
@@ -196,6 +199,7 @@ class _Api:
         self, identity: Identity, first: bytes, stream: AsyncIterator[tuple[bytes, int]]
     ) -> AsyncIterator[bytes]:
         sent = 0
+        self.tails += 1
         try:
             yield first
             async for chunk, count in stream:
@@ -204,6 +208,7 @@ class _Api:
         except (QueryError, BackendError) as exc:
             yield b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n"
         finally:
+            self.tails -= 1
             events.tail_closed(identity.name, sent)
 
     async def export(self, request: Request, identity: Identity) -> Response:

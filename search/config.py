@@ -48,6 +48,7 @@ class GuardConfig:
     max_page_size: int = setting(5000, "Most hits one search page may return.")
     max_export_records: int = setting(100_000, "Most records one NDJSON export streams.")
     max_query_length: int = setting(4096, "Longest query string accepted, in characters.")
+    max_tail_streams: int = setting(200, "Most live tails served at once; more are refused with 429.")
     allow_leading_wildcards: bool = setting(False, "Accept terms that start with * or ? (expensive on large indices).")
     allow_regex: bool = setting(False, "Accept /regular expression/ terms.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -18,6 +19,8 @@ from search.config import SearchConfig
 __all__ = ["SearchService", "open_backend"]
 
 log = get_logger("search.service")
+
+_PROBE_SECONDS = 10.0
 
 
 def open_backend(settings: Settings) -> SearchBackend:
@@ -53,6 +56,7 @@ class SearchService:
             )
         )
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._stopped = False
 
     @property
@@ -74,6 +78,24 @@ class SearchService:
                 raise OSError(f"search server exited while starting on {self._server.config.port}")
             await asyncio.sleep(0.01)
         log.info("search_started", port=self.port)
+        ping = getattr(self._backend, "ping", None)
+        if ping is not None:
+            self._probe = asyncio.create_task(self._probe_backend(ping), name="search-backend-probe")
+
+    async def _probe_backend(self, ping: Callable[[], Awaitable[bool]]) -> None:
+        """Keep /readyz current: ready while the backend answers its ping."""
+        api = self.app.state.api
+        while not self._stopped:
+            try:
+                ok = await ping()
+            except Exception as exc:  # noqa: BLE001 - a failing probe means not ready, never a crash
+                ok = False
+                log.warning("backend_probe_failed", error=repr(exc))
+            reason = None if ok else f"{self._backend.name} does not answer"
+            if reason != api.backend_error:
+                log.info("backend_readiness_changed", ready=ok, backend=self._backend.name)
+            api.backend_error = reason
+            await asyncio.sleep(_PROBE_SECONDS)
 
     async def run(self) -> None:
         """Serve until stopped."""
@@ -86,6 +108,10 @@ class SearchService:
             return
         self._stopped = True
         closing_event(self.app).set()
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):

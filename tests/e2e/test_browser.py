@@ -132,6 +132,37 @@ async def test_query_context_and_live_tail_in_the_browser(site: tuple[str, str],
             assert "live=1" in page.url
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=True)
+
+            # A shared link restores the query; a click expands the full record.
+            shared = await browser.new_page(viewport={"width": 1400, "height": 900})
+            await shared.goto(page.url.replace("&live=1", ""))
+            await shared.wait_for_selector("#results .row")
+            assert await shared.input_value("#q") == '"connection refused"'
+            await shared.locator("#results .row").first.click()
+            detail = shared.locator("#results .row .detail pre").first
+            assert '"event"' in (await detail.text_content() or "")
+
+            # Dragging across the histogram zooms to that span and records it in the URL.
+            box = await shared.locator("#histogram").bounding_box()
+            assert box is not None
+            # The records are in the last minute of the 15: drag over the last 3 minutes.
+            await shared.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + 40)
+            await shared.mouse.down()
+            await shared.mouse.move(box["x"] + box["width"] + 5, box["y"] + 40, steps=5)
+            await shared.mouse.up()
+            await shared.wait_for_function("() => location.search.includes('start=')")
+            assert await shared.input_value("#range") == "custom"
+            await shared.wait_for_function(
+                "() => /[0-9]+ matches .* 5 s per bar/.test(document.getElementById('total')"
+                ".parentElement.textContent) && document.querySelectorAll('#results .row').length > 0"
+            )
+
+            # The theme switch flips between dark and light.
+            before = await shared.evaluate("getComputedStyle(document.documentElement).colorScheme")
+            await shared.click("#theme")
+            after = await shared.evaluate("getComputedStyle(document.documentElement).colorScheme")
+            assert {before, after} == {"light", "dark"}
+            await shared.screenshot(path=str(ARTIFACTS / "search-page-zoomed.png"), full_page=True)
             assert errors == []
         finally:
             await browser.close()

@@ -346,3 +346,47 @@ async def test_page_openapi_and_ops_routes_are_served(serve: Server, api_prefix:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).json()["status"] == "ready"
     assert b"podlog_search_requests_total" in (await client.get("/metrics")).content
+
+
+async def test_unreachable_index_is_503_and_not_ready(secrets_file: Path) -> None:
+    """With OpenSearch down, searches answer 503 and /readyz says why."""
+    from tests.fixtures.servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = dataclasses.replace(
+        SearchConfig(), listen="127.0.0.1:0", auth=AuthConfig(mode="token", secrets_file=str(secrets_file))
+    )
+    service = SearchService(config, OpenSearchBackend([dead], "down", request_timeout=2), health=Health())
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=30) as client:
+            response = await client.get("/api/search", headers=bearer(ADMIN))
+            assert response.status_code == 503
+            assert "unreachable" in response.json()["error"]
+
+            async def not_ready() -> dict[str, Any]:
+                return dict((await client.get("/readyz")).json())
+
+            deadline = time.monotonic() + 20
+            body = await not_ready()
+            while body["status"] == "ready" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                body = await not_ready()
+            assert body["reasons"] == {"search_backend": "opensearch does not answer"}
+    finally:
+        await service.stop()
+
+
+async def test_live_tails_beyond_the_cap_are_refused(serve: Server, api_prefix: str) -> None:
+    """Once max_tail_streams tails are open, the next one gets 429 until one closes."""
+    client = await serve(api_prefix, guards=dataclasses.replace(SearchConfig().guards, max_tail_streams=1))
+    async with client.stream("GET", "/api/tail", headers=bearer(ADMIN)) as first:
+        assert await anext(first.aiter_lines()) == "event: ready"
+        refused = await client.get("/api/tail", headers=bearer(ADMIN))
+        assert refused.status_code == 429
+    async with asyncio.timeout(10):
+        while True:  # polled: the server counts the stream closed once it sees the disconnect
+            async with client.stream("GET", "/api/tail", headers=bearer(ADMIN)) as again:
+                if again.status_code == 200:
+                    break
+            await asyncio.sleep(0.1)
