@@ -31,7 +31,7 @@ async def loaded(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
         [
             rec(0, T0, "GET /a 200", pod="web-1", json={"status": 200, "user": "ann", "ok": True}),
             rec(1, T0 + MS, "GET /b 500", pod="web-2", json={"status": 500, "user": "bob"}),
-            rec(2, T0 + 2 * MS, "boot", pod="db-0", level=None, labels={"app": "db"}),
+            rec(2, T0 + 2 * MS, "boot", pod="db-0", level=None),
             rec(3, T0 + 3 * MS, "naïve café", pod="web-3", json={"status": "500"}),
         ]
     )
