@@ -166,3 +166,53 @@ async def test_query_context_and_live_tail_in_the_browser(site: tuple[str, str],
             assert errors == []
         finally:
             await browser.close()
+
+
+TOKEN = "team-a-browser-token"
+
+
+@pytest.fixture
+def token_auth(tmp_path: Path) -> AuthConfig:
+    secrets = tmp_path / "identities.yaml"
+    secrets.write_text(f"identities:\n  - {{name: team-a, token: {TOKEN}, namespaces: [a]}}\n")
+    return AuthConfig(mode="token", secrets_file=str(secrets))
+
+
+@pytest.fixture
+async def token_site(opensearch_any: str, token_auth: AuthConfig) -> AsyncIterator[tuple[str, str]]:
+    """The same site, behind bearer tokens."""
+    prefix = unique_prefix("browsertoken")
+    now = time.time_ns()
+    await asyncio.to_thread(opensearch_load, opensearch_any, prefix, corpus(20, start_ns=now - 60_000_000_000))
+    config = dataclasses.replace(SearchConfig(), listen="127.0.0.1:0", index_prefix=prefix, auth=token_auth)
+    service = SearchService(config, OpenSearchBackend([opensearch_any], prefix), health=Health())
+    await service.start()
+    try:
+        yield f"http://127.0.0.1:{service.port}", prefix
+    finally:
+        await service.stop()
+
+
+async def test_token_sign_in_shows_only_the_allowed_namespace(token_site: tuple[str, str]) -> None:
+    """The page asks for a token, then shows results and facets from namespace a only."""
+    from playwright.async_api import async_playwright
+
+    base, _ = token_site
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{base}/?range=15m&namespace=b")
+            await page.wait_for_selector("#login[open]")
+            await page.fill("#login-token", TOKEN)
+            await page.press("#login-token", "Enter")
+            await page.wait_for_function("() => document.getElementById('who').textContent.includes('team-a')")
+            await page.wait_for_function("() => document.getElementById('status').textContent.includes('No matches')")
+            await page.click(".chip")  # drop the namespace=b filter
+            await page.wait_for_selector("#results .row")
+            sources = await page.locator("#results .row .src").all_text_contents()
+            assert sources and all(src.startswith("a/") for src in sources)
+            facet_values = await page.locator("#facets section:first-child .facet span:first-child").all_text_contents()
+            assert facet_values == ["a"]
+        finally:
+            await browser.close()
