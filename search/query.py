@@ -116,6 +116,7 @@ FIELD_ALIASES: Mapping[str, str] = {
 """Short names accepted in queries (``pod:web-1``, ``labels.app:api``)."""
 
 _MAX_TERMS = 256
+_MAX_DEPTH = 64
 
 
 class QueryError(PodlogError):
@@ -208,7 +209,9 @@ def parse_query(text: str | None, guards: QueryGuards | None = None) -> Item | N
         raise QueryError(f"syntax error: {_clean(exc)}") from exc
     except (ValueError, TypeError) as exc:  # luqum raises these for some malformed ranges
         raise QueryError(f"syntax error: {exc}") from exc
-    terms = sum(1 for _ in _validate(tree, None, guards))
+    except RecursionError:
+        raise QueryError(f"query is nested more than {_MAX_DEPTH} levels deep") from None
+    terms = sum(1 for _ in _validate(tree, None, guards, 0))
     if terms > guards.max_terms:
         raise QueryError(f"query has {terms} terms; at most {guards.max_terms} are allowed")
     return tree
@@ -219,19 +222,22 @@ def _clean(exc: Exception) -> str:
     return message.rstrip("!").strip()
 
 
-def _validate(item: Item, field: FieldSpec | None, guards: QueryGuards) -> Iterator[None]:
+def _validate(item: Item, field: FieldSpec | None, guards: QueryGuards, depth: int) -> Iterator[None]:
     """Check ``item`` under ``field``; yields once per term, for the term count."""
     pos = getattr(item, "pos", None)
+    if depth > _MAX_DEPTH:
+        raise QueryError(f"query is nested more than {_MAX_DEPTH} levels deep", pos)
+    depth += 1
     if isinstance(item, SearchField):
         if field is not None:
             raise QueryError(f"field {item.name!r} inside another field's value", pos)
         spec = resolve_field(str(item.name), pos)
-        yield from _validate(item.expr, spec, guards)
+        yield from _validate(item.expr, spec, guards, depth)
     elif isinstance(item, (AndOperation, OrOperation, UnknownOperation)):
         for child in item.children:
-            yield from _validate(child, field, guards)
+            yield from _validate(child, field, guards, depth)
     elif isinstance(item, (Group, FieldGroup, Not, Prohibit, Plus)):
-        yield from _validate(item.children[0], field, guards)
+        yield from _validate(item.children[0], field, guards, depth)
     elif isinstance(item, Word):
         _check_word(item, field, guards)
         yield None

@@ -96,3 +96,11 @@ def test_any_text_parses_or_raises_query_error(text: str) -> None:
     """Whatever the user types, the result is a tree, None, or a QueryError: never a crash."""
     with contextlib.suppress(QueryError):
         parse_query(text)
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    """Thousands of nested groups or NOTs give a QueryError, never a RecursionError."""
+    for text in ("(" * 1500 + "a" + ")" * 1500, "NOT " * 1000 + "a"):
+        with pytest.raises(QueryError, match="nested more than"):
+            parse_query(text)
+    assert parse_query("(" * 30 + "a" + ")" * 30) is not None
