@@ -154,3 +154,14 @@ def test_dashboards_importer_posts_the_saved_objects(compose: dict[str, Any]) ->
     assert "/api/saved_objects/_import" in command and "osd-xsrf: true" in command
     sources = [Path(s).resolve() for s, _, _ in bind_mounts(importer)]
     assert (REPO / "deploy/dashboards/podlog.ndjson").resolve() in sources
+
+
+def test_inline_health_checks_are_valid_python(compose: dict[str, Any]) -> None:
+    """The `python -c` health checks of the podlog services compile."""
+    checked = 0
+    for name, service in services(compose).items():
+        test = service.get("healthcheck", {}).get("test", [])
+        if test[:3] == ["CMD", "python", "-c"]:
+            compile(test[3], f"<{name} healthcheck>", "exec")
+            checked += 1
+    assert checked >= 4

@@ -354,3 +354,21 @@ def test_images_are_pinned(objects: list[Obj]) -> None:
             name, _, tag = image.rpartition(":")
             assert name and "/" not in tag and tag not in ("", "latest"), image
             assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_docs_say_how_to_create_every_referenced_secret(objects: list[Obj]) -> None:
+    """Each Secret a pod references has its `kubectl create secret` line in docs/deploy.md."""
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "deploy.md").read_text()
+    referenced = set()
+    for workload in workloads(objects):
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                referenced.add(volume["secret"]["secretName"])
+        for container in containers(workload):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    referenced.add(ref["name"])
+    assert referenced
+    for name in referenced:
+        assert f"create secret generic {name}" in docs, name
