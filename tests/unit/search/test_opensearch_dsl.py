@@ -103,3 +103,21 @@ def test_user_values_stay_values(value: str) -> None:
         return
     assert query == {"term": {"kubernetes.pod.name": value}}
     assert json.loads(json.dumps(query)) == query
+
+
+QUERY_PIECES = st.sampled_from(
+    ["level:", "pod:", "offset:", "labels.app:", "json.k:", "error", "web-*", "42", '"a b"', "(", ")",
+     "[1 TO 5]", "{a TO *]", ">=3", "<9", " AND ", " OR ", "NOT ", "-", "+", " ", "*", "?x", "x?"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(QUERY_PIECES, min_size=1, max_size=12).map("".join))
+def test_every_accepted_query_translates(text: str) -> None:
+    """A query the validator accepts always becomes DSL; only QueryError ever comes back."""
+    try:
+        tree = parse_query(text)
+    except QueryError:
+        return
+    query = query_from_tree(tree)
+    assert json.loads(json.dumps(query)) == query
