@@ -211,3 +211,16 @@ def test_package_metadata_builds_from_the_build_context(tmp_path: Path) -> None:
     for path in static:
         assert path.relative_to(REPO).as_posix() in sources, path
     assert re.search(r"^podlog = podlog\.cli:main$", scripts, re.MULTILINE)
+
+
+def test_dependency_layer_lists_the_project_dependencies(tmp_path: Path) -> None:
+    """The build stage's `python -c` that lists dependencies prints pyproject's list."""
+    runs = [a for w, a in instructions() if w == "RUN" and "tomllib" in a]
+    assert len(runs) == 1
+    code = shlex.split(runs[0])[2]  # python -c "<code>" > /tmp/requirements.txt ...
+    (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True
+    )
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert result.stdout.splitlines() == expected
