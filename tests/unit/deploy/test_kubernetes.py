@@ -372,3 +372,17 @@ def test_docs_say_how_to_create_every_referenced_secret(objects: list[Obj]) -> N
     assert referenced
     for name in referenced:
         assert f"create secret generic {name}" in docs, name
+
+
+def test_network_policies_admit_only_declared_ports(objects: list[Obj]) -> None:
+    """Each workload's pods are selected by a NetworkPolicy admitting exactly their ports."""
+    policies = of_kind(objects, "NetworkPolicy")
+    for workload in workloads(objects):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        selecting = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert len(selecting) == 1, workload["metadata"]["name"]
+        (policy,) = selecting
+        assert "Ingress" in policy["spec"]["policyTypes"]
+        admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+        declared = {p["name"] for c in containers(workload) for p in c.get("ports", [])}
+        assert admitted == declared, workload["metadata"]["name"]
