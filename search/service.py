@@ -32,6 +32,10 @@ def open_backend(settings: Settings) -> SearchBackend:
         config.opensearch_hosts,
         config.index_prefix,
         request_timeout=config.guards.timeout_seconds + 5,
+        username=config.opensearch_username,
+        password=config.opensearch_password,
+        verify_certs=config.opensearch_verify_certs,
+        ca_certs=config.opensearch_ca_certs,
     )
 
 

@@ -65,9 +65,25 @@ class OpenSearchBackend:
         *,
         client: OpenSearch | None = None,
         request_timeout: float = 30.0,
+        username: str = "",
+        password: str = "",
+        verify_certs: bool = True,
+        ca_certs: str = "",
     ) -> None:
         self.index_pattern = f"{index_prefix}-logs-*"
-        self._client = client or OpenSearch(list(hosts), timeout=request_timeout, pool_maxsize=_WORKERS, max_retries=1)
+        if client is None:
+            options: dict[str, Any] = {
+                "timeout": request_timeout,
+                "pool_maxsize": _WORKERS,
+                "max_retries": 1,
+                "verify_certs": verify_certs,
+            }
+            if username:
+                options["http_auth"] = (username, password)
+            if ca_certs:
+                options["ca_certs"] = ca_certs
+            client = OpenSearch(list(hosts), **options)
+        self._client = client
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="opensearch")
         self._closed = False
 
