@@ -105,6 +105,11 @@ class ShipperConfig:
     kafka: KafkaProducerConfig = setting(KafkaProducerConfig, "The Kafka producer.")
     max_send_records: int = setting(20_000, "Most records handed to the transport in one send.")
     max_send_bytes: int = setting(8 << 20, "Most spooled bytes handed to the transport in one send.")
+    max_in_flight_sends: int = setting(
+        2,
+        "Sends in flight at once (acknowledged in order); 1 never lets a retried send land "
+        "after a later one.",
+    )
     retry_initial_seconds: float = setting(0.2, "First wait after a failed send; doubles per retry.")
     retry_max_seconds: float = setting(15.0, "Longest wait between retries of a failed send.")
     drain_timeout_seconds: float = setting(

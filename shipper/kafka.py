@@ -31,9 +31,10 @@ from aiokafka import errors as kafka_errors
 from aiokafka.helpers import create_ssl_context
 
 from podlog.errors import TransportError
-from podlog.record import Record, encode_batch, stream_key
+from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import events
+from shipper.records import EncodedRecords, join_batch
 
 __all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages"]
 
@@ -99,45 +100,49 @@ def encode_messages(
     """Group ``records`` by stream and encode each group as messages within the size limit.
 
     ``topic`` may contain ``{retention}``, replaced by each record's
-    ``podlog.retention`` (else ``default_retention``).
+    ``podlog.retention`` (else ``default_retention``).  Records that arrive
+    as :class:`EncodedRecords` (from the spool) are never decoded: message
+    values are joined from their JSON fragments.
     """
+    encoded = EncodedRecords.from_records(records)
     templated = "{retention}" in topic
-    groups: dict[tuple[str, bytes], list[Record]] = {}
-    for record in records:
-        if templated:
-            cls = (record.get("podlog") or {}).get("retention") or default_retention
-            name = topic.replace("{retention}", str(cls))
-        else:
-            name = topic
-        groups.setdefault((name, stream_key(record)), []).append(record)
+    slots: dict[tuple[str, bytes], int] = {}
+    slot_of_group: list[int] = []
+    for stream, retention in encoded.groups:
+        name = topic.replace("{retention}", retention or default_retention) if templated else topic
+        slot_of_group.append(slots.setdefault((name, stream.encode()), len(slots)))
+    members: list[list[bytes]] = [[] for _ in slots]
+    for fragment, group in zip(encoded.fragments, encoded.group_index, strict=True):
+        members[slot_of_group[group]].append(fragment)
     messages: list[Message] = []
-    for (name, key), group in groups.items():
-        value = encode_batch(group)
-        if len(value) <= max_message_bytes:
-            messages.append(Message(name, key, value, len(group)))
+    for (name, key), fragments in zip(slots, members, strict=True):
+        size = _EMPTY_BATCH + sum(len(f) for f in fragments) + len(fragments) - 1
+        if size <= max_message_bytes:
+            messages.append(Message(name, key, join_batch(fragments), len(fragments)))
             continue
-        parts = _split(group, key, max_message_bytes)
-        events.message_split(key=key.decode(errors="replace"), parts=len(parts))
-        messages.extend(Message(name, key, encode_batch(part), len(part)) for part in parts)
+        parts = _split(fragments, key, max_message_bytes)
+        if len(parts) > 1:
+            events.message_split(key=key.decode(errors="replace"), parts=len(parts))
+        messages.extend(Message(name, key, join_batch(part), len(part)) for part in parts)
     return messages
 
 
-def _split(group: list[Record], key: bytes, limit: int) -> list[list[Record]]:
+def _split(fragments: list[bytes], key: bytes, limit: int) -> list[list[bytes]]:
     budget = limit - _EMPTY_BATCH
-    parts: list[list[Record]] = []
-    current: list[Record] = []
+    parts: list[list[bytes]] = []
+    current: list[bytes] = []
     used = 0
-    for record in group:
-        size = len(orjson.dumps(record))
+    for fragment in fragments:
+        size = len(fragment)
         if size > budget:
-            record = _truncate(record, budget)
+            fragment = orjson.dumps(_truncate(orjson.loads(fragment), budget))
             events.record_truncated(key=key.decode(errors="replace"), original_bytes=size, limit=limit)
-            size = len(orjson.dumps(record))
+            size = len(fragment)
         extra = size + (1 if current else 0)
         if current and used + extra > budget:
             parts.append(current)
             current, used, extra = [], 0, size
-        current.append(record)
+        current.append(fragment)
         used += extra
     if current:
         parts.append(current)

@@ -38,6 +38,7 @@ import orjson
 
 from podlog.protocols import FileMark
 from podlog.record import Record
+from shipper.records import EncodedRecords
 
 __all__ = [
     "HEADER_SIZE",
@@ -115,17 +116,26 @@ def segment_seq(path: Path) -> int | None:
 
 
 def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> bytes:
-    """The payload of one batch: meta (count and marks) then the records."""
+    """The payload of one batch: meta (count, marks, record groups and lengths), then records.
+
+    The records are a JSON array of each record's own encoding, so a reader
+    can take the fragments apart by length without decoding them.
+    """
+    encoded = EncodedRecords.from_records(records)
     meta = orjson.dumps(
         {
-            "n": len(records),
+            "n": len(encoded),
             "m": {
                 key: [mark.path, mark.identity, mark.generation, mark.offset]
                 for key, mark in marks.items()
             },
+            "g": encoded.groups,
+            "r": encoded.group_index,
+            "l": [len(f) for f in encoded.fragments],
         }
     )
-    return _META_LEN.pack(len(meta)) + meta + orjson.dumps(records)
+    body = b"[" + b",".join(encoded.fragments) + b"]"
+    return _META_LEN.pack(len(meta)) + meta + body
 
 
 def _split_payload(payload: bytes | memoryview) -> tuple[bytes | memoryview, bytes | memoryview]:
@@ -137,18 +147,32 @@ def _split_payload(payload: bytes | memoryview) -> tuple[bytes | memoryview, byt
 
 
 def decode_payload(payload: bytes | memoryview) -> tuple[dict[str, Any], list[Record]]:
-    """Meta and records of a payload from :func:`encode_payload`."""
+    """Meta and decoded records of a payload from :func:`encode_payload`."""
     meta, records = _split_payload(payload)
     return orjson.loads(meta), orjson.loads(records)
 
 
-def decode_records(payload: bytes | memoryview) -> list[Record]:
-    """Only the records of a payload."""
-    _, records = _split_payload(payload)
-    value = orjson.loads(records)
-    if not isinstance(value, list):
-        raise TypeError("records of a spool batch are not a list")
-    return value
+def decode_records(payload: bytes | memoryview) -> EncodedRecords:
+    """The records of a payload, as fragments (nothing is decoded but the meta).
+
+    Raises ``ValueError`` or ``TypeError`` when the meta and the record bytes disagree.
+    """
+    meta_bytes, body = _split_payload(payload)
+    meta = orjson.loads(meta_bytes)
+    lengths = meta.get("l")
+    groups = meta.get("g")
+    index = meta.get("r")
+    if not isinstance(lengths, list) or not isinstance(groups, list) or not isinstance(index, list):
+        raise TypeError("spool batch meta lacks record lengths or groups")
+    data = bytes(body)
+    if len(data) != sum(lengths) + max(len(lengths) - 1, 0) + 2:
+        raise ValueError("record lengths do not add up to the record bytes")
+    fragments: list[bytes] = []
+    at = 1
+    for length in lengths:
+        fragments.append(data[at : at + length])
+        at += length + 1
+    return EncodedRecords(fragments, [(str(k), str(r)) for k, r in groups], index)
 
 
 def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:

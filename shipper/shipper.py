@@ -15,6 +15,7 @@ Nothing here knows Kafka: the transport is any :class:`podlog.protocols.Transpor
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
@@ -22,9 +23,9 @@ import time
 from podlog.errors import TransportError
 from podlog.lifecycle import Health
 from podlog.protocols import AckListener, Transport
-from podlog.record import Record
 from shipper.config import ShipperConfig
 from shipper.events import events
+from shipper.records import EncodedRecords
 from shipper.spool import Spool, SpoolBatch, merge_marks
 
 __all__ = ["Shipper"]
@@ -133,27 +134,61 @@ class Shipper:
     # -- the loop ----------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
-            if not self.spool.has_pending(self.delivered_seq):
-                if self._stopping.is_set():
+        # Up to max_in_flight_sends sends are in flight, acknowledged strictly in
+        # spool order.  A failure settles them all, then redelivers from the
+        # first unacknowledged batch in order, one send at a time, with backoff.
+        window: collections.deque[tuple[list[SpoolBatch], asyncio.Task[None]]] = (
+            collections.deque()
+        )
+        try:
+            while True:
+                if self._stopping.is_set() and time.monotonic() >= self._drain_deadline:
                     return
-                await self._wait_for_work()
-                continue
-            if self._stopping.is_set() and time.monotonic() >= self._drain_deadline:
-                return
-            batches = await self.spool.read(
-                self.delivered_seq,
-                max_records=self.config.max_send_records,
-                max_bytes=self.config.max_send_bytes,
-            )
-            if not batches:
-                continue
-            if not await self._deliver(batches):
-                return
-            last = batches[-1].seq
-            await self.spool.ack(last)
-            self.delivered_seq = last
-            self.acks.acknowledged(merge_marks(batches))
+                cursor = window[-1][0][-1].seq if window else self.delivered_seq
+                if len(window) < self.config.max_in_flight_sends and self.spool.has_pending(cursor):
+                    batches = await self._read(cursor)
+                    if batches:
+                        task = asyncio.create_task(self._send(batches), name="shipper-send")
+                        window.append((batches, task))
+                        continue
+                if not window:
+                    if self._stopping.is_set():
+                        return
+                    await self._wait_for_work()
+                    continue
+                batches, task = window[0]
+                try:
+                    await asyncio.shield(task)
+                except TransportError as exc:
+                    await asyncio.gather(*(t for _, t in window), return_exceptions=True)
+                    failed = [b for b, _ in window]
+                    window.clear()
+                    delay = self._failed(exc, attempt=1)
+                    for redo in failed:
+                        if not await self._deliver(redo, delay=delay):
+                            return
+                        delay = 0.0
+                        await self._acknowledge(redo)
+                    continue
+                window.popleft()
+                await self._acknowledge(batches)
+        finally:
+            for _, task in window:
+                task.cancel()
+            await asyncio.gather(*(t for _, t in window), return_exceptions=True)
+
+    async def _acknowledge(self, batches: list[SpoolBatch]) -> None:
+        last = batches[-1].seq
+        await self.spool.ack(last)
+        self.delivered_seq = last
+        self.acks.acknowledged(merge_marks(batches))
+
+    async def _read(self, after_seq: int) -> list[SpoolBatch]:
+        return await self.spool.read(
+            after_seq,
+            max_records=self.config.max_send_records,
+            max_bytes=self.config.max_send_bytes,
+        )
 
     async def _wait_for_work(self) -> None:
         data = asyncio.ensure_future(self.spool.wait(self.delivered_seq))
@@ -165,54 +200,70 @@ class Shipper:
                 task.cancel()
             await asyncio.gather(data, stop, return_exceptions=True)
 
-    async def _deliver(self, batches: list[SpoolBatch]) -> bool:
-        """Send until acknowledged; False when stopping ran out of time first."""
-        records: list[Record] = [r for batch in batches for r in batch.records]
-        attempt = 0
+    async def _send(self, batches: list[SpoolBatch]) -> None:
+        """One attempt: connect if needed, send, and count it."""
+        # Kept encoded: a transport that wants dicts decodes them by iterating.
+        records = EncodedRecords.concat([batch.records for batch in batches])
+        started = time.perf_counter()
+        if not self._connected:
+            await self.transport.start()
+            self._connected = True
+        if records:
+            await self.transport.send(records)
+        events.batch_sent(
+            transport=self.transport.name,
+            records=len(records),
+            batches=len(batches),
+            seconds=time.perf_counter() - started,
+        )
+        self._failing_since = None
+        self._last_error = ""
+
+    def _backoff(self, attempt: int) -> float:
+        """Wait before the try after ``attempt`` failures: doubling, capped, with jitter."""
+        delay = self.config.retry_initial_seconds * float(2 ** min(attempt - 1, 20))
+        return min(self.config.retry_max_seconds, delay) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+
+    def _failed(self, exc: TransportError, *, attempt: int) -> float:
+        """Log and count failed attempt number ``attempt``; returns the backoff before the next."""
+        delay = self._backoff(attempt)
+        self._note_failure(exc)
+        events.send_failed(
+            transport=self.transport.name,
+            reason=_reason(exc, connected=self._connected),
+            error=str(exc),
+            attempt=attempt,
+            retry_in=delay,
+        )
+        return delay
+
+    async def _deliver(self, batches: list[SpoolBatch], *, delay: float = 0.0) -> bool:
+        """Wait ``delay``, then send until acknowledged, backing off between attempts.
+
+        False when stopping ran out of time first.
+        """
+        attempt = 1 if delay else 0
         first_try = time.monotonic()
         while True:
-            started = time.perf_counter()
-            try:
-                if not self._connected:
-                    await self.transport.start()
-                    self._connected = True
-                if records:
-                    await self.transport.send(records)
-            except TransportError as exc:
-                attempt += 1
-                delay = min(
-                    self.config.retry_max_seconds,
-                    self.config.retry_initial_seconds * 2 ** min(attempt - 1, 20),
-                ) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
-                self._note_failure(exc)
-                events.send_failed(
-                    transport=self.transport.name,
-                    reason=_reason(exc, connected=self._connected),
-                    error=str(exc),
-                    attempt=attempt,
-                    retry_in=delay,
-                )
+            if delay:
                 if self._stopping.is_set():
                     remaining = self._drain_deadline - time.monotonic()
                     if remaining <= 0:
                         return False
                     delay = min(delay, remaining)
                 await self._pause(delay)
+            try:
+                await self._send(batches)
+            except TransportError as exc:
+                attempt += 1
+                delay = self._failed(exc, attempt=attempt)
                 continue
-            events.batch_sent(
-                transport=self.transport.name,
-                records=len(records),
-                batches=len(batches),
-                seconds=time.perf_counter() - started,
-            )
             if attempt:
                 events.send_recovered(
                     transport=self.transport.name,
                     attempts=attempt + 1,
                     seconds=time.monotonic() - first_try,
                 )
-            self._failing_since = None
-            self._last_error = ""
             return True
 
     async def _pause(self, seconds: float) -> None:

@@ -35,9 +35,9 @@ import orjson
 
 from podlog.errors import SpoolFullError
 from podlog.protocols import Batch, FileMark
-from podlog.record import Record
 from shipper.config import SpoolConfig
 from shipper.events import events
+from shipper.records import EncodedRecords
 from shipper.segment import (
     HEADER_SIZE,
     SegmentWriter,
@@ -63,8 +63,8 @@ class SpoolBatch:
 
     seq: int
     """Sequence number; batches are acknowledged in this order."""
-    records: list[Record]
-    """The records, in the order the collector appended them."""
+    records: EncodedRecords
+    """The records, in the order the collector appended them (kept encoded)."""
     marks: Mapping[str, FileMark]
     """File positions this batch completes."""
     time_ns: int
@@ -98,7 +98,7 @@ class _Recovery:
     last_seq: int = 0
 
 
-def _checked_records(frame: memoryview, size: int) -> list[Record] | None:
+def _checked_records(frame: memoryview, size: int) -> EncodedRecords | None:
     """The records of a frame read back for sending, or None when it no longer checks out."""
     if len(frame) != size:
         return None
@@ -335,7 +335,7 @@ class Spool:
                 lost_batches=1,
                 lost_seqs=str(entry.seq),
             )
-            records = []
+            records = EncodedRecords([], [], [])
         return SpoolBatch(entry.seq, records, entry.marks, entry.time_ns)
 
     async def ack(self, upto_seq: int) -> None:

@@ -222,3 +222,38 @@ async def test_readiness_reports_a_full_spool_and_long_failures(tmp_path: Path) 
             for i in range(100):
                 await spool.append(batch("c", 2 + i, 5))
         assert "spool full" in health.not_ready()["shipper"]
+
+
+class FirstSendFails(FlakyTransport):
+    """Fails its first send only after the second one was handed over (two in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second_started = asyncio.Event()
+        self.calls = 0
+
+    async def send(self, records: Sequence[Record]) -> None:
+        self.attempts += 1
+        self.calls += 1
+        if self.calls == 1:
+            await self.second_started.wait()
+            raise TransportError("first send lost", retriable=True)
+        if self.calls == 2:
+            self.second_started.set()
+        self.received.extend(records)
+
+
+async def test_a_failure_with_two_sends_in_flight_redelivers_both_in_order(tmp_path: Path) -> None:
+    """When the older of two in-flight sends fails, both are sent again in order and acks stay ordered."""
+    config = ShipperConfig(
+        retry_initial_seconds=0.01, max_send_records=5, max_in_flight_sends=2, drain_timeout_seconds=2
+    )
+    transport = FirstSendFails()
+    shipper, spool, acks, _ = _shipper(tmp_path, transport, config)
+    for i in range(2):
+        await spool.append(batch("c", i * 5, 5))
+    async with _Running(shipper):
+        await _until(lambda: acks.offset("p:c:x") == 10)
+    offsets = [r["log"]["offset"] for r in transport.received]
+    assert offsets == [5, 6, 7, 8, 9, *range(10)]  # the second send landed, then both again
+    assert [c["p:c:x"].offset for c in acks.calls] == [5, 10]

