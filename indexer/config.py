@@ -27,6 +27,9 @@ class KafkaConsumerConfig:
     batch_max_wait_seconds: float = setting(
         1.0, "A batch is indexed at the latest this long after its first message arrived."
     )
+    batch_idle_seconds: float = setting(
+        0.1, "A batch is indexed early once no message arrived for this long (caught up)."
+    )
     fetch_max_records: int = setting(10000, "Most messages taken from the consumer in one fetch.")
     session_timeout_ms: int = setting(30000, "Group session timeout: a silent consumer is removed after this long.")
     max_poll_interval_ms: int = setting(
@@ -73,6 +76,9 @@ class IndexerConfig:
     opensearch: OpenSearchConfig = setting(OpenSearchConfig, "The OpenSearch cluster.")
     bulk_max_bytes: int = setting(5 * 1024 * 1024, "Largest body of one bulk request; a batch is split into several.")
     bulk_concurrency: int = setting(2, "Bulk requests in flight at once.")
+    max_inflight_batches: int = setting(
+        2, "Batches written at once; offsets are still committed in order."
+    )
     retry_initial_seconds: float = setting(0.2, "First backoff before retrying a failed item.")
     retry_max_seconds: float = setting(30.0, "Longest backoff between retries.")
     item_max_attempts: int = setting(

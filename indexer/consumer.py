@@ -2,7 +2,7 @@
 
 ::
 
-    getmany (until batch_max_bytes or batch_max_wait_seconds)
+    getmany (until batch_max_bytes, batch_max_wait_seconds, or batch_idle_seconds of quiet)
       -> decode batches (undecodable messages become dead letters)
       -> BulkWriter.write: every item indexed, already present, or dead-lettered
       -> commit the batch's offsets (only partitions still assigned)
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -79,6 +79,12 @@ class Indexer:
         """What the cluster supports, once templates are in place."""
         return self._capabilities
 
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this member holds right now (empty before the group is joined)."""
+        if self._consumer is None:
+            return set()
+        return set(self._consumer.assignment())
+
     async def start(self) -> None:
         """Open the bulk writer and join the consumer group."""
         kafka = self._config.kafka
@@ -106,28 +112,48 @@ class Indexer:
         log.info("indexer_started", topics=kafka.topics, group_id=kafka.group_id)
 
     async def run(self) -> None:
-        """Consume, index and commit until stopped."""
+        """Consume, index and commit until stopped.
+
+        Up to ``max_inflight_batches`` batches are written at once (the next
+        one is fetched and decoded while the cluster works on the previous);
+        each commits only after its own writes and every earlier batch's
+        commit, so offsets still move in order.
+        """
         if not await self._prepare_cluster():
             return
         self._not_ready = None
-        while not self._stopping.is_set():
-            try:
-                messages = await self._collect()
-            except KafkaError as exc:
-                if self._stopping.is_set():
-                    break
-                log.warning("fetch_failed", error=repr(exc))
-                continue
-            if not messages:
-                continue
-            self._inflight = asyncio.create_task(self._process(messages), name="indexer-batch")
-            try:
-                await self._wait_with_keepalive(self._inflight)
-            except WriterClosedError:
-                log.info("batch_abandoned", messages=len(messages))
-                break
-            finally:
-                self._inflight = None
+        inflight: deque[asyncio.Task[None]] = deque()
+        depth = max(1, self._config.max_inflight_batches)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = await self._collect()
+                except KafkaError as exc:
+                    if self._stopping.is_set():
+                        break
+                    log.warning("fetch_failed", error=repr(exc))
+                    continue
+                if messages:
+                    previous = inflight[-1] if inflight else None
+                    task = asyncio.create_task(
+                        self._process(messages, previous), name="indexer-batch"
+                    )
+                    inflight.append(task)
+                    self._inflight = task
+                while inflight and inflight[0].done():
+                    inflight.popleft().result()
+                if inflight and (len(inflight) >= depth or not messages):
+                    await self._wait_with_keepalive(inflight[0])
+                    inflight.popleft()
+            while inflight:  # stopping: let the batches in flight commit
+                await self._wait_with_keepalive(inflight[0])
+                inflight.popleft()
+        except WriterClosedError:
+            log.info("batches_abandoned", batches=len(inflight))
+        finally:
+            self._inflight = None
+            for task in inflight:
+                task.cancel()
 
     async def stop(self) -> None:
         """Let the batch in flight finish (within part of the grace), then leave the group."""
@@ -193,16 +219,22 @@ class Indexer:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            if batch:  # caught up with the partitions: flush after a short idle gap
+                remaining = min(remaining, kafka.batch_idle_seconds)
             fetched = await self._consumer.getmany(
                 timeout_ms=max(1, int(remaining * 1000)), max_records=kafka.fetch_max_records
             )
+            if batch and not fetched:
+                break
             for messages in fetched.values():
                 batch.extend(messages)
                 size += sum(len(m.value or b"") for m in messages)
         return batch
 
-    async def _process(self, messages: list[Any]) -> None:
-        """Index one batch and commit it."""
+    async def _process(
+        self, messages: list[Any], previous: asyncio.Task[None] | None = None
+    ) -> None:
+        """Index one batch, wait for the batch before it, and commit."""
         started = time.perf_counter()
         caps = self._capabilities
         assert caps is not None, "templates are installed before the first batch"
@@ -230,6 +262,8 @@ class Indexer:
             size += len(message.value or b"")
         events.batch_consumed(len(messages), size)
         outcomes = await self._writer.write(items, dead)
+        if previous is not None:
+            await previous  # raises if it failed: then this batch is not committed either
         await self._commit(offsets)
         events.batch_committed(len(messages), time.perf_counter() - started, outcomes)
         self._measure_lag(offsets)
