@@ -17,8 +17,10 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import orjson
 from opensearchpy import OpenSearch
 from opensearchpy import exceptions as os_errors
+from opensearchpy.serializer import JSONSerializer
 
 from podlog.logging import get_logger
 from podlog.record import Record
@@ -53,6 +55,25 @@ TOTAL_HITS_CAP = 100_000
 _WORKERS = 16
 
 
+class _OrjsonSerializer(JSONSerializer):
+    """Request and response bodies through orjson: pages of records decode several times faster."""
+
+    def loads(self, s: str) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            raise os_errors.SerializationError(s, exc) from exc
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return data
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError as exc:  # a value orjson cannot encode: the stock encoder knows more
+            log.debug("orjson_encode_fallback", error=str(exc))
+            return super().dumps(data)
+
+
 class OpenSearchBackend:
     """:class:`search.backends.base.SearchBackend` over an OpenSearch cluster."""
 
@@ -77,6 +98,7 @@ class OpenSearchBackend:
                 "pool_maxsize": _WORKERS,
                 "max_retries": 1,
                 "verify_certs": verify_certs,
+                "serializer": _OrjsonSerializer(),
             }
             if username:
                 options["http_auth"] = (username, password)
