@@ -116,12 +116,14 @@ async def committed(bootstrap: str, group: str, topic: str, partition: int = 0) 
     return -1 if value is None else int(value)
 
 
-async def wait_committed(bootstrap: str, group: str, topic: str, offset: int, timeout: float = 30.0) -> None:
-    """Wait until ``group`` committed ``offset`` on partition 0 of ``topic``."""
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, offset: int, timeout: float = 30.0, partition: int = 0
+) -> None:
+    """Wait until ``group`` committed ``offset`` on ``partition`` of ``topic``."""
     deadline = time.monotonic() + timeout
     seen = -1
     while time.monotonic() < deadline:
-        seen = await committed(bootstrap, group, topic)
+        seen = await committed(bootstrap, group, topic, partition)
         if seen >= offset:
             return
         await asyncio.sleep(0.2)
