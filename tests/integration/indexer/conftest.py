@@ -91,9 +91,16 @@ def indexer_config(
 
 
 @contextlib.asynccontextmanager
-async def running(config: IndexerConfig, retention: RetentionConfig | None = None) -> AsyncIterator[Indexer]:
+async def running(
+    config: IndexerConfig, retention: RetentionConfig | None = None, health: Health | None = None
+) -> AsyncIterator[Indexer]:
     """An indexer started and running until the block ends."""
-    indexer = Indexer(CommonConfig(shutdown_grace_seconds=10), config, retention or RetentionConfig(), health=Health())
+    indexer = Indexer(
+        CommonConfig(shutdown_grace_seconds=10),
+        config,
+        retention or RetentionConfig(),
+        health=health or Health(),
+    )
     await indexer.start()
     task = asyncio.create_task(indexer.run())
     try:

@@ -30,6 +30,8 @@ class FaultyProxy:
         self.item_rule: ItemRule = lambda index, doc_id, attempt: None
         self.hold_replies = False
         """Forward bulk requests but never answer them."""
+        self.drop_bulk_connections = False
+        """Close the connection on a bulk request without answering (cluster unreachable)."""
         self.bulk_requests = 0
         self.requests_failed = 0
         self.items_faked = 0
@@ -80,6 +82,10 @@ class FaultyProxy:
                     headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
+                if self.drop_bulk_connections and "_bulk" in target:
+                    self.bulk_requests += 1
+                    self.requests_failed += 1
+                    break
                 status, reply, ctype = await self._handle(method, target, headers, body)
                 head = (
                     f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(reply)}\r\n\r\n"

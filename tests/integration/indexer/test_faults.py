@@ -8,14 +8,17 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from podlog import metrics
+from podlog.lifecycle import Health
 from tests.integration.indexer.conftest import (
     batches,
+    committed,
     count,
     indexer_config,
     make_records,
     produce,
     running,
     wait_committed,
+    wait_until,
 )
 from tests.integration.indexer.proxy import FaultyProxy
 
@@ -63,3 +66,27 @@ async def test_429_items_and_503_requests_end_indexed_exactly_once(
     assert _sample("dead_lettered") - before["dead_lettered"] == 0
     retried = metrics.sample("podlog_indexer_documents_retried_total", {"status": "429"})
     assert retried - retried_before == 2 * expected_throttled
+
+
+async def test_unreachable_cluster_pauses_without_commit_and_resumes(
+    kafka_bootstrap: str, opensearch_any: str, unique: str
+) -> None:
+    """While bulk connections fail, nothing is committed and readiness names the cluster;
+    once they succeed again, every document is indexed once and the offsets move."""
+    await produce(kafka_bootstrap, unique, batches(make_records(50), 10))
+    proxy = await FaultyProxy(opensearch_any).start()
+    proxy.drop_bulk_connections = True
+    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique)
+    health = Health()
+    try:
+        async with running(config, health=health):
+            await wait_until(lambda: proxy.requests_failed >= 3, 30, "three failed bulk requests")
+            assert "opensearch" in health.not_ready()
+            assert metrics.sample("podlog_indexer_opensearch_up") == 0
+            assert await committed(kafka_bootstrap, config.kafka.group_id, unique) == -1
+            proxy.drop_bulk_connections = False
+            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 5)
+            assert health.not_ready() == {}
+    finally:
+        await proxy.close()
+    assert count(OpenSearch(opensearch_any), f"{unique}-logs-*") == 50
