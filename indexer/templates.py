@@ -34,6 +34,7 @@ __all__ = [
     "ensure_templates",
     "index_name",
     "index_template_body",
+    "install_templates",
     "logs_pattern",
     "open_client",
     "parse_index_name",
@@ -315,28 +316,56 @@ def detect_capabilities(client: OpenSearch, config: OpenSearchConfig) -> Capabil
     return capabilities
 
 
-def _put_if_changed(client: OpenSearch, name: str, body: dict[str, Any]) -> bool:
+def _current_template(client: OpenSearch, name: str) -> dict[str, Any] | None:
     try:
-        current = client.indices.get_index_template(name=name)
+        reply = client.indices.get_index_template(name=name)
     except NotFoundError:
-        current = {}
-    for item in current.get("index_templates", []):
-        existing = item.get("index_template", {})
-        if (
-            item.get("name") == name
-            and existing.get("_meta") == body["_meta"]
-            and (existing.get("index_patterns") == body["index_patterns"])
-            and _same_mapping(existing, body)
-        ):
-            return False
-    client.indices.put_index_template(name=name, body=body)
-    return True
+        return None
+    for item in reply.get("index_templates", []):
+        if item.get("name") == name:
+            return dict(item.get("index_template") or {})
+    found = reply.get(name)  # some compatible servers answer {name: template}
+    return dict(found) if isinstance(found, dict) else None
 
 
-def _same_mapping(existing: dict[str, Any], body: dict[str, Any]) -> bool:
+def _is_current(existing: dict[str, Any] | None, body: dict[str, Any]) -> bool:
+    if existing is None:
+        return False
     mine = body["template"].get("mappings", {}).get("properties")
     theirs = (existing.get("template") or {}).get("mappings", {}).get("properties")
-    return bool(mine == theirs)
+    return bool(
+        existing.get("_meta") == body["_meta"]
+        and existing.get("index_patterns") == body["index_patterns"]
+        and mine == theirs
+        and _same_settings(existing, body)
+    )
+
+
+def _same_settings(existing: dict[str, Any], body: dict[str, Any]) -> bool:
+    have = (existing.get("template") or {}).get("settings") or {}
+    have = {**have, **(have.get("index") or {})}
+    want = body["template"].get("settings") or {}
+    return all(str(have.get(key)) == str(value) for key, value in want.items())
+
+
+def install_templates(
+    client: OpenSearch, config: OpenSearchConfig, capabilities: Capabilities
+) -> list[str]:
+    """Put podlog's index templates where missing or different; returns the names written."""
+    prefix = config.index_prefix
+    wanted = {
+        f"{prefix}-logs": index_template_body(config, capabilities),
+        f"{prefix}-dlq": dlq_template_body(config),
+    }
+    written = []
+    for name, body in wanted.items():
+        if _is_current(_current_template(client, name), body):
+            log.debug("index_template_current", template=name)
+            continue
+        client.indices.put_index_template(name=name, body=body)
+        log.info("index_template_written", template=name)
+        written.append(name)
+    return written
 
 
 def ensure_templates(
@@ -348,12 +377,5 @@ def ensure_templates(
     settings and mappings apply to indices created afterwards (tomorrow's).
     """
     caps = capabilities or detect_capabilities(client, config)
-    prefix = config.index_prefix
-    wanted = {
-        f"{prefix}-logs": index_template_body(config, caps),
-        f"{prefix}-dlq": dlq_template_body(config),
-    }
-    for name, body in wanted.items():
-        changed = _put_if_changed(client, name, body)
-        log.info("index_template_ensured", template=name, changed=changed)
+    install_templates(client, config, caps)
     return caps

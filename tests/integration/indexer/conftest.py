@@ -92,11 +92,14 @@ def indexer_config(
 
 @contextlib.asynccontextmanager
 async def running(
-    config: IndexerConfig, retention: RetentionConfig | None = None, health: Health | None = None
+    config: IndexerConfig,
+    retention: RetentionConfig | None = None,
+    health: Health | None = None,
+    grace: float = 10.0,
 ) -> AsyncIterator[Indexer]:
     """An indexer started and running until the block ends."""
     indexer = Indexer(
-        CommonConfig(shutdown_grace_seconds=10),
+        CommonConfig(shutdown_grace_seconds=grace),
         config,
         retention or RetentionConfig(),
         health=health or Health(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -90,3 +91,23 @@ async def test_unreachable_cluster_pauses_without_commit_and_resumes(
     finally:
         await proxy.close()
     assert count(OpenSearch(opensearch_any), f"{unique}-logs-*") == 50
+
+
+async def test_stop_while_unreachable_abandons_the_batch_uncommitted(
+    kafka_bootstrap: str, opensearch_any: str, unique: str
+) -> None:
+    """Stopping while the cluster is unreachable ends within the grace period and commits
+    nothing, so the next start replays the batch."""
+    await produce(kafka_bootstrap, unique, batches(make_records(20), 10))
+    proxy = await FaultyProxy(opensearch_any).start()
+    proxy.drop_bulk_connections = True
+    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique)
+    try:
+        async with running(config, grace=2.0):
+            await wait_until(lambda: proxy.requests_failed >= 2, 30, "two failed bulk requests")
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping
+    finally:
+        await proxy.close()
+    assert took < 2.0 + 1.0
+    assert await committed(kafka_bootstrap, config.kafka.group_id, unique) == -1

@@ -27,6 +27,7 @@ async def test_same_batch_twice_gives_one_copy(kafka_bootstrap: str, opensearch_
     async with running(config):
         await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 4)
     assert count(client, f"{unique}-logs-*") == 60
+    assert metrics.sample("podlog_indexer_consumer_lag_messages", {"topic": unique, "partition": "0"}) == 0
     replay = indexer_config(kafka_bootstrap, opensearch_url, unique, unique, group=f"{unique}-replay")
     async with running(replay):
         await wait_committed(kafka_bootstrap, replay.kafka.group_id, unique, 4)
