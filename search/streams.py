@@ -20,7 +20,7 @@ import orjson
 from podlog.record import Record
 from search.backends.base import Cursor, SearchBackend, SearchRequest
 
-__all__ = ["TailState", "export_ndjson", "poll_tail", "sse_event", "tail_events"]
+__all__ = ["TailState", "export_ndjson", "poll_tail", "seed_tail", "sse_event", "tail_events"]
 
 _FAR_FUTURE_NS = 2**62
 _PAGES_PER_POLL = 20
@@ -41,12 +41,17 @@ class TailState:
     newest_ns: int | None = None
     resume: Cursor | None = None
     """Where to continue when the previous poll hit its page cap."""
+    floor: Cursor | None = None
+    """Lines at or before this existed when the tail opened (set when seeding was capped)."""
 
     def window_start(self, now: int) -> Cursor:
         if self.resume is not None:
             return self.resume
         base = self.newest_ns if self.newest_ns is not None else now
-        return (base - self.lookback_ns, -1, "")
+        start: Cursor = (base - self.lookback_ns, -1, "")
+        if self.floor is not None and self.floor > start:
+            return self.floor  # everything up to the floor is old: skip reading it
+        return start
 
     def prune(self) -> None:
         if self.newest_ns is None:
@@ -69,7 +74,7 @@ async def poll_tail(
         for record in records:
             event_id = str((record.get("event") or {}).get("id") or "")
             ts = int(record.get("timestamp_ns") or 0)
-            if event_id in state.seen:
+            if event_id in state.seen or (state.floor is not None and _key(record) <= state.floor):
                 continue
             state.seen[event_id] = ts
             if state.newest_ns is None or ts > state.newest_ns:
@@ -85,6 +90,28 @@ async def poll_tail(
     return fresh
 
 
+def _key(record: Record) -> Cursor:
+    log = record.get("log") or {}
+    event = record.get("event") or {}
+    return (int(record.get("timestamp_ns") or 0), int(log.get("offset") or 0), str(event.get("id") or ""))
+
+
+async def seed_tail(backend: SearchBackend, request: SearchRequest, state: TailState, now: int) -> None:
+    """Mark what already matches as sent, so the tail starts "from now".
+
+    When the lookback window holds more lines than one poll reads, the rest
+    are excluded by the newest match's cursor instead of one by one.
+    """
+    await poll_tail(backend, request, state, now, emit=False)
+    if state.resume is not None:
+        ranged = dataclasses.replace(request, start_ns=0, end_ns=_FAR_FUTURE_NS, search_after=None)
+        _, newest = await backend.tail(ranged, None)
+        state.floor = newest
+        state.resume = None
+        if newest is not None:
+            state.newest_ns = newest[0]
+
+
 async def tail_events(
     backend: SearchBackend,
     request: SearchRequest,
@@ -97,7 +124,7 @@ async def tail_events(
     """Server-sent events and how many records each carries: ``ready`` once, then
     ``records`` batches, and a comment line as keep-alive when idle."""
     state = TailState(lookback_ns=int(lookback_seconds * 1_000_000_000))
-    await poll_tail(backend, request, state, clock(), emit=False)
+    await seed_tail(backend, request, state, clock())
     yield sse_event("ready", {"poll_seconds": poll_seconds}), 0
     idle = 0.0
     while not closing.is_set():
