@@ -11,6 +11,7 @@ in the same command: reading and splitting the same files in plain Python.
 
     /tmp/venv/bin/python deploy/sizing.py               # 3 runs of 50,000 lines
     /tmp/venv/bin/python deploy/sizing.py --full        # 3 runs of 500,000 lines
+    /tmp/venv/bin/python deploy/sizing.py --agent-only --full   # the agent alone into Kafka
 
 It is also the check that the compose configs work end to end: a run fails if
 a process never becomes ready or the lines never all arrive.
@@ -213,6 +214,52 @@ def one_run(index: int, work: Path, kafka: str, opensearch: str, lines: int, fil
     return Run(lines, size / 1e6, seconds, base, measured)
 
 
+def shipped(port: int, lines: int) -> bool:
+    """Whether the agent's spool took every line and Kafka acknowledged all of it."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return False
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    appended = values.get("podlog_shipper_spool_appended_records_total", 0.0)
+    return appended >= lines and values.get("podlog_shipper_spool_records", 1.0) == 0.0
+
+
+def agent_run(index: int, work: Path, kafka: str, lines: int, files: int) -> Run:
+    """The agent alone: drain a backlog into Kafka until every record is acknowledged."""
+    run_dir = work / f"agent-run-{index}"
+    logs = run_dir / "containers"
+    size = write_logs(logs, lines, files)
+    lines = (lines // files) * files
+    base = baseline(logs)
+    port = free_port()
+    started = time.perf_counter()
+    agent = start_podlog(
+        ["agent", "--config", str(COMPOSE / "agent.yaml")],
+        run_dir / "out",
+        {
+            "PODLOG_PODLOG__LOG_LEVEL": "warning",
+            "PODLOG_PODLOG__HTTP_LISTEN": f"127.0.0.1:{port}",
+            "PODLOG_PODLOG__STATE_DIR": str(run_dir / "state"),
+            "PODLOG_COLLECTOR__INCLUDE": f"[{logs}/*.log]",
+            "PODLOG_SHIPPER__KAFKA__BOOTSTRAP_SERVERS": kafka,
+            "PODLOG_SHIPPER__KAFKA__TOPIC": f"sizing-agent-{index}",
+        },
+    )
+    try:
+        wait_for(lambda: shipped(port, lines), 120 + lines / 500, "every line acknowledged", 0.5)
+        seconds = time.perf_counter() - started
+        measured = {"agent": usage(agent)}
+    finally:
+        agent.stop()
+    return Run(lines, size / 1e6, seconds, base, measured)
+
+
 def report(runs: list[Run]) -> None:
     """Print every run and the medians."""
     for number, run in enumerate(runs, 1):
@@ -230,7 +277,7 @@ def report(runs: list[Run]) -> None:
     base = median([r.baseline_lines_per_second for r in runs])
     print(f"median end to end: {lps:,.0f} lines/s, {mbps:.2f} MB/s")
     print(f"baseline (plain Python read + split): {base:,.0f} lines/s; ratio {lps / base:.4f}")
-    for name in ("agent", "indexer", "search"):
+    for name in runs[0].usage:
         cpu = median([r.usage[name].cpu_seconds for r in runs])
         rss = median([r.usage[name].peak_rss_mb for r in runs])
         per_line_ms = 1000 * median([r.usage[name].cpu_seconds / r.lines for r in runs])
@@ -248,21 +295,27 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="500,000 lines per run")
     parser.add_argument("--opensearch", choices=("osmem", "noida"), default="osmem")
+    parser.add_argument("--agent-only", action="store_true", help="only the agent, into Kafka (no indexer, no search)")
     args = parser.parse_args()
     lines = 500_000 if args.full else args.lines
     with tempfile.TemporaryDirectory(prefix="podlog-sizing-") as tmp:
         work = Path(tmp)
         kafka = start_tansu(work / "servers")
-        opensearch = (
-            start_osmem(work / "servers")
-            if args.opensearch == "osmem"
-            else start_noida(work / "servers", work / "noida")
-        )
         try:
-            runs = [one_run(i, work, kafka.url, opensearch.url, lines, args.files) for i in range(args.runs)]
+            if args.agent_only:
+                runs = [agent_run(i, work, kafka.url, lines, args.files) for i in range(args.runs)]
+            else:
+                opensearch = (
+                    start_osmem(work / "servers")
+                    if args.opensearch == "osmem"
+                    else start_noida(work / "servers", work / "noida")
+                )
+                try:
+                    runs = [one_run(i, work, kafka.url, opensearch.url, lines, args.files) for i in range(args.runs)]
+                finally:
+                    opensearch.stop()
         finally:
             kafka.stop()
-            opensearch.stop()
     report(runs)
     return 0
 
