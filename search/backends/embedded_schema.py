@@ -104,30 +104,50 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def filter_values(record: Record) -> tuple[str | None, ...]:
     """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order.
 
     A record without a namespace gets ``""``, so callers allowed ``*`` see it.
     """
+    try:
+        k8s = record.get("kubernetes") or _EMPTY
+        values: tuple[Any, ...] = (
+            k8s.get("namespace") or "",
+            (k8s.get("pod") or _EMPTY).get("name"),
+            (k8s.get("container") or _EMPTY).get("name"),
+            (k8s.get("node") or _EMPTY).get("name"),
+            (k8s.get("workload") or _EMPTY).get("name"),
+            record.get("level"),
+            record.get("stream"),
+        )
+    except AttributeError:  # a section that is not a mapping: read it the careful way
+        return _filter_values_slowly(record)
+    for value in values:
+        if value is not None and type(value) is not str:
+            return tuple(_text(v) for v in values)
+    return values
+
+
+def _filter_values_slowly(record: Record) -> tuple[str | None, ...]:
     k8s = record.get("kubernetes")
-    if not isinstance(k8s, Mapping):
-        k8s = {}
-    pod, container, node, workload = (
-        v if isinstance(v := k8s.get(name), Mapping) else {}
-        for name in ("pod", "container", "node", "workload")
+    k8s = k8s if isinstance(k8s, Mapping) else _EMPTY
+
+    def name(section: str) -> str | None:
+        value = k8s.get(section)
+        return _text(value.get("name")) if isinstance(value, Mapping) else None
+
+    return (
+        _text(k8s.get("namespace")) or "",
+        name("pod"),
+        name("container"),
+        name("node"),
+        name("workload"),
+        _text(record.get("level")),
+        _text(record.get("stream")),
     )
-    values: tuple[Any, ...] = (
-        k8s.get("namespace"),
-        pod.get("name"),
-        container.get("name"),
-        node.get("name"),
-        workload.get("name"),
-        record.get("level"),
-        record.get("stream"),
-    )
-    if not all(type(v) is str or v is None for v in values):
-        values = tuple(_text(v) for v in values)
-    return (values[0] or "", *values[1:])
 
 
 class Dictionary:
