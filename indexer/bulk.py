@@ -225,9 +225,17 @@ class BulkWriter:
         chunks = _split_by_bytes(pending, self._config.bulk_max_bytes)
         if len(chunks) == 1:
             return await self._send_chunk(chunks[0])
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._send_chunk(chunk)) for chunk in chunks]
-        return [result for task in tasks for result in task.result()]
+        # gather, not a TaskGroup: every chunk runs to its end (a chunk only
+        # fails when the writer is closed), and the error stays unwrapped.
+        replies = await asyncio.gather(
+            *(self._send_chunk(chunk) for chunk in chunks), return_exceptions=True
+        )
+        results: list[_Result] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+            results.extend(reply)
+        return results
 
     async def _send_chunk(self, chunk: list[BulkItem]) -> list[_Result]:
         attempt = 0
