@@ -86,4 +86,9 @@ class IndexerConfig:
         "Attempts for an item the cluster answers 5xx for, before it is dead-lettered "
         "(429 and an unreachable cluster are retried without limit).",
     )
+    retention_interval_seconds: float = setting(
+        3600.0,
+        "Where the cluster has no ISM, delete expired log indices this often from the indexer; "
+        "0 leaves it to `podlog retention apply`.",
+    )
     salvage: bool = setting(True, "Retry a document rejected for a field's content with that value moved aside.")

@@ -32,7 +32,7 @@ from indexer.bulk import BulkWriter, WriterClosedError
 from indexer.config import IndexerConfig
 from indexer.documents import BulkItem, KafkaPosition, build_items
 from indexer.events import events
-from indexer.retention import ensure_ism_policies
+from indexer.retention import apply_retention, ensure_ism_policies
 from indexer.retry import backoff_delay
 from indexer.templates import Capabilities, ensure_templates, open_client
 from podlog.config import CommonConfig
@@ -69,6 +69,7 @@ class Indexer:
         self._capabilities: Capabilities | None = None
         self._carry: list[Any] = []
         self._inflight: asyncio.Task[None] | None = None
+        self._retention_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._not_ready: str | None = "starting"
         self._stopped = False
@@ -122,6 +123,9 @@ class Indexer:
         if not await self._prepare_cluster():
             return
         self._not_ready = None
+        caps = self._capabilities
+        if caps is not None and not caps.ism and self._config.retention_interval_seconds > 0:
+            self._retention_task = asyncio.create_task(self._apply_retention(), name="retention")
         inflight: deque[asyncio.Task[None]] = deque()
         depth = max(1, self._config.max_inflight_batches)
         try:
@@ -169,6 +173,10 @@ class Indexer:
                 log.warning("batch_abandoned_on_stop", grace_seconds=grace)
                 self._writer.abort()
                 await asyncio.wait({task}, timeout=2.0)
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
         if self._consumer is not None:
             await self._consumer.stop()
         await self._writer.close()
@@ -207,6 +215,25 @@ class Indexer:
             return False
         finally:
             client.close()
+
+    async def _apply_retention(self) -> None:
+        """Delete expired log indices now and then (clusters without ISM)."""
+        opensearch = self._config.opensearch
+        while not self._stopping.is_set():
+            client = open_client(opensearch)
+            try:
+                await asyncio.to_thread(
+                    apply_retention, client, opensearch.index_prefix, self._retention
+                )
+            except OpenSearchException as exc:
+                log.warning("retention_failed", error=repr(exc)[:300])
+            except Exception as exc:  # task boundary: retention must never stop indexing
+                log.exception("retention_failed", error=repr(exc)[:300])
+            finally:
+                client.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.retention_interval_seconds):
+                    await self._stopping.wait()
 
     async def _collect(self) -> list[Any]:
         """Messages up to ``batch_max_bytes``, waiting at most ``batch_max_wait_seconds``."""

@@ -16,6 +16,7 @@ from indexer.retention import apply_retention, ensure_ism_policies, policy_id
 from indexer.templates import detect_capabilities, has_ism
 from podlog.retention import RetentionConfig
 from tests.conftest import DOCKER
+from tests.integration.indexer.conftest import indexer_config, running, wait_until
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -105,3 +106,17 @@ def test_ism_policies_are_created_once_and_updated_on_change() -> None:
         policy = client.transport.perform_request("GET", "/_plugins/_ism/policies/ism-retention-short")
         states = policy["policy"]["states"]
         assert states[0]["transitions"][0]["conditions"] == {"min_index_age": "120h"}
+
+
+async def test_indexer_deletes_expired_indices_where_ism_is_missing(
+    kafka_bootstrap: str, opensearch_any: str, unique: str
+) -> None:
+    """Without ISM, a running indexer removes expired log indices itself and keeps fresh ones."""
+    client = OpenSearch(opensearch_any)
+    expired = f"{unique}-logs-standard-2020.01.01"
+    fresh = f"{unique}-logs-standard-{datetime.now(tz=UTC):%Y.%m.%d}"
+    _create(client, [expired, fresh])
+    config = indexer_config(kafka_bootstrap, opensearch_any, unique, unique)
+    async with running(config):
+        await wait_until(lambda: expired not in _names(client, unique), 30, "the expired index to go")
+    assert _names(client, unique) == {fresh}
