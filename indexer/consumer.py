@@ -25,7 +25,7 @@ from collections import Counter, deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from opensearchpy.exceptions import OpenSearchException
 
 from indexer.bulk import BulkWriter, WriterClosedError
@@ -132,6 +132,8 @@ class Indexer:
             while not self._stopping.is_set():
                 try:
                     messages = await self._collect()
+                except ConsumerStoppedError:
+                    break
                 except KafkaError as exc:
                     if self._stopping.is_set():
                         break
@@ -332,7 +334,7 @@ class Indexer:
                 if fresh:
                     self._consumer.pause(*fresh)
                     paused |= fresh
-                with contextlib.suppress(KafkaError):
+                with contextlib.suppress(KafkaError, ConsumerStoppedError):
                     fetched = await self._consumer.getmany(timeout_ms=0)
                     for messages in fetched.values():
                         self._carry.extend(messages)
