@@ -199,11 +199,19 @@ def main() -> None:
             asyncio.run(produce(bootstrap, f"bench-{stamp}", values))
             topic, base_prefix, idx_prefix = f"bench-{stamp}", f"base{stamp}", f"idx{stamp}"
 
+            # Each phase's indices are dropped right after it, so both start
+            # from the same (empty) server.
             def baseline(prefix: str = base_prefix, docs: list[Any] = records) -> tuple[float, float]:
-                return run_baseline(url, prefix, docs, args.bulk_bytes)
+                result = run_baseline(url, prefix, docs, args.bulk_bytes)
+                drop_indices(url, [prefix])
+                return result
 
             def podlog_indexer(topic: str = topic, prefix: str = idx_prefix) -> tuple[float, float]:
-                return asyncio.run(run_indexer(bootstrap, url, topic, prefix, total, args.bulk_bytes, args.concurrency))
+                result = asyncio.run(
+                    run_indexer(bootstrap, url, topic, prefix, total, args.bulk_bytes, args.concurrency)
+                )
+                drop_indices(url, [prefix])
+                return result
 
             # Alternate which goes first, so a server slowing down hurts both alike.
             if run % 2 == 0:
@@ -212,7 +220,6 @@ def main() -> None:
             else:
                 i_s, i_cpu = podlog_indexer()
                 b_s, b_cpu = baseline()
-            drop_indices(url, [base_prefix, idx_prefix])
             base_rows.append((b_s, b_cpu))
             idx_rows.append((i_s, i_cpu))
             ratios.append(b_s / i_s)
