@@ -34,6 +34,7 @@ __all__ = [
     "list_log_indices",
     "plan_retention",
     "policy_id",
+    "policy_is_current",
 ]
 
 
@@ -77,7 +78,8 @@ def ism_policy_body(prefix: str, retention_class: str, days: float) -> dict[str,
     }
 
 
-def _policy_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+def policy_is_current(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether the policy ISM returned does what ``wanted`` does (ignoring fields ISM adds)."""
     have = current.get("policy") or {}
     want = wanted["policy"]
     if have.get("description") != want["description"]:
@@ -101,7 +103,7 @@ def ensure_ism_policies(client: OpenSearch, config: OpenSearchConfig, retention:
             current = None
         if current is None:
             client.transport.perform_request("PUT", path, body=wanted)
-        elif not _policy_matches(current, wanted):
+        elif not policy_is_current(current, wanted):
             params = {
                 "if_seq_no": current.get("_seq_no"),
                 "if_primary_term": current.get("_primary_term"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from indexer.retention import ism_policy_body, plan_retention
+from indexer.retention import ism_policy_body, plan_retention, policy_is_current
 from podlog.retention import RetentionConfig
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -40,3 +40,38 @@ def test_ism_policy_deletes_after_the_class_retention() -> None:
     hot, delete = body["states"]
     assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "336h"}}]
     assert delete["actions"] == [{"delete": {}}]
+
+
+def test_policy_as_ism_returns_it_counts_as_current() -> None:
+    """Fields ISM adds (ids, times, retry settings) do not make a current policy look stale."""
+    wanted = ism_policy_body("p", "short", 3.0)
+    returned = {
+        "_id": "p-retention-short",
+        "_seq_no": 4,
+        "_primary_term": 1,
+        "policy": {
+            "policy_id": "p-retention-short",
+            "description": wanted["policy"]["description"],
+            "last_updated_time": 1795737600000,
+            "schema_version": 21,
+            "error_notification": None,
+            "default_state": "hot",
+            "states": [
+                {
+                    "name": "hot",
+                    "actions": [],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": "72h"}}],
+                },
+                {
+                    "name": "delete",
+                    "actions": [{"retry": {"count": 3, "backoff": "exponential", "delay": "1m"}, "delete": {}}],
+                    "transitions": [],
+                },
+            ],
+            "ism_template": [
+                {"index_patterns": ["p-logs-short-*"], "priority": 100, "last_updated_time": 1795737600000}
+            ],
+        },
+    }
+    assert policy_is_current(returned, wanted)
+    assert not policy_is_current(returned, ism_policy_body("p", "short", 5.0))
