@@ -214,10 +214,16 @@ def read_metric(url: str, name: str) -> float:
 def indexed_messages(opensearch: str, index_prefix: str) -> Counter[str]:
     """Every indexed message (with multiplicity), read page by page."""
     client = OpenSearch(opensearch, timeout=30)
-    pattern = f"{index_prefix}-logs-*"
-    if not client.indices.exists(index=pattern):
+    # Concrete names from _cat, not a wildcard: one emulator answers 404 to
+    # wildcard refreshes and False to wildcard exists().
+    names = sorted(
+        row["index"] for row in client.cat.indices(format="json") if row["index"].startswith(f"{index_prefix}-logs-")
+    )
+    if not names:
         return Counter()
-    client.indices.refresh(index=pattern)
+    for name in names:
+        client.indices.refresh(index=name)
+    pattern = ",".join(names)
     seen: Counter[str] = Counter()
     after: list[Any] | None = None
     while True:
