@@ -41,10 +41,10 @@ def test_environment_overrides_nested_keys(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("podlog:\n  cluster: from-file\n")
     settings = load_settings(
-        path, environ={"PODLOG_PODLOG__CLUSTER": "from-env", "PODLOG_SHIPPER__SPOOL__MAX_BYTES": "42"}
+        path, environ={"PODLOG_PODLOG__CLUSTER": "from-env", "PODLOG_SHIPPER__SPOOL__MAX_BYTES": "1048576"}
     )
     assert settings.podlog.cluster == "from-env"
-    assert settings.shipper.spool.max_bytes == 42
+    assert settings.shipper.spool.max_bytes == 1048576
 
 
 def test_environment_override_of_unknown_key_fails() -> None:
