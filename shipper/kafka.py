@@ -34,7 +34,7 @@ from podlog.errors import TransportError
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import events
-from shipper.records import EncodedRecords, join_batch
+from shipper.records import EncodedRecords, Run, join_batch
 
 __all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages"]
 
@@ -111,15 +111,17 @@ def encode_messages(
     for stream, retention in encoded.groups:
         name = topic.replace("{retention}", retention or default_retention) if templated else topic
         slot_of_group.append(slots.setdefault((name, stream.encode()), len(slots)))
-    members: list[list[bytes]] = [[] for _ in slots]
-    for fragment, group in zip(encoded.fragments, encoded.group_index, strict=True):
-        members[slot_of_group[group]].append(fragment)
+    members: list[list[Run]] = [[] for _ in slots]
+    for run in encoded.runs:
+        members[slot_of_group[run.group]].append(run)
     messages: list[Message] = []
-    for (name, key), fragments in zip(slots, members, strict=True):
-        size = _EMPTY_BATCH + sum(len(f) for f in fragments) + len(fragments) - 1
+    for (name, key), runs in zip(slots, members, strict=True):
+        count = sum(len(run.lengths) for run in runs)
+        size = _EMPTY_BATCH + sum(len(run.data) for run in runs) + len(runs) - 1
         if size <= max_message_bytes:
-            messages.append(Message(name, key, join_batch(fragments), len(fragments)))
+            messages.append(Message(name, key, join_batch([run.data for run in runs]), count))
             continue
+        fragments = [fragment for run in runs for fragment in run.fragments()]
         parts = _split(fragments, key, max_message_bytes)
         if len(parts) > 1:
             events.message_split(key=key.decode(errors="replace"), parts=len(parts))
@@ -127,10 +129,12 @@ def encode_messages(
     return messages
 
 
-def _split(fragments: list[bytes], key: bytes, limit: int) -> list[list[bytes]]:
+def _split(
+    fragments: list[bytes | memoryview], key: bytes, limit: int
+) -> list[list[bytes | memoryview]]:
     budget = limit - _EMPTY_BATCH
-    parts: list[list[bytes]] = []
-    current: list[bytes] = []
+    parts: list[list[bytes | memoryview]] = []
+    current: list[bytes | memoryview] = []
     used = 0
     for fragment in fragments:
         size = len(fragment)

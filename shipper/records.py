@@ -1,12 +1,17 @@
 """Records kept as their JSON encodings, so the spool-to-Kafka path never re-encodes them.
 
-The spool stores each record's ``orjson`` encoding with its *group*: the
-stream key (:func:`podlog.record.stream_key`) and retention class.  A reader
-gets an :class:`EncodedRecords`, which is a ``Sequence[Record]`` (decoded on
-first use, for transports that want dicts) that also exposes the fragments
-and groups, so a transport can build each message value by joining bytes:
-``{"schema":1,"records":[`` + fragments + ``]}`` is exactly what
-:func:`podlog.record.encode_batch` would produce for the same records.
+Each record belongs to a *group*: its stream key
+(:func:`podlog.record.stream_key`) and retention class, which decide its
+Kafka message and topic.  :class:`EncodedRecords` holds records as *runs*:
+the comma-joined JSON encodings of consecutive records of one group, e.g.
+``{...},{...},{...}``.  Runs keep each stream's records in order; records of
+different streams may be regrouped (order across streams carries no meaning).
+
+A transport builds a message value by joining runs:
+``{"schema":1,"records":[`` + runs + ``]}`` is byte for byte what
+:func:`podlog.record.encode_batch` makes of the same records.  For a transport
+that wants dicts, :class:`EncodedRecords` is a ``Sequence[Record]`` that
+decodes everything once, on first use.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import orjson
 
 from podlog.record import Record, encode_batch, stream_key
 
-__all__ = ["BATCH_PREFIX", "BATCH_SUFFIX", "EncodedRecords", "group_of", "join_batch"]
+__all__ = ["BATCH_PREFIX", "BATCH_SUFFIX", "EncodedRecords", "Run", "group_of", "join_batch"]
 
 _EMPTY = encode_batch([])
 BATCH_PREFIX = _EMPTY[:-2]
@@ -26,83 +31,105 @@ BATCH_PREFIX = _EMPTY[:-2]
 BATCH_SUFFIX = _EMPTY[-2:]
 """``]}``: what follows them."""
 
-
-def join_batch(fragments: Sequence[bytes]) -> bytes:
-    """The :func:`encode_batch` value of the records whose encodings are ``fragments``."""
-    return BATCH_PREFIX + b",".join(fragments) + BATCH_SUFFIX
+Group = tuple[str, str]
 
 
-def group_of(record: Record) -> tuple[str, str]:
+def join_batch(parts: Sequence[bytes | memoryview]) -> bytes:
+    """The :func:`encode_batch` value of the records whose encodings (or runs) are ``parts``."""
+    return BATCH_PREFIX + b",".join(parts) + BATCH_SUFFIX
+
+
+def group_of(record: Record) -> Group:
     """``(stream key, retention class or "")``: what decides a record's message and topic."""
     retention = (record.get("podlog") or {}).get("retention") or ""
     return stream_key(record).decode("utf-8", "replace"), str(retention)
 
 
+class Run:
+    """Consecutive records of one group: their comma-joined encodings and each one's length."""
+
+    __slots__ = ("data", "group", "lengths")
+
+    def __init__(self, data: bytes | memoryview, group: int, lengths: list[int]) -> None:
+        self.data = data
+        """``{...},{...}``: the records' encodings joined by commas (a view into what the
+        spool read, so building a message copies the bytes once)."""
+        self.group = group
+        """Index of the run's group in :attr:`EncodedRecords.groups`."""
+        self.lengths = lengths
+        """Length of each record's encoding, in order."""
+
+    def fragments(self) -> list[bytes | memoryview]:
+        """Each record's own encoding."""
+        out: list[bytes | memoryview] = []
+        at = 0
+        for length in self.lengths:
+            out.append(self.data[at : at + length])
+            at += length + 1
+        return out
+
+
 class EncodedRecords(Sequence[Record]):
-    """A run of records as JSON fragments plus their groups; decoded lazily."""
+    """Records as runs of JSON encodings plus their groups; decoded only on demand."""
 
-    __slots__ = ("_decoded", "fragments", "group_index", "groups")
+    __slots__ = ("_count", "_decoded", "groups", "runs")
 
-    def __init__(
-        self,
-        fragments: list[bytes],
-        groups: list[tuple[str, str]],
-        group_index: list[int],
-    ) -> None:
-        if len(fragments) != len(group_index):
-            raise ValueError("one group index per fragment is required")
-        self.fragments = fragments
-        """Each record's JSON encoding, in order."""
+    def __init__(self, runs: list[Run], groups: list[Group]) -> None:
+        self.runs = runs
+        """The records, run by run."""
         self.groups = groups
         """Distinct ``(stream key, retention class)`` pairs."""
-        self.group_index = group_index
-        """Per record, its position in :attr:`groups`."""
+        self._count = sum(len(run.lengths) for run in runs)
         self._decoded: list[Record] | None = None
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> EncodedRecords:
-        """Encode ``records`` (already-encoded input is returned as is)."""
+        """Encode ``records``, one run per group (already-encoded input is returned as is)."""
         if isinstance(records, EncodedRecords):
             return records
-        positions: dict[tuple[str, str], int] = {}
-        index: list[int] = []
+        positions: dict[Group, int] = {}
+        members: list[list[bytes]] = []
+        ordered: list[list[Record]] = []
         for record in records:
             group = group_of(record)
             position = positions.get(group)
             if position is None:
                 position = positions[group] = len(positions)
-            index.append(position)
-        out = cls([orjson.dumps(r) for r in records], list(positions), index)
-        out._decoded = list(records)
+                members.append([])
+                ordered.append([])
+            members[position].append(orjson.dumps(record))
+            ordered[position].append(record)
+        runs = [
+            Run(b",".join(fragments), i, [len(f) for f in fragments])
+            for i, fragments in enumerate(members)
+        ]
+        out = cls(runs, list(positions))
+        out._decoded = [r for group in ordered for r in group]
         return out
 
     @classmethod
     def concat(cls, parts: Sequence[EncodedRecords]) -> EncodedRecords:
-        """One run of all ``parts`` in order, groups merged."""
+        """All ``parts`` in order, as one (groups merged; no record is copied)."""
         if len(parts) == 1:
             return parts[0]
-        positions: dict[tuple[str, str], int] = {}
-        fragments: list[bytes] = []
-        index: list[int] = []
+        positions: dict[Group, int] = {}
+        runs: list[Run] = []
         for part in parts:
-            remap = []
-            for group in part.groups:
-                position = positions.get(group)
-                if position is None:
-                    position = positions[group] = len(positions)
-                remap.append(position)
-            fragments.extend(part.fragments)
-            index.extend(remap[i] for i in part.group_index)
-        return cls(fragments, list(positions), index)
+            remap = [positions.setdefault(group, len(positions)) for group in part.groups]
+            runs.extend(Run(run.data, remap[run.group], run.lengths) for run in part.runs)
+        return cls(runs, list(positions))
 
     def records(self) -> list[Record]:
-        """All records decoded (once, in one pass)."""
+        """All records decoded (once, in one pass), run by run."""
         if self._decoded is None:
-            self._decoded = orjson.loads(b"[" + b",".join(self.fragments) + b"]")
+            if not self.runs:
+                self._decoded = []
+            else:
+                self._decoded = orjson.loads(b"[" + b",".join(r.data for r in self.runs) + b"]")
         return self._decoded
 
     def __len__(self) -> int:
-        return len(self.fragments)
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> Record: ...
@@ -124,4 +151,4 @@ class EncodedRecords(Sequence[Record]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"EncodedRecords({len(self)} records, {len(self.groups)} groups)"
+        return f"EncodedRecords({len(self)} records in {len(self.runs)} runs)"

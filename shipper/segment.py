@@ -38,7 +38,7 @@ import orjson
 
 from podlog.protocols import FileMark
 from podlog.record import Record
-from shipper.records import EncodedRecords
+from shipper.records import EncodedRecords, Run
 
 __all__ = [
     "HEADER_SIZE",
@@ -116,10 +116,11 @@ def segment_seq(path: Path) -> int | None:
 
 
 def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> bytes:
-    """The payload of one batch: meta (count, marks, record groups and lengths), then records.
+    """The payload of one batch: meta (count, marks, groups, runs, record lengths), then records.
 
-    The records are a JSON array of each record's own encoding, so a reader
-    can take the fragments apart by length without decoding them.
+    The records are one JSON array of each record's own encoding, grouped in
+    runs by stream (see :mod:`shipper.records`), so a reader can take the runs
+    apart by length without decoding a single record.
     """
     encoded = EncodedRecords.from_records(records)
     meta = orjson.dumps(
@@ -130,11 +131,11 @@ def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> 
                 for key, mark in marks.items()
             },
             "g": encoded.groups,
-            "r": encoded.group_index,
-            "l": [len(f) for f in encoded.fragments],
+            "u": [[run.group, len(run.lengths)] for run in encoded.runs],
+            "l": [length for run in encoded.runs for length in run.lengths],
         }
     )
-    body = b"[" + b",".join(encoded.fragments) + b"]"
+    body = b"[" + b",".join(run.data for run in encoded.runs) + b"]"
     return _META_LEN.pack(len(meta)) + meta + body
 
 
@@ -153,7 +154,7 @@ def decode_payload(payload: bytes | memoryview) -> tuple[dict[str, Any], list[Re
 
 
 def decode_records(payload: bytes | memoryview) -> EncodedRecords:
-    """The records of a payload, as fragments (nothing is decoded but the meta).
+    """The records of a payload, as runs (nothing is decoded but the meta).
 
     Raises ``ValueError`` or ``TypeError`` when the meta and the record bytes disagree.
     """
@@ -161,18 +162,22 @@ def decode_records(payload: bytes | memoryview) -> EncodedRecords:
     meta = orjson.loads(meta_bytes)
     lengths = meta.get("l")
     groups = meta.get("g")
-    index = meta.get("r")
-    if not isinstance(lengths, list) or not isinstance(groups, list) or not isinstance(index, list):
-        raise TypeError("spool batch meta lacks record lengths or groups")
-    data = bytes(body)
-    if len(data) != sum(lengths) + max(len(lengths) - 1, 0) + 2:
-        raise ValueError("record lengths do not add up to the record bytes")
-    fragments: list[bytes] = []
+    runs_meta = meta.get("u")
+    if not isinstance(lengths, list) or not isinstance(groups, list) or not isinstance(runs_meta, list):
+        raise TypeError("spool batch meta lacks record lengths, groups or runs")
+    view = memoryview(body)
+    runs: list[Run] = []
     at = 1
-    for length in lengths:
-        fragments.append(data[at : at + length])
-        at += length + 1
-    return EncodedRecords(fragments, [(str(k), str(r)) for k, r in groups], index)
+    used = 0
+    for group, count in runs_meta:
+        run_lengths = lengths[used : used + count]
+        used += count
+        size = sum(run_lengths) + count - 1
+        runs.append(Run(view[at : at + size], int(group), run_lengths))
+        at += size + 1
+    if used != len(lengths) or len(view) < 2 or (at if runs else 2) != len(view):
+        raise ValueError("record lengths do not add up to the record bytes")
+    return EncodedRecords(runs, [(str(k), str(r)) for k, r in groups])
 
 
 def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:

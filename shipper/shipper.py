@@ -19,6 +19,7 @@ import collections
 import contextlib
 import random
 import time
+from typing import Any
 
 from podlog.errors import TransportError
 from podlog.lifecycle import Health
@@ -135,47 +136,60 @@ class Shipper:
 
     async def _loop(self) -> None:
         # Up to max_in_flight_sends sends are in flight, acknowledged strictly in
-        # spool order.  A failure settles them all, then redelivers from the
-        # first unacknowledged batch in order, one send at a time, with backoff.
+        # spool order, while the next batches are read from disk.  A failure
+        # settles every send in flight, then redelivers from the first
+        # unacknowledged batch in order, one send at a time, with backoff.
         window: collections.deque[tuple[list[SpoolBatch], asyncio.Task[None]]] = (
             collections.deque()
         )
+        ahead: asyncio.Task[list[SpoolBatch]] | None = None
         try:
             while True:
                 if self._stopping.is_set() and time.monotonic() >= self._drain_deadline:
                     return
+                room = len(window) < self.config.max_in_flight_sends
                 cursor = window[-1][0][-1].seq if window else self.delivered_seq
-                if len(window) < self.config.max_in_flight_sends and self.spool.has_pending(cursor):
-                    batches = await self._read(cursor)
+                if ahead is None and room and self.spool.has_pending(cursor):
+                    ahead = asyncio.create_task(self._read(cursor), name="shipper-read")
+                if ahead is not None and room and (ahead.done() or not window):
+                    batches, ahead = await ahead, None
                     if batches:
                         task = asyncio.create_task(self._send(batches), name="shipper-send")
                         window.append((batches, task))
-                        continue
+                    continue
                 if not window:
                     if self._stopping.is_set():
                         return
                     await self._wait_for_work()
                     continue
                 batches, task = window[0]
-                try:
-                    await asyncio.shield(task)
-                except TransportError as exc:
-                    await asyncio.gather(*(t for _, t in window), return_exceptions=True)
-                    failed = [b for b, _ in window]
-                    window.clear()
-                    delay = self._failed(exc, attempt=1)
-                    for redo in failed:
-                        if not await self._deliver(redo, delay=delay):
-                            return
-                        delay = 0.0
-                        await self._acknowledge(redo)
+                waits: set[asyncio.Future[Any]] = {task}
+                if ahead is not None and room:
+                    waits.add(ahead)
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not task.done():
                     continue
-                window.popleft()
-                await self._acknowledge(batches)
+                error = task.exception()
+                if error is None:
+                    window.popleft()
+                    await self._acknowledge(batches)
+                    continue
+                if not isinstance(error, TransportError):
+                    raise error
+                await asyncio.gather(*(t for _, t in window), return_exceptions=True)
+                failed = [b for b, _ in window]
+                window.clear()
+                delay = self._failed(error, attempt=1)
+                for redo in failed:
+                    if not await self._deliver(redo, delay=delay):
+                        return
+                    delay = 0.0
+                    await self._acknowledge(redo)
         finally:
-            for _, task in window:
-                task.cancel()
-            await asyncio.gather(*(t for _, t in window), return_exceptions=True)
+            pending = [t for _, t in window] + ([ahead] if ahead is not None else [])
+            for pending_task in pending:
+                pending_task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _acknowledge(self, batches: list[SpoolBatch]) -> None:
         last = batches[-1].seq

@@ -99,18 +99,22 @@ def test_any_input_fits_and_keeps_per_stream_order(
     messages=st.lists(st.text(max_size=50), max_size=20),
     streams=st.lists(st.sampled_from("ab"), min_size=20, max_size=20),
 )
-def test_joined_fragments_equal_encode_batch(messages: list[str], streams: list[str]) -> None:
-    """A message joined from spooled fragments is byte-for-byte what encode_batch makes."""
+def test_joined_runs_equal_encode_batch_per_stream(messages: list[str], streams: list[str]) -> None:
+    """A message joined from spooled runs is byte-for-byte what encode_batch makes of that stream."""
     records = [record(streams[i], i, m) for i, m in enumerate(messages)]
     encoded = EncodedRecords.from_records(records)
-    assert join_batch(encoded.fragments) == encode_batch(records)
-    assert list(EncodedRecords(encoded.fragments, encoded.groups, encoded.group_index)) == records
+    for run in encoded.runs:
+        stream = [r for r in records if group_of(r) == encoded.groups[run.group]]
+        assert join_batch([run.data]) == encode_batch(stream)
+        assert join_batch(run.fragments()) == encode_batch(stream)
+    assert sorted(encoded, key=lambda r: r["log"]["offset"]) == records
 
 
-def test_spooled_payload_round_trips_through_fragments() -> None:
-    """Records written to a spool payload come back as fragments that decode to the same records."""
+def test_spooled_payload_round_trips_through_runs() -> None:
+    """Records written to a spool payload come back as runs that decode to the same records."""
     records = [record("a", 0), record("b", 1, "ü\n\"q\""), record("a", 2)]
     again = decode_records(encode_payload(records, {}))
-    assert again == records
     assert again.groups == [group_of(records[0]), group_of(records[1])]
-    assert again.group_index == [0, 1, 0]
+    assert [(run.group, len(run.lengths)) for run in again.runs] == [(0, 2), (1, 1)]
+    assert list(again) == [records[0], records[2], records[1]]  # grouped by stream
+    assert len(decode_records(encode_payload([], {}))) == 0
