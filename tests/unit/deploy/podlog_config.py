@@ -68,3 +68,20 @@ def walk(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
             leaves.extend(walk(value, f"{prefix}{key}."))
         return leaves
     return [(prefix.rstrip("."), data)]
+
+
+def pipeline_mismatches(agent: Any, indexer: Any, search: Any) -> list[str]:
+    """Where the agent, indexer and search configs (loaded Settings) would not meet:
+    the topic the agent writes vs the ones the indexer reads, the brokers, and the
+    index prefix and cluster the indexer writes vs the ones search reads."""
+    problems = []
+    topic = agent.shipper.kafka.topic
+    if "{" not in topic and topic not in indexer.indexer.kafka.topics:
+        problems.append(f"agent writes topic {topic}, indexer reads {indexer.indexer.kafka.topics}")
+    if agent.shipper.kafka.bootstrap_servers != indexer.indexer.kafka.bootstrap_servers:
+        problems.append("agent and indexer use different Kafka bootstrap servers")
+    if indexer.indexer.opensearch.index_prefix != search.search.index_prefix:
+        problems.append("indexer and search use different index prefixes")
+    if indexer.indexer.opensearch.hosts != search.search.opensearch_hosts:
+        problems.append("indexer and search use different OpenSearch hosts")
+    return problems

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from podlog.settings import load_settings
 from tests.unit.deploy.conftest import REPO
-from tests.unit.deploy.podlog_config import config_check, looks_secret, walk
+from tests.unit.deploy.podlog_config import config_check, looks_secret, pipeline_mismatches, walk
 
 COMPOSE = REPO / "docker-compose.yml"
 PODLOG_COMMANDS = {"agent", "indexer", "search", "run"}
@@ -165,3 +166,15 @@ def test_inline_health_checks_are_valid_python(compose: dict[str, Any]) -> None:
             compile(test[3], f"<{name} healthcheck>", "exec")
             checked += 1
     assert checked >= 4
+
+
+def test_agent_indexer_and_search_configs_meet(compose: dict[str, Any]) -> None:
+    """The compose configs agree on topic, brokers, OpenSearch hosts and index prefix."""
+    loaded = {}
+    for name in ("agent", "indexer", "search"):
+        service = services(compose)[name]
+        command = service["command"]
+        path = command[command.index("--config") + 1]
+        (source,) = [s for s, target, _ in bind_mounts(service) if target == path]
+        loaded[name] = load_settings(REPO / source, environ={})
+    assert not pipeline_mismatches(loaded["agent"], loaded["indexer"], loaded["search"])

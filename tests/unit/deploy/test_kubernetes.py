@@ -26,6 +26,7 @@ from tests.unit.deploy.podlog_config import (
     config_check,
     dotted,
     looks_secret,
+    pipeline_mismatches,
     secret_settings,
     walk,
 )
@@ -386,3 +387,15 @@ def test_network_policies_admit_only_declared_ports(objects: list[Obj]) -> None:
         admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
         declared = {p["name"] for c in containers(workload) for p in c.get("ports", [])}
         assert admitted == declared, workload["metadata"]["name"]
+
+
+def test_agent_indexer_and_search_configs_meet(objects: list[Obj], tmp_path: Path) -> None:
+    """The topic, brokers, OpenSearch hosts and index prefix agree across the three processes."""
+    loaded = {}
+    for workload in workloads(objects):
+        for container in containers(workload):
+            _, key, text = config_file(objects, workload, container)
+            path = tmp_path / f"{container['name']}-{key}"
+            path.write_text(text)
+            loaded[container["args"][0]] = load_settings(path, environ=podlog_env(container))
+    assert not pipeline_mismatches(loaded["agent"], loaded["indexer"], loaded["search"])
