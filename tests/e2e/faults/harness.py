@@ -11,10 +11,12 @@ scenario compares what was written with what was indexed, line by line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from opensearchpy import OpenSearch
 
 from tests.fixtures.servers import ManagedProcess, free_port, start_podlog
 
-__all__ = ["LogWriter", "Pipeline", "Report", "indexed_messages", "read_metric"]
+__all__ = ["LogWriter", "Pipeline", "ProxyThread", "Report", "indexed_messages", "read_metric"]
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Pipeline:
     kafka: str
     opensearch: str
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    indexer_opensearch: str = ""
+    """Where the indexer writes, when not ``opensearch`` itself (a faulty proxy in front of it)."""
     agent_port: int = field(default_factory=free_port)
     indexer_port: int = field(default_factory=free_port)
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -154,7 +158,10 @@ class Pipeline:
                     "topics": [f"faults-{self.run_id}"],
                     "group_id": f"faults-{self.run_id}",
                 },
-                "opensearch": {"hosts": [self.opensearch], "index_prefix": self.index_prefix},
+                "opensearch": {
+                    "hosts": [self.indexer_opensearch or self.opensearch],
+                    "index_prefix": self.index_prefix,
+                },
             },
         }
         path = self.tmp / f"{role}.yaml"
@@ -264,3 +271,29 @@ class Report:
             f"duplicates={self.duplicates} missing={self.missing} lost_bytes={self.lost_bytes:.0f} "
             f"drain={self.drain_seconds:.1f}s peak_rss: {rss}"
         )
+
+
+class ProxyThread:
+    """The indexer tests' :class:`FaultyProxy` on its own event loop thread, for sync tests."""
+
+    def __init__(self, upstream: str) -> None:
+        from tests.integration.indexer.proxy import FaultyProxy
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="faulty-proxy", daemon=True)
+        self._thread.start()
+
+        async def make() -> FaultyProxy:
+            return await FaultyProxy(upstream).start()
+
+        self.proxy = asyncio.run_coroutine_threadsafe(make(), self._loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return str(self.proxy.url)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faults.harness import LogWriter, Pipeline, Report, indexed_messages
+from tests.e2e.faults.harness import LogWriter, Pipeline, ProxyThread, Report, indexed_messages
 from tests.fixtures.servers import DurableKafka, wait_for
 
 FULL = os.environ.get("PODLOG_FAULTS_FULL") == "1"
@@ -31,11 +31,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, durable_kafka: DurableKafka, opensearch_any: str) -> Iterator[Pipeline]:
+def proxy(opensearch_any: str) -> Iterator[ProxyThread]:
+    """A proxy in front of OpenSearch that can drop connections or answer 429."""
+    thread = ProxyThread(opensearch_any)
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, durable_kafka: DurableKafka, opensearch_any: str, proxy: ProxyThread
+) -> Iterator[Pipeline]:
     writer = LogWriter(tmp_path / "logs")
     for i in range(12 if FULL else 6):
         writer.add(namespace=f"ns{i % 3}", pod=f"pod-{i}")
-    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, opensearch_any)
+    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, opensearch_any, indexer_opensearch=proxy.url)
     pipe.start("agent")
     pipe.start("indexer")
     try:
@@ -133,3 +145,30 @@ def test_noisy_pod_burst_is_delivered_whole(pipeline: Pipeline) -> None:
     last = run_rounds(pipeline, {3: lambda: pipeline.writer.write(noisy, LINES_PER_ROUND * 50)})
     report = drain_and_compare(pipeline, "50x burst from one pod", last)
     assert (report.missing, report.duplicates, report.lost_bytes) == (0, 0, 0)
+
+
+def test_opensearch_unreachable_then_throttling_loses_nothing(pipeline: Pipeline, proxy: ProxyThread) -> None:
+    """OpenSearch unreachable for a period, then answering 429 for a third of the items: all lines land once."""
+    faulty = proxy.proxy
+
+    def unreachable() -> None:
+        faulty.drop_bulk_connections = True
+        time.sleep(OUTAGE_SECONDS)  # the outage's length is the point, not a synchronisation
+        faulty.drop_bulk_connections = False
+
+    def throttle(index: str, doc_id: str, attempt: int) -> tuple[int, dict[str, object]] | None:
+        if attempt == 1 and hash(doc_id) % 3 == 0:
+            return 429, {"type": "es_rejected_execution_exception", "reason": "rejected by the test"}
+        return None
+
+    def start_throttling() -> None:
+        faulty.item_rule = throttle
+
+    def stop_throttling() -> None:
+        faulty.item_rule = lambda index, doc_id, attempt: None
+
+    last = run_rounds(pipeline, {3: unreachable, 6: start_throttling, 9: stop_throttling})
+    report = drain_and_compare(pipeline, f"OpenSearch unreachable {OUTAGE_SECONDS:.0f}s, then 429s", last)
+    assert faulty.items_faked > 0 and faulty.requests_failed + faulty.bulk_requests > 0
+    assert (report.missing, report.duplicates, report.lost_bytes) == (0, 0, 0)
+
