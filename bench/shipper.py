@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="1M records, 5 runs")
     parser.add_argument("--bootstrap", default="")
-    parser.add_argument("--compression", default="lz4")
+    parser.add_argument("--compression", default="zstd")
     parser.add_argument("--fsync", default="batch", choices=["batch", "interval"])
     parser.add_argument("--wire", action="store_true", help="also per-record messages")
     parser.add_argument("--codecs", action="store_true", help="shipper and bare for every codec")
@@ -294,7 +294,7 @@ def main() -> None:
             f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs",
             flush=True,
         )
-        codecs = ["lz4", "zstd", "snappy", "gzip", "none"] if args.codecs else [args.compression]
+        codecs = ["zstd", "lz4", "snappy", "gzip", "none"] if args.codecs else [args.compression]
         for codec in codecs:
             m = measure(args, ["bare", "shipper"], codec)
             report(f"bare aiokafka [{codec}]", m["bare"])
