@@ -89,6 +89,16 @@ class KafkaProducerConfig:
     ssl_keyfile: str = setting("", "Client private key (PEM) for mutual TLS.")
     ssl_check_hostname: bool = setting(True, "Verify that broker certificates match their host names.")
 
+    def __repr__(self) -> str:
+        # Written by hand so a logged or printed config never shows the password.
+        fields = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            fields.append(f"{f.name}={value!r}")
+        return f"KafkaProducerConfig({', '.join(fields)})"
+
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:
             raise ValueError(f"max_message_bytes {self.max_message_bytes} is below 1024")
