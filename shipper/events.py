@@ -50,6 +50,9 @@ SPOOL_FSYNC_SECONDS = metrics.histogram(
     "Time one fsync of a spool segment took.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+SPOOL_FSYNC_ERRORS = metrics.counter(
+    "podlog_shipper_spool_fsync_errors_total", "Background fsyncs of the spool (fsync: interval) that failed."
+)
 SENT_RECORDS = metrics.counter(
     "podlog_shipper_sent_records_total", "Records acknowledged by the transport.", ["transport"]
 )
@@ -148,6 +151,10 @@ class ShipperEvents:
 
     def spool_fsynced(self, seconds: float) -> None:
         SPOOL_FSYNC_SECONDS.observe(seconds)
+
+    def spool_fsync_failed(self, *, path: str, error: str) -> None:
+        SPOOL_FSYNC_ERRORS.inc()
+        self.log.error("spool_fsync_failed", path=path, error=error)
 
     def spool_full(self, *, bytes_used: int, max_bytes: int, first: bool) -> None:
         SPOOL_FULL.labels(reason="cap").inc()

@@ -142,6 +142,7 @@ class Spool:
         self._data = asyncio.Event()
         self._full = False
         self._closed = False
+        self._sync_task: asyncio.Task[None] | None = None
         if self._pending:
             self._data.set()
         events.spool_opened(
@@ -238,6 +239,22 @@ class Spool:
                 events.spool_drained(bytes_used=self._bytes)
             events.spool_appended(len(batch.records), len(frame))
             self._data.set()
+            if self.config.fsync == "interval" and self._sync_task is None:
+                self._sync_task = asyncio.create_task(self._sync_later(), name="spool-fsync")
+
+    async def _sync_later(self) -> None:
+        """With fsync: interval, make what was appended durable within the interval."""
+        try:
+            await asyncio.sleep(self.config.fsync_interval_seconds)
+            async with self._lock:
+                writer = self._writer
+                if writer is not None and writer.dirty:
+                    await asyncio.to_thread(self._fsync, writer)
+                    self._last_fsync = time.monotonic()
+        except OSError as exc:
+            events.spool_fsync_failed(path=str(self.directory), error=str(exc))
+        finally:
+            self._sync_task = None
 
     def _write(self, seq: int, frame: bytes) -> tuple[_Segment, int]:
         """Write one frame (worker thread): roll the segment if needed, then fsync per policy."""
@@ -376,6 +393,9 @@ class Spool:
         """fsync the active segment and the acknowledged position; safe to call twice."""
         if self._closed:
             return
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
         async with self._lock:
             self._closed = True
             await asyncio.to_thread(self._close_files)

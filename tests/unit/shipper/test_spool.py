@@ -232,3 +232,22 @@ async def test_gauges_follow_the_spool(tmp_path: Path) -> None:
     assert sample("podlog_shipper_spool_records") == 0
     assert sample("podlog_shipper_spool_oldest_unacked_age_seconds") == 0
     await spool.close()
+
+
+async def test_interval_fsync_happens_without_further_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fsync: interval, the last append is fsynced within the interval even if none follows."""
+    synced = asyncio.Event()
+    real_fsync = SegmentWriter.fsync
+
+    def fsync(self: SegmentWriter) -> None:
+        real_fsync(self)
+        synced.set()
+
+    monkeypatch.setattr(SegmentWriter, "fsync", fsync)
+    spool = Spool(SpoolConfig(fsync="interval", fsync_interval_seconds=0.05), tmp_path)
+    await spool.append(batch("c", 0, 1))
+    await asyncio.wait_for(synced.wait(), 5)
+    assert spool._writer is not None and not spool._writer.dirty
+    await spool.close()
