@@ -24,7 +24,7 @@ from shipper.shipper import Shipper
 from shipper.spool import Spool
 from tests.fixtures.servers import DurableKafka, free_port
 from tests.integration.shipper.readback import read_topic
-from tests.integration.shipper.test_kafka import _topic, _until, running
+from tests.integration.shipper.running import running, unique_topic, until
 from tests.unit.shipper.helpers import RecordingAcks, batch, record
 
 REPO = Path(__file__).resolve().parents[3]
@@ -71,7 +71,7 @@ async def test_broker_down_for_30_seconds_loses_nothing(
 ) -> None:
     """The broker is killed for 30 s mid-stream: the spool fills, tailing pauses, and after
     the restart every record arrives, each stream in order."""
-    topic = _topic("outage")
+    topic = unique_topic("outage")
     config = ShipperConfig(
         kafka=KafkaProducerConfig(
             bootstrap_servers=durable_kafka.bootstrap, topic=topic, request_timeout_ms=3000
@@ -86,17 +86,17 @@ async def test_broker_down_for_30_seconds_loses_nothing(
     feeder = Feeder(spool)
     async with running(shipper):
         feeding = asyncio.create_task(feeder.run())
-        await _until(lambda: shipper.delivered_seq >= 20)
+        await until(lambda: shipper.delivered_seq >= 20)
         durable_kafka.stop_broker()
         down_at = time.monotonic()
-        await _until(spool.is_full, timeout=30)
+        await until(spool.is_full, timeout=30)
         assert shipper.delivered_seq < feeder.batches
         await asyncio.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
         await asyncio.to_thread(durable_kafka.start_broker)
-        await _until(lambda: not spool.is_full(), timeout=60)
+        await until(lambda: not spool.is_full(), timeout=60)
         feeder.stop.set()
         await feeding
-        await _until(lambda: shipper.delivered_seq == spool.last_seq, timeout=60)
+        await until(lambda: shipper.delivered_seq == spool.last_seq, timeout=60)
     assert feeder.paused > 0
     for stream in ("app", "sidecar"):
         last = [r for r in feeder.appended if r["log"]["file"]["identity"] == f"p:{stream}:x"][-1]
@@ -113,7 +113,7 @@ async def test_kill_9_with_records_in_the_spool_then_restart_delivers_them(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """An agent killed with -9 mid-append leaves a spool that the next run delivers in full."""
-    topic = _topic("kill9")
+    topic = unique_topic("kill9")
     directory = tmp_path / "spool"
     unreachable = f"127.0.0.1:{free_port()}"  # so the records stay in the spool
     proc = subprocess.Popen(
@@ -146,7 +146,7 @@ async def test_kill_9_with_records_in_the_spool_then_restart_delivers_them(
     acks = RecordingAcks()
     shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())
     async with running(shipper):
-        await _until(lambda: spool.records == 0)
+        await until(lambda: spool.records == 0)
     expected = [record("app", i) for i in range(appended * 10)]
     content = read_topic(kafka_bootstrap, topic, expect_ids=len(expected), timeout=30)
     assert {r["event"]["id"] for r in expected} <= content.ids()
@@ -160,7 +160,7 @@ async def test_disk_full_pauses_and_recovers_without_loss(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC at the file layer pauses the feeder; once space returns everything is delivered."""
-    topic = _topic("enospc")
+    topic = unique_topic("enospc")
     config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
     spool = Spool(config.spool, tmp_path / "spool")
     shipper = Shipper(
@@ -180,13 +180,13 @@ async def test_disk_full_pauses_and_recovers_without_loss(
     feeder = Feeder(spool)
     async with running(shipper):
         feeding = asyncio.create_task(feeder.run(limit=120, pace=0.002))
-        await _until(lambda: feeder.batches >= 30)
+        await until(lambda: feeder.batches >= 30)
         disk["full"] = True
-        await _until(lambda: feeder.paused >= 5)
+        await until(lambda: feeder.paused >= 5)
         assert spool.is_full()
         disk["full"] = False
         await feeding
-        await _until(lambda: shipper.delivered_seq == spool.last_seq)
+        await until(lambda: shipper.delivered_seq == spool.last_seq)
     assert disk["refused"] >= 5
     assert len(feeder.appended) == 600
     _assert_all_delivered_in_order(kafka_bootstrap, topic, feeder.appended)
@@ -197,7 +197,7 @@ async def test_marks_only_batches_move_checkpoints_through_kafka(
 ) -> None:
     """A batch of marks without records is acknowledged in order without sending anything."""
     config = ShipperConfig(
-        kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=_topic("marks"))
+        kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=unique_topic("marks"))
     )
     spool = Spool(config.spool, tmp_path / "spool")
     acks = RecordingAcks()
@@ -205,5 +205,5 @@ async def test_marks_only_batches_move_checkpoints_through_kafka(
     async with running(shipper):
         await spool.append(batch("c", 0, 3))
         await spool.append(Batch([], batch("c", 3, 2).marks))
-        await _until(lambda: acks.offset("p:c:x") == 5)
+        await until(lambda: acks.offset("p:c:x") == 5)
     assert [c["p:c:x"].offset for c in acks.calls if "p:c:x" in c][-1] == 5

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,39 +18,15 @@ from shipper.shipper import Shipper
 from shipper.spool import Spool
 from tests.fixtures.servers import ManagedProcess, free_port, tansu_binary, wait_for_port
 from tests.integration.shipper.readback import read_topic
+from tests.integration.shipper.running import running, unique_topic, until
 from tests.unit.shipper.helpers import RecordingAcks, batch, record
-
-
-def _topic(name: str) -> str:
-    return f"shipper-{name}-{time.monotonic_ns()}"
-
-
-@contextlib.asynccontextmanager
-async def running(shipper: Shipper) -> AsyncIterator[Shipper]:
-    """Start and run a shipper; stop it (and its run task) on exit."""
-    await shipper.start()
-    task = asyncio.create_task(shipper.run())
-    try:
-        yield shipper
-    finally:
-        await shipper.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 15)
-
-
-async def _until(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
 
 
 async def test_records_read_back_by_librdkafka_match_the_spool(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """What the spool held arrives in Kafka intact, each container stream in order."""
-    topic = _topic("readback")
+    topic = unique_topic("readback")
     config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
     spool = Spool(config.spool, tmp_path / "spool")
     acks = RecordingAcks()
@@ -65,7 +38,7 @@ async def test_records_read_back_by_librdkafka_match_the_spool(
                 b = batch(stream, i * 10, 10, pod=pod)
                 spooled.extend(b.records)
                 await spool.append(b)
-        await _until(lambda: spool.records == 0)
+        await until(lambda: spool.records == 0)
     content = read_topic(kafka_bootstrap, topic, expect_ids=len(spooled))
     by_id = {r["event"]["id"]: r for rs in content.by_key.values() for r in rs}
     assert len(by_id) == len(spooled) == 1200
@@ -78,7 +51,7 @@ async def test_records_read_back_by_librdkafka_match_the_spool(
 
 async def test_idempotence_auto_falls_back_with_one_warning(kafka_bootstrap: str) -> None:
     """On a broker without InitProducerId, auto mode warns once and produces without it."""
-    transport = KafkaTransport(KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=_topic("idem")))
+    transport = KafkaTransport(KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=unique_topic("idem")))
     with capture_logs() as logs:
         await transport.start()
     try:
@@ -185,7 +158,7 @@ async def test_missing_password_file_names_the_setting(tmp_path: Path) -> None:
 @pytest.mark.parametrize("compression", ["zstd", "lz4", "gzip", "snappy", "none"])
 async def test_every_compression_round_trips(kafka_bootstrap: str, compression: str) -> None:
     """Each supported compression codec delivers records librdkafka can read."""
-    topic = _topic(f"codec-{compression}")
+    topic = unique_topic(f"codec-{compression}")
     transport = KafkaTransport(
         KafkaProducerConfig(
             bootstrap_servers=kafka_bootstrap,
@@ -205,7 +178,7 @@ async def test_every_compression_round_trips(kafka_bootstrap: str, compression: 
 
 async def test_oversized_record_arrives_truncated_and_flagged(kafka_bootstrap: str) -> None:
     """A record above max_message_bytes reaches Kafka cut to size with log.truncated set."""
-    topic = _topic("big")
+    topic = unique_topic("big")
     transport = KafkaTransport(
         KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic, max_message_bytes=4096)
     )
@@ -222,7 +195,7 @@ async def test_oversized_record_arrives_truncated_and_flagged(kafka_bootstrap: s
 
 async def test_spool_left_by_a_previous_run_is_delivered(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Batches spooled while no broker was reachable go out when a later run connects."""
-    topic = _topic("backlog")
+    topic = unique_topic("backlog")
     spool = Spool(SpoolConfig(), tmp_path / "spool")
     for i in range(5):
         await spool.append(batch("c", i * 4, 4))
@@ -232,6 +205,6 @@ async def test_spool_left_by_a_previous_run_is_delivered(kafka_bootstrap: str, t
     acks = RecordingAcks()
     shipper = Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())
     async with running(shipper):
-        await _until(lambda: acks.offset("p:c:x") == 20)
+        await until(lambda: acks.offset("p:c:x") == 20)
     content = read_topic(kafka_bootstrap, topic, expect_ids=20, timeout=30)
     assert content.first_seen_offsets(stream_key(record("c", 0))) == list(range(20))
