@@ -306,7 +306,9 @@ class KafkaTransport:
         except kafka_errors.KafkaError as exc:
             if self.config.idempotence == "on" or not want:
                 raise await self._start_error(exc) from exc
-            if isinstance(exc, kafka_errors.KafkaConnectionError) or "SASL" in type(exc).__name__:
+            # A broker without InitProducerId answers it with an error code; anything
+            # else (no connection, a refused login) is not about idempotence.
+            if not isinstance(exc, kafka_errors.BrokerResponseError) or "Sasl" in type(exc).__name__:
                 raise await self._start_error(exc) from exc
             events.idempotence_disabled(bootstrap=self.config.bootstrap_servers, error=repr(exc))
             try:

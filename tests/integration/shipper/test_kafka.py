@@ -140,6 +140,7 @@ async def test_wrong_password_names_the_sasl_setting_and_hides_the_secret(
     assert "shipper.kafka.sasl_password" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(logs)
+    assert [e for e in logs if e["event"] == "idempotence_disabled"] == []  # not mistaken for it
 
 
 async def test_missing_password_file_names_the_setting(tmp_path: Path) -> None:
