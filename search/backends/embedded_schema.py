@@ -5,8 +5,12 @@
          ``[0, 2**20)`` (from ``event.id``, probed on collision).  Scanning
          rowids backwards is scanning newest first, and FTS5 walks its lists
          in the same order, so "newest 100 matches" stops after 100.
-         ``eid`` (``event.id``) is unique: a replayed record is not a second
-         copy.  Filter fields are dictionary ids; the record is kept as JSON.
+         ``(m, eid)`` is unique, ``m`` being the timestamp's minute: a replayed
+         record (same event.id, same timestamp) is not a second copy, and the
+         index stays time-local (a random ``eid`` alone would scatter every
+         batch over the whole index).  Finding a record by ``event.id`` walks
+         the ``minutes`` table and probes ``(m, eid)`` per minute.  Filter
+         fields are dictionary ids; the record is kept as JSON.
 ``f``    FTS5, contentless: ``message`` (unicode61 words) and ``meta`` (one
          token per filter value, ``v<id>``, plus ``zall``), by the same rowid.
 ``vals`` the dictionary: ``(column, value) -> id``.
@@ -58,6 +62,7 @@ CREATE TABLE IF NOT EXISTS vals (
 );
 CREATE TABLE IF NOT EXISTS r (
     rowid INTEGER PRIMARY KEY,
+    m INTEGER NOT NULL,
     eid TEXT NOT NULL,
     ts INTEGER NOT NULL,
     off INTEGER NOT NULL,
@@ -68,7 +73,7 @@ CREATE TABLE IF NOT EXISTS r (
     doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS minutes (minute INTEGER PRIMARY KEY, n INTEGER NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS r_eid ON r (eid);
+CREATE UNIQUE INDEX IF NOT EXISTS r_eid ON r (m, eid);
 CREATE INDEX IF NOT EXISTS r_file ON r (ident, strm, gen, off);
 CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5 (
     message, meta, content='', columnsize=0, tokenize='unicode61'
