@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -123,6 +123,31 @@ def _rowid_range(start_ns: int, end_ns: int) -> tuple[int, int, bool]:
 
 def _key(row: Sequence[Any]) -> Cursor:
     return (int(row[1]), int(row[2]), str(row[3]))
+
+
+class _Item(NamedTuple):
+    """One record ready for ``r`` (the first eight fields are its leading columns)."""
+
+    key: int
+    minute: int
+    event_id: str
+    ts: int
+    offset: int
+    generation: int
+    identity: str
+    retention: str
+    values: tuple[str | None, ...]
+    doc: str
+    message: str
+
+
+class _Prepared(NamedTuple):
+    """A batch encoded outside the writer thread."""
+
+    items: list[_Item]
+    rejected: dict[str, list[Any]]
+    duplicates: int
+    prepare_seconds: float
 
 
 class _Query:
@@ -217,6 +242,7 @@ class EmbeddedIndex:
         self.events = IndexEvents()
         self.dictionary = Dictionary()
         self._writer: ThreadPoolExecutor | None = None
+        self._preparer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
@@ -243,6 +269,7 @@ class EmbeddedIndex:
                 raise RuntimeError("the embedded index was closed")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-writer")
+            self._preparer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-prepare")
             self._readers = ThreadPoolExecutor(
                 max(1, self.config.readers), thread_name_prefix="podlog-index-reader"
             )
@@ -315,6 +342,8 @@ class EmbeddedIndex:
         assert self._writer is not None and self._readers is not None
         await loop.run_in_executor(None, self._readers.shutdown, True)
         await loop.run_in_executor(None, self._writer.shutdown, True)
+        if self._preparer is not None:
+            await loop.run_in_executor(None, self._preparer.shutdown, True)
         with self._connections_lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
@@ -343,7 +372,11 @@ class EmbeddedIndex:
         await self.start()
         assert self._writer is not None
         loop = asyncio.get_running_loop()
-        written = await loop.run_in_executor(self._writer, self._write_batch, list(records))
+        assert self._preparer is not None
+        # Two executors: a batch is encoded while the previous one commits (the
+        # shipper keeps two sends in flight); each is FIFO, so commits keep their order.
+        prepared = await loop.run_in_executor(self._preparer, self._prepare, list(records))
+        written = await loop.run_in_executor(self._writer, self._commit, prepared)
         if written:
             self.write_seq += 1
             waiting, self._written = self._written, asyncio.Event()
@@ -360,8 +393,11 @@ class EmbeddedIndex:
         return True
 
     def _write_batch(self, records: list[Record]) -> int:
-        conn = self._write_conn
-        assert conn is not None
+        """Prepare and commit in the calling thread (tests, benchmarks)."""
+        return self._commit(self._prepare(records))
+
+    def _prepare(self, records: list[Record]) -> _Prepared:
+        """Everything about a batch that needs no database: runs beside the previous commit."""
         started = time.monotonic()
         fresh: dict[str, Record] = {}
         rejected: dict[str, list[Any]] = {}
@@ -375,12 +411,61 @@ class EmbeddedIndex:
             else:
                 fresh.setdefault(event_id, record)
         duplicates = len(records) - sum(map(len, rejected.values())) - len(fresh)
-        invalid = rejected
+        crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
+        dumps = orjson.dumps
+        taken: set[int] = set()
+        items: list[_Item] = []
+        classes: dict[tuple[str | None, Any], str] = {}
+        for event_id, record in fresh.items():
+            ts = record["timestamp_ns"]
+            key = ts // unit * tiebreak + crc(event_id.encode()) % tiebreak
+            if key in taken:
+                free = self._free_key(None, key, taken)
+                if free is None:
+                    rejected.setdefault("timestamp_crowded", []).append(event_id)
+                    continue
+                key = free
+            try:
+                doc = dumps(record).decode()
+            except TypeError as exc:
+                rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
+                continue
+            taken.add(key)
+            values = filter_values(record)
+            class_key = (values[0], (record.get("podlog") or {}).get("retention"))
+            retention = classes.get(class_key)
+            if retention is None:
+                retention = classes[class_key] = retention_class(self.retention, record)
+            log = record.get("log") or {}
+            message = record.get("message")
+            items.append(
+                _Item(
+                    key,
+                    ts // MINUTE_NS,
+                    event_id,
+                    ts,
+                    _int(log.get("offset")),
+                    _int(log.get("generation")),
+                    str((log.get("file") or {}).get("identity") or ""),
+                    retention,
+                    values,
+                    doc,
+                    message if isinstance(message, str) else "",
+                )
+            )
+        return _Prepared(items, rejected, duplicates, time.monotonic() - started)
+
+    def _commit(self, batch: _Prepared) -> int:
+        conn = self._write_conn
+        assert conn is not None
+        started = time.monotonic()
+        items = batch.items
+        duplicates = batch.duplicates
+        rejected = batch.rejected
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Fast path: a new batch (the common case) goes in without looking anything up.
-            rejected = {reason: list(examples) for reason, examples in invalid.items()}
-            rows, fts_rows = self._rows(conn, fresh, rejected, check_stored=False)
+            rows, fts_rows = self._rows(conn, items)
             try:
                 conn.execute("SAVEPOINT batch")
                 conn.executemany(_INSERT_ROW, rows)
@@ -390,9 +475,9 @@ class EmbeddedIndex:
                 # row: undo, then skip what is stored and probe for free keys.
                 conn.execute("ROLLBACK TO batch")
                 conn.execute("RELEASE batch")
-                duplicates += self._drop_stored(conn, fresh)
-                rejected = {reason: list(examples) for reason, examples in invalid.items()}
-                rows, fts_rows = self._rows(conn, fresh, rejected, check_stored=True)
+                items, stored = self._unstored(conn, items)
+                duplicates += stored
+                rows, fts_rows = self._rows(conn, items)
                 conn.executemany(_INSERT_ROW, rows)
             conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
             _count_minutes(conn, (row[0] for row in rows), 1)
@@ -410,95 +495,49 @@ class EmbeddedIndex:
                 self._retention_marks[mark] = min(low, oldest)
         for reason, examples in rejected.items():
             self.events.record_rejected(reason, len(examples), examples[0])
-        self.events.batch_written(len(rows), duplicates, time.monotonic() - started)
+        self.events.batch_written(
+            len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started
+        )
         return len(rows)
 
-    @staticmethod
-    def _drop_stored(conn: sqlite3.Connection, fresh: dict[str, Record]) -> int:
-        """Remove from ``fresh`` the records already stored (same event.id and minute)."""
-        stored = [
-            event_id
-            for event_id, record in fresh.items()
-            if conn.execute(
-                "SELECT 1 FROM r WHERE m = ? AND eid = ?",
-                (record["timestamp_ns"] // MINUTE_NS, event_id),
-            ).fetchone()
-        ]
-        for event_id in stored:
-            del fresh[event_id]
-        return len(stored)
+    def _unstored(self, conn: sqlite3.Connection, items: list[_Item]) -> tuple[list[_Item], int]:
+        """Items not stored yet, each with a time key no stored row holds; and how many were."""
+        keep: list[_Item] = []
+        taken = {item.key for item in items}
+        for item in items:
+            if conn.execute("SELECT 1 FROM r WHERE m = ? AND eid = ?", (item.minute, item.event_id)).fetchone():
+                taken.discard(item.key)
+                continue
+            if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (item.key,)).fetchone():
+                taken.discard(item.key)
+                key = self._free_key(conn, item.key, taken)
+                if key is None:
+                    self.events.record_rejected("timestamp_crowded", 1, item.event_id)
+                    continue
+                taken.add(key)
+                item = item._replace(key=key)
+            keep.append(item)
+        return keep, len(items) - len(keep)
 
     def _rows(
-        self,
-        conn: sqlite3.Connection,
-        fresh: dict[str, Record],
-        rejected: dict[str, list[Any]],
-        *,
-        check_stored: bool,
+        self, conn: sqlite3.Connection, items: list[_Item]
     ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
-        """Rows for ``r`` and ``f``; time keys are unique in the batch, and among stored
-        rows too when ``check_stored``."""
-        crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
-        wanted = {
-            event_id: record["timestamp_ns"] // unit * tiebreak + crc(event_id.encode()) % tiebreak
-            for event_id, record in fresh.items()
-        }
-        taken: set[int] = set()
-        keys = list(wanted.values()) if check_stored else []
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            taken.update(k for (k,) in conn.execute(f"SELECT rowid FROM r WHERE rowid IN ({marks})", chunk))  # noqa: S608 - placeholders only
-        rows: list[tuple[Any, ...]] = []
-        fts_rows: list[tuple[int, str, str]] = []
+        """Rows for ``r`` and ``f``, with dictionary ids (new values inserted in ``vals``)."""
         columns = list(TOKEN_FIELDS.values())
         # Records of one container share every filter value: resolve each combination once.
         resolved: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
-        classes: dict[tuple[str | None, Any], str] = {}
-        dumps = orjson.dumps
-        for event_id, record in fresh.items():
-            key: int | None = wanted[event_id]
-            if key in taken:
-                key = self._free_key(conn if check_stored else None, wanted[event_id], taken)
-            if key is None:
-                rejected.setdefault("timestamp_crowded", []).append(event_id)
-                continue
-            try:
-                doc = dumps(record).decode()
-            except TypeError as exc:
-                rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
-                continue
-            taken.add(key)
-            values = filter_values(record)
-            found = resolved.get(values)
+        rows: list[tuple[Any, ...]] = []
+        fts_rows: list[tuple[int, str, str]] = []
+        for item in items:
+            found = resolved.get(item.values)
             if found is None:
                 ids = tuple(
                     None if value is None else self.dictionary.assign(conn, column, value)
-                    for column, value in zip(columns, values, strict=True)
+                    for column, value in zip(columns, item.values, strict=True)
                 )
-                found = resolved[values] = (ids, meta_tokens(ids))
-            chosen = (record.get("podlog") or {}).get("retention")
-            class_key = (values[0], chosen)
-            retention = classes.get(class_key)
-            if retention is None:
-                retention = classes[class_key] = retention_class(self.retention, record)
-            log = record.get("log") or {}
-            message = record.get("message")
-            rows.append(
-                (
-                    key,
-                    record["timestamp_ns"] // MINUTE_NS,
-                    event_id,
-                    record["timestamp_ns"],
-                    _int(log.get("offset")),
-                    _int(log.get("generation")),
-                    str((log.get("file") or {}).get("identity") or ""),
-                    retention,
-                    *found[0],
-                    doc,
-                )
-            )
-            fts_rows.append((key, message if isinstance(message, str) else "", found[1]))
+                found = resolved[item.values] = (ids, meta_tokens(ids))
+            rows.append((*item[:8], *found[0], item.doc))
+            fts_rows.append((item.key, item.message, found[1]))
         return rows, fts_rows
 
     @staticmethod

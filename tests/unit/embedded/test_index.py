@@ -84,6 +84,17 @@ async def test_equal_timestamps_page_in_exact_order_without_gaps(index: Embedded
     assert await all_pages(index, size=450) == ids(expected)
 
 
+async def test_time_keys_taken_by_stored_rows_are_probed_past(index: EmbeddedIndex) -> None:
+    """Batches of one millisecond collide with stored time keys; every record still lands."""
+    first = [rec(i, T0 + 7 * MS + i) for i in range(2000)]
+    second = [rec(10_000 + i, T0 + 7 * MS + i) for i in range(2000)]
+    await asyncio.gather(index.write(first), index.write(second))
+    await index.write(second[:10])
+    assert await all_pages(index, size=999) == ids(
+        sorted(first + second, key=lambda r: (r["timestamp_ns"], r["log"]["offset"], r["event"]["id"]), reverse=True)
+    )
+
+
 async def test_time_range_is_start_inclusive_end_exclusive_at_any_precision(
     index: EmbeddedIndex,
 ) -> None:
