@@ -19,6 +19,11 @@ MS = 1_000_000
 DAY = 86_400 * 1_000_000_000
 
 
+def order_key(record: Record) -> tuple[int, int, str]:
+    """The contract's order: (timestamp_ns, log.offset, event.id)."""
+    return (record["timestamp_ns"], record["log"]["offset"], record["event"]["id"])
+
+
 def ids(records: list[dict[str, object]]) -> list[str]:
     return [r["event"]["id"] for r in records]  # type: ignore[index]
 
@@ -90,9 +95,8 @@ async def test_time_keys_taken_by_stored_rows_are_probed_past(index: EmbeddedInd
     second = [rec(10_000 + i, T0 + 7 * MS + i) for i in range(2000)]
     await asyncio.gather(index.write(first), index.write(second))
     await index.write(second[:10])
-    assert await all_pages(index, size=999) == ids(
-        sorted(first + second, key=lambda r: (r["timestamp_ns"], r["log"]["offset"], r["event"]["id"]), reverse=True)
-    )
+    expected: list[Record] = sorted(first + second, key=order_key, reverse=True)
+    assert await all_pages(index, size=999) == ids(expected)
 
 
 async def test_time_range_is_start_inclusive_end_exclusive_at_any_precision(
