@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import uvicorn
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from podlog import metrics
 from podlog.lifecycle import Health
 
-__all__ = ["OpsServer", "UvicornServer", "ops_routes", "parse_listen"]
+__all__ = ["HttpServer", "OpsServer", "UvicornServer", "ops_routes", "parse_listen"]
 
 
 class UvicornServer(uvicorn.Server):
@@ -62,38 +63,39 @@ def ops_routes(health: Health) -> list[Route]:
     ]
 
 
-class OpsServer:
-    """Serves :func:`ops_routes` with uvicorn as a :class:`podlog.lifecycle.Service`."""
+class HttpServer:
+    """Serves an ASGI app with uvicorn as a :class:`podlog.lifecycle.Service`."""
 
-    name = "ops-http"
-
-    def __init__(self, listen: str, health: Health) -> None:
+    def __init__(self, name: str, app: Any, listen: str, *, graceful_seconds: int | None = None) -> None:
         host, port = parse_listen(listen)
         config = uvicorn.Config(
-            Starlette(routes=ops_routes(health)),
+            app,
             host=host,
             port=port,
             log_config=None,
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=graceful_seconds,
         )
+        self.name = name
         self._server = UvicornServer(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        servers = getattr(self._server, "servers", [])
-        for server in servers:
+        for server in getattr(self._server, "servers", []):
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
         return 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="ops-http-serve")
+        """Bind and start serving; raises if the address cannot be bound."""
+        self._task = asyncio.create_task(self._server.serve(), name=f"{self.name}-serve")
         while not self._server.started:
             if self._task.done():
                 self._task.result()
+                raise OSError(f"{self.name}: server exited while starting on port {self._server.config.port}")
             await asyncio.sleep(0.01)
 
     async def run(self) -> None:
@@ -101,7 +103,15 @@ class OpsServer:
         await self._task
 
     async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests; idempotent."""
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class OpsServer(HttpServer):
+    """``/metrics``, ``/healthz`` and ``/readyz`` on their own port."""
+
+    def __init__(self, listen: str, health: Health) -> None:
+        super().__init__("ops-http", Starlette(routes=ops_routes(health)), listen)

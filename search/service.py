@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-import uvicorn
-
 from podlog.lifecycle import Health
 from podlog.logging import get_logger
-from podlog.ops import parse_listen
+from podlog.ops import HttpServer
 from podlog.settings import Settings
 from search.app import closing_event, create_app
 from search.backends.base import SearchBackend
@@ -45,42 +43,20 @@ class SearchService:
     name = "search-http"
 
     def __init__(self, config: SearchConfig, backend: SearchBackend, *, health: Health) -> None:
-        host, port = parse_listen(config.listen)
         self.app = create_app(config, backend, health)
         self._backend = backend
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=3,
-            )
-        )
-        self._task: asyncio.Task[None] | None = None
+        self._http = HttpServer(self.name, self.app, config.listen, graceful_seconds=3)
         self._probe: asyncio.Task[None] | None = None
         self._stopped = False
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        for server in getattr(self._server, "servers", []):
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        return 0
+        return self._http.port
 
     async def start(self) -> None:
         """Bind and start serving; raises if the address cannot be bound."""
-        # podlog.lifecycle owns the process's signals; uvicorn must not capture them.
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._task = asyncio.create_task(self._server.serve(), name="search-http-serve")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise OSError(f"search server exited while starting on {self._server.config.port}")
-            await asyncio.sleep(0.01)
+        await self._http.start()
         log.info("search_started", port=self.port)
         ping = getattr(self._backend, "ping", None)
         if ping is not None:
@@ -103,8 +79,7 @@ class SearchService:
 
     async def run(self) -> None:
         """Serve until stopped."""
-        assert self._task is not None
-        await self._task
+        await self._http.run()
 
     async def stop(self) -> None:
         """End live tails, stop accepting, finish requests, close the backend; idempotent."""
@@ -116,9 +91,6 @@ class SearchService:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._http.stop()
         await self._backend.close()
         log.info("search_stopped")
