@@ -52,6 +52,8 @@ class CheckpointEntry:
     final_offset: int | None = None
     """Set when the file was closed after being read to its end."""
     updated: float = 0.0
+    first_seen: float = 0.0
+    """When podlog first opened the file; orders files rotated while it was down."""
 
 
 class CheckpointStore:
@@ -130,7 +132,8 @@ class CheckpointStore:
         entry = self.entries.get(identity)
         if entry is None:
             self.entries[identity] = CheckpointEntry(
-                identity, path, generation, offset, dev, ino, head, size, offset, None, time.time()
+                identity, path, generation, offset, dev, ino, head, size, offset, None,
+                time.time(), time.time(),
             )
         else:
             entry.path, entry.head, entry.size = path, head, max(entry.size, size)

@@ -106,7 +106,7 @@ class Collector:
         now = time.monotonic()
         found = await asyncio.to_thread(self.discovery.scan)
         self._collect(self.tracker.reconcile(found, now, initial=True), None)
-        self.tracker.recover(now)
+        self.tracker.recover(now, found)
         self.checkpoints.flush()
         self._next_scan = now + self.config.scan_interval_seconds
         if self.config.use_inotify:
@@ -211,11 +211,29 @@ class Collector:
                 await self._idle(now)
             else:
                 await asyncio.sleep(0)
-        # Stopping: close open multi-line events into a last batch.
+        # Stopping: drain files that rotated away or were deleted (a deleted file lives
+        # only in our descriptor), then close open multi-line events into a last batch.
+        await self._drain_rotated(budget, batch_max)
         for tailer in list(tracker.tailers.values()):
             self._collect(tailer.flush_events(), tailer)
         await self._emit()
         await self._queue.put(None)
+
+    async def _drain_rotated(self, budget: int, batch_max: int) -> None:
+        while True:
+            pending = [t for t in self.tracker.tailers.values()
+                       if not t.at_eof and (t.rotated_at is not None or t.is_deleted())]
+            if not pending:
+                return
+            before = [t.read_offset for t in pending]
+            for tailer in pending:
+                records = tailer.read(budget)
+                self._collect(records, tailer)
+                if len(self._records) >= batch_max:
+                    await self._emit()
+            await self._emit()
+            if before == [t.read_offset for t in pending] and not any(t.at_eof for t in pending):
+                return  # every one waits on something that will not move: give up
 
     def _scan(self, now: float) -> None:
         try:
@@ -230,6 +248,9 @@ class Collector:
             self._collect(self.tracker._apply_policy(tailer, self.enricher.policy(
                 self.tracker.meta_of(tailer))), tailer)
         if set(self.tracker.tailers) != before:
+            # Persist new files at once: one rotated away while podlog is down is then
+            # still found (by inode) and read, instead of being unknown.
+            self.checkpoints.flush()
             self._sync_watches()
         self._next_scan = now + self.config.scan_interval_seconds
 

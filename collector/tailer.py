@@ -139,6 +139,7 @@ class Tailer:
             except OSError as exc:
                 EVENTS.file_failed(self.path, exc, "read")
                 self.at_eof = True
+                self.drained_once = True  # unreadable: successors must not wait on it
                 break
             if not data:
                 self.at_eof = True
@@ -333,6 +334,13 @@ class Tailer:
         if self.multiline is None:
             return []
         return self._records(self.multiline.flush())
+
+    def is_deleted(self) -> bool:
+        """True when no name links to the file any more (only descriptors reach it)."""
+        try:
+            return os.fstat(self.fd).st_nlink == 0
+        except OSError:
+            return False
 
     def should_close(self, now: float, rotate_wait: float) -> bool:
         """True when the file was rotated away, read to its end, and rotate_wait passed."""

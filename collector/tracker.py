@@ -18,6 +18,7 @@ counts the bytes of those that are gone for good.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -55,6 +56,8 @@ class FileTracker:
         """Path metadata by identity."""
         self._excluded: dict[str, tuple[int, int]] = {}
         self._waiting: set[str] = set()
+        self._last_rotated: dict[str, Tailer] = {}
+        """The newest rotated file by the names it had: a new file there reads after it."""
         self._cursor = 0
 
     # -- iteration ---------------------------------------------------------------
@@ -91,7 +94,7 @@ class FileTracker:
                 self._rotated(current, path, now, "replaced")
             tailer = self._open(path, item, initial=initial)
             if tailer is not None:
-                tailer.predecessor = current
+                tailer.predecessor = self._previous(path, item.real_path)
         for path in [p for p in self.by_path if p not in found]:
             self._rotated(self.by_path[path], path, now, "removed")
         for path in [p for p in self._excluded if p not in found]:
@@ -108,8 +111,18 @@ class FileTracker:
             return False
         return head is not None and head != tailer.head
 
+    def _previous(self, path: str, real_path: str) -> Tailer | None:
+        """The file that last rotated away from this name, while it still has data to give."""
+        for key in (path, real_path):
+            tailer = self._last_rotated.get(key)
+            if tailer is not None and not tailer.closed:
+                return tailer
+        return None
+
     def _rotated(self, tailer: Tailer, path: str, now: float, how: str) -> None:
         del self.by_path[path]
+        self._last_rotated[path] = tailer
+        self._last_rotated[tailer.real_path] = tailer
         if tailer.rotated_at is None and tailer not in self.by_path.values():
             tailer.rotated_at = now
             tailer.drained_once = False  # its successor waits until it reaches its end again
@@ -230,6 +243,8 @@ class FileTracker:
         for path in [p for p, t in self.by_path.items() if t is tailer]:
             del self.by_path[path]
         tailer.close()
+        for key in [k for k, t in self._last_rotated.items() if t is tailer]:
+            del self._last_rotated[key]
         self.checkpoints.retire(tailer.identity, tailer.mark().offset)
         EVENTS.file_closed(tailer.path, tailer.identity, tailer.read_offset, reason)
 
@@ -240,10 +255,11 @@ class FileTracker:
             EVENTS.file_closed(tailer.path, tailer.identity, tailer.read_offset, "shutdown")
         self.tailers.clear()
         self.by_path.clear()
+        self._last_rotated.clear()
 
     # -- startup -----------------------------------------------------------------
 
-    def recover(self, now: float) -> None:
+    def recover(self, now: float, found: dict[str, Found]) -> None:
         """After the first pass: read files that rotated while podlog was down, first.
 
         A checkpointed file that no path names any more is looked for under
@@ -251,10 +267,12 @@ class FileTracker:
         from its checkpoint before its successor.  Not found, its unread bytes
         are counted as lost.
         """
-        for entry in list(self.checkpoints.entries.values()):
-            if entry.identity in self.tailers:
-                continue
-            original = entry.path
+        live = {(item.dev, item.ino) for item in found.values()}
+        chains: dict[str, list[Tailer]] = {}
+        entries = sorted(self.checkpoints.entries.values(), key=lambda e: e.first_seen)
+        for entry in entries:
+            if entry.identity in self.tailers or (entry.dev, entry.ino) in live:
+                continue  # open, or still under an included name: discovery handles it
             tailer = self._find_renamed(entry)
             if tailer is None:
                 if entry.final_offset is not None and entry.offset >= entry.final_offset:
@@ -263,13 +281,23 @@ class FileTracker:
                     self._count_gone(entry, "rotated_while_down")
                 continue
             tailer.rotated_at = now
-            for successor in self.tailers.values():
-                if successor.real_path == original and successor is not tailer:
-                    successor.predecessor = tailer
+            chains.setdefault(entry.path, []).append(tailer)
+        recovered: dict[str, Tailer] = {}
+        for original, chain in chains.items():
+            # Oldest first: each file waits for the one rotated before it.
+            for older, newer in itertools.pairwise(chain):
+                newer.predecessor = older
+            successor = next((t for t in self.tailers.values() if t.real_path == original), None)
+            if successor is not None:
+                successor.predecessor = chain[-1]
+            self._last_rotated[original] = chain[-1]
+            for tailer in chain:
+                if successor is not None:
                     tailer.path = successor.path
                     tailer.kubernetes = successor.kubernetes
                     self.meta[tailer.identity] = self.meta[successor.identity]
-            self.tailers = {tailer.identity: tailer, **self.tailers}
+                recovered[tailer.identity] = tailer
+        self.tailers = {**recovered, **self.tailers}
 
     def _find_renamed(self, entry: CheckpointEntry) -> Tailer | None:
         directory = os.path.dirname(entry.path)  # noqa: PTH120 - str paths throughout
@@ -293,23 +321,33 @@ class FileTracker:
                 head = head_fingerprint(fd, final=True)
             except OSError:
                 head = None
-            if head != entry.head:
+            if head is None:
                 os.close(fd)
                 return None
+            identity, generation, offset = entry.identity, entry.generation, entry.offset
+            if head != entry.head or offset > st.st_size:
+                # Truncated (and rewritten) before it was renamed: its new content is
+                # unread; what the old content still owed is lost.
+                self._count_gone(entry, "truncated")
+                identity, generation, offset = make_identity(st.st_dev, st.st_ino, head), 0, 0
+                self.checkpoints.register(
+                    identity, entry.path, dev=st.st_dev, ino=st.st_ino, head=head,
+                    generation=0, offset=0, size=st.st_size,
+                )
+                self.checkpoints.entries[identity].first_seen = entry.first_seen
             meta = parse_path(entry.path) or EMPTY_META
             tailer = Tailer(
                 settings=self.settings, path=entry.path, real_path=candidate.path, fd=fd,
-                dev=st.st_dev, ino=st.st_ino, identity=entry.identity, head=entry.head,
-                generation=entry.generation, offset=entry.offset,
+                dev=st.st_dev, ino=st.st_ino, identity=identity, head=head,
+                generation=generation, offset=offset,
                 kubernetes=kubernetes_fields(meta, self.settings.node),
             )
-            tailer.size_seen = max(st.st_size, entry.offset)
-            tailer.last_mark = entry.offset
+            tailer.size_seen = max(st.st_size, offset)
+            tailer.last_mark = offset
             tailer.set_multiline(self.enricher.policy(meta).multiline or self.default_multiline)
-            self.meta[entry.identity] = meta
-            entry.path = candidate.path
-            EVENTS.file_opened(candidate.path, entry.identity, entry.offset, "auto")
-            EVENTS.file_rotated(candidate.path, entry.identity, entry.offset, "while_down")
+            self.meta[identity] = meta
+            EVENTS.file_opened(candidate.path, identity, offset, "auto")
+            EVENTS.file_rotated(candidate.path, identity, offset, "while_down")
             return tailer
         return None
 
