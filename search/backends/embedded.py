@@ -276,7 +276,7 @@ class EmbeddedIndex:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._writer, self._open_writer)
             self._started = True
-            self.events.index_opened(str(self.path), -1, sqlite3.sqlite_version)
+            self.events.index_opened(str(self.path), sqlite3.sqlite_version)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -370,9 +370,8 @@ class EmbeddedIndex:
         if not records:
             return
         await self.start()
-        assert self._writer is not None
+        assert self._writer is not None and self._preparer is not None
         loop = asyncio.get_running_loop()
-        assert self._preparer is not None
         # Two executors: a batch is encoded while the previous one commits (the
         # shipper keeps two sends in flight); each is FIFO, so commits keep their order.
         prepared = await loop.run_in_executor(self._preparer, self._prepare, list(records))

@@ -50,8 +50,8 @@ class IndexEvents:
     def __init__(self) -> None:
         self.log = get_logger("search.backends.embedded")
 
-    def index_opened(self, path: str, records: int, sqlite_version: str) -> None:
-        self.log.info("index_opened", path=path, records=records, sqlite_version=sqlite_version)
+    def index_opened(self, path: str, sqlite_version: str) -> None:
+        self.log.info("index_opened", path=path, sqlite_version=sqlite_version)
 
     def batch_written(self, written: int, duplicates: int, seconds: float) -> None:
         _indexed.inc(written)
