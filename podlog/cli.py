@@ -21,7 +21,7 @@ from typing import Any
 import click
 import yaml
 
-from podlog.config import describe
+from podlog.config import describe, field_default
 from podlog.errors import ConfigError
 from podlog.lifecycle import Health, Service, run_services
 from podlog.logging import configure_logging, get_logger
@@ -239,7 +239,7 @@ def _example_lines(cls: type[Any], depth: int, out: list[str]) -> None:
     indent = "  " * depth
     for field in dataclasses.fields(cls):
         doc = str(field.metadata.get("doc", ""))
-        value = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+        value = field_default(field)
         if dataclasses.is_dataclass(value):
             out.append(f"{indent}# {doc}")
             out.append(f"{indent}{field.name}:")

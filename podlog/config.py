@@ -30,6 +30,7 @@ __all__ = [
     "apply_env",
     "build",
     "describe",
+    "field_default",
     "read_yaml",
     "setting",
 ]
@@ -207,6 +208,15 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     raise ConfigError(f"{path}: unsupported setting type {hint!r}")
 
 
+def field_default(f: dataclasses.Field[Any]) -> Any:
+    """The default value of a config field (a fresh one for factories), or None."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
 def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, Any, str]]:
     """``(dotted key, type, default, doc)`` for every setting, recursing into sections.
 
@@ -220,12 +230,7 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, Any, str]
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             rows.extend(describe(hint, key + "."))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
+        default = field_default(f)
         type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         rows.append((key, type_name, default, str(f.metadata.get("doc", ""))))
     return rows
