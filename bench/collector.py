@@ -52,8 +52,9 @@ def generate(directory: Path, total_lines: int, files: int, seed: int = 7) -> tu
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     per_file = total_lines // files
-    words = ("GET POST user order cart payment id status ok failed retry cache hit miss "
-             "latency_ms upstream request response db query timeout").split()
+    words = ["GET", "POST", "user", "order", "cart", "payment", "id", "status", "ok", "failed",
+             "retry", "cache", "hit", "miss", "latency_ms", "upstream", "request", "response",
+             "db", "query", "timeout"]
     trace = ["java.lang.IllegalStateException: order not found"] + [
         f"\tat com.shop.svc.Handler{k}.handle(Handler{k}.java:{k * 7})" for k in range(12)
     ]
@@ -65,7 +66,8 @@ def generate(directory: Path, total_lines: int, files: int, seed: int = 7) -> tu
         i = 0
         while i < per_file:
             ns += 1_000_003
-            stamp = f"2026-11-27T00:{(ns // 60_000_000_000) % 60:02d}:{(ns // 1_000_000_000) % 60:02d}.{ns % 1_000_000_000:09d}Z"
+            minute, second = (ns // 60_000_000_000) % 60, (ns // 1_000_000_000) % 60
+            stamp = f"2026-11-27T00:{minute:02d}:{second:02d}.{ns % 1_000_000_000:09d}Z"
             roll = rng.random()
             if roll < 0.15:
                 msg = orjson.dumps({"level": rng.choice(["info", "warn", "error"]),
@@ -173,8 +175,111 @@ async def _collect(directory: Path, state: Path, mode: str, expected: int) -> di
     return {"lines": counter.records, "wall": wall, "cpu": used}
 
 
+async def _latency(directory: Path, state: Path, lines: int) -> dict[str, float]:
+    """Write one line every 5 ms across 10 files; time from write to the sink's append."""
+    import threading
+
+    from collector.config import CollectorConfig
+    from collector.kube.config import KubernetesConfig
+    from collector.kube.enrich import build_enricher
+    from collector.pipeline import Collector
+    from podlog.config import CommonConfig
+    from podlog.lifecycle import Health
+    from shipper.config import SpoolConfig
+    from shipper.spool import Spool
+
+    directory.mkdir(parents=True, exist_ok=True)
+    files = [_container_file(directory, i) for i in range(10)]
+    for path in files:
+        path.write_bytes(b"")
+    common = CommonConfig(cluster="bench", node_name="node-1", state_dir=str(state), http_listen="")
+    enricher, _ = build_enricher(common, KubernetesConfig(enabled=False), Health())
+    spool = Spool(SpoolConfig(fsync="batch"), state / "spool")
+    delays: list[float] = []
+    inner = spool.append
+
+    async def append(batch: object) -> None:
+        await inner(batch)  # type: ignore[arg-type]
+        now = time.perf_counter_ns()
+        for record in batch.records:  # type: ignore[attr-defined]
+            delays.append((now - int(record["message"].split()[1])) / 1e6)
+
+    spool.append = append  # type: ignore[method-assign]
+    config = CollectorConfig(include=[str(directory / "*.log")])
+    collector = Collector(common, config, sink=spool, enricher=enricher)
+    await collector.start()
+    task = asyncio.create_task(collector.run())
+
+    def write() -> None:
+        for i in range(lines):
+            with files[i % len(files)].open("ab") as f:
+                f.write(b'{"log":"tick %d\\n","stream":"stdout","time":"2026-11-27T00:00:00.1Z"}\n'
+                        % time.perf_counter_ns())
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while len(delays) < lines:
+        await asyncio.sleep(0.05)
+    writer.join()
+    await collector.stop()
+    await task
+    delays.sort()
+    return {"lines": lines, "p50_ms": delays[len(delays) // 2],
+            "p99_ms": delays[int(len(delays) * 0.99) - 1], "max_ms": delays[-1]}
+
+
+async def _idle(directory: Path, state: Path, files: int) -> dict[str, float]:
+    """Open ``files`` one-line files, then idle: RSS and CPU of an agent with many files."""
+    from collector.config import CollectorConfig
+    from collector.kube.config import KubernetesConfig
+    from collector.kube.enrich import build_enricher
+    from collector.pipeline import Collector
+    from podlog.config import CommonConfig
+    from podlog.lifecycle import Health
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        _container_file(directory, i).write_bytes(
+            b'{"log":"hello\\n","stream":"stdout","time":"2026-11-27T00:00:00.1Z"}\n')
+    common = CommonConfig(cluster="bench", node_name="node-1", state_dir=str(state), http_listen="")
+    enricher, _ = build_enricher(common, KubernetesConfig(enabled=False), Health())
+    sink = NullSink()
+    collector = Collector(common, CollectorConfig(include=[str(directory / "*.log")]),
+                          sink=sink, enricher=enricher)
+    await collector.start()
+    task = asyncio.create_task(collector.run())
+    while sink.records < files:
+        await asyncio.sleep(0.05)
+    cpu = time.process_time()
+    await asyncio.sleep(10)
+    idle_cpu = time.process_time() - cpu
+    rss = _current_rss_mib()
+    open_files = len(collector.tracker.tailers)
+    await collector.stop()
+    await task
+    return {"files": open_files,
+            "idle_cpu_per_s": idle_cpu / 10, "rss_now_mib": rss}
+
+
+def _current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def child(args: argparse.Namespace) -> None:
     directory = Path(args.dir)
+    if args.child in ("latency", "idle"):
+        state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
+        if args.child == "latency":
+            result = asyncio.run(_latency(directory / "latency", state, 400))
+        else:
+            result = asyncio.run(_idle(directory / "idle", state, 500))
+        result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
     if args.child == "bare":
         result = bare(directory)
     else:
@@ -202,7 +307,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=40, help="files the backlog is spread over")
     parser.add_argument("--runs", type=int, default=5, help="runs per mode (median reported)")
     parser.add_argument("--full", action="store_true", help="the issue's 3.6M-line backlog")
-    parser.add_argument("--modes", default="bare,null,spool", help="comma-separated modes")
+    parser.add_argument("--modes", default="bare,null,spool",
+                        help="comma-separated: bare, null, spool, latency, idle")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, default=0, help=argparse.SUPPRESS)
@@ -219,7 +325,17 @@ def main() -> None:
         print(f"backlog: {lines} lines, {expected} records, {nbytes / 2**20:.1f} MiB, "
               f"{args.files} files; {args.runs} runs per mode (median)")
         results: dict[str, dict[str, float]] = {}
-        for mode in args.modes.split(","):
+        modes = args.modes.split(",")
+        if "latency" in modes:
+            r = run_child("latency", Path(tmp), 0)
+            print(f"latency: write -> spool append (fsync per batch), {r['lines']:.0f} lines at "
+                  f"200/s: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                  f"max {r['max_ms']:.1f} ms")
+        if "idle" in modes:
+            r = run_child("idle", Path(tmp), 0)
+            print(f"idle: {r['files']:.0f} files open: RSS {r['rss_now_mib']:.1f} MiB "
+                  f"(peak {r['rss_mib']:.1f}), CPU {r['idle_cpu_per_s'] * 100:.1f}% of a core")
+        for mode in [m for m in modes if m not in ("latency", "idle")]:
             runs = [run_child(mode, directory, expected) for _ in range(args.runs)]
             wall = statistics.median(r["wall"] for r in runs)
             cpu = statistics.median(r["cpu"] for r in runs)

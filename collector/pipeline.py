@@ -277,6 +277,9 @@ class Collector:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
+                if self.tracker.unopened:
+                    # A write may have completed the first line of a file not open yet.
+                    self._next_scan = 0.0
         self._wake.clear()
 
     def _sync_watches(self) -> None:

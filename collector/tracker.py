@@ -56,6 +56,8 @@ class FileTracker:
         """Path metadata by identity."""
         self._excluded: dict[str, tuple[int, int]] = {}
         self._waiting: set[str] = set()
+        self.unopened: set[str] = set()
+        """Included files not open yet (no complete first line): a write there means rescan."""
         self._last_rotated: dict[str, Tailer] = {}
         """The newest rotated file by the names it had: a new file there reads after it."""
         self._cursor = 0
@@ -99,6 +101,7 @@ class FileTracker:
             self._rotated(self.by_path[path], path, now, "removed")
         for path in [p for p in self._excluded if p not in found]:
             del self._excluded[path]
+        self.unopened.intersection_update(found)
         return out
 
     def _head_changed(self, tailer: Tailer, item: Found) -> bool:
@@ -167,7 +170,9 @@ class FileTracker:
             return None
         if head is None or (st.st_dev, st.st_ino) != (item.dev, item.ino):
             os.close(fd)  # no complete first line yet, or replaced meanwhile: next pass
+            self.unopened.add(path)
             return None
+        self.unopened.discard(path)
         tailer = self._resume(path, item.real_path, fd, st.st_dev, st.st_ino, st.st_size, head,
                               meta, initial=initial)
         if meta is EMPTY_META:
