@@ -91,6 +91,10 @@ MESSAGES_SPLIT = metrics.counter(
     "podlog_shipper_messages_split_total",
     "Stream groups split into several messages to stay under the message size limit.",
 )
+SPOOL_STATE_WRITE_ERRORS = metrics.counter(
+    "podlog_shipper_spool_state_write_errors_total",
+    "Failed writes of the spool's acknowledged position (retried at the next ack; a crash resends more).",
+)
 IDEMPOTENCE_DISABLED = metrics.counter(
     "podlog_shipper_idempotence_fallbacks_total",
     "Times the producer fell back to non-idempotent mode because the broker lacks it.",
@@ -191,6 +195,10 @@ class ShipperEvents:
             lost_batches=lost_batches,
             lost_seqs=lost_seqs,
         )
+
+    def spool_state_write_failed(self, *, path: str, error: str) -> None:
+        SPOOL_STATE_WRITE_ERRORS.inc()
+        self.log.warning("spool_state_write_failed", path=path, error=error)
 
     def spool_state_unreadable(self, *, path: str, error: str) -> None:
         self.log.warning("spool_state_ignored", path=path, error=error)

@@ -427,17 +427,26 @@ class Spool:
         return seq
 
     def _write_ack_state(self, seq: int, *, durable: bool) -> None:
+        """Persist the acknowledged position.
+
+        A failure (a full disk) is counted and logged, never raised: the
+        position in memory is right, the next ack writes it again, and a crash
+        before then only resends batches that are already delivered.
+        """
         path = self._ack_path()
         tmp = path.with_name(ACK_FILE + ".tmp")
         doc = orjson.dumps({"version": 1, "acked_seq": seq, "crc": zlib.crc32(str(seq).encode())})
-        with tmp.open("wb") as handle:
-            handle.write(doc)
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(doc)
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            tmp.replace(path)
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        tmp.replace(path)
-        if durable:
-            fsync_directory(self.directory)
+                fsync_directory(self.directory)
+        except OSError as exc:
+            events.spool_state_write_failed(path=str(path), error=str(exc))
 
     # -- recovery ----------------------------------------------------------
 

@@ -139,6 +139,31 @@ async def test_disk_full_pauses_appends_and_recovers_without_loss(
     assert [r["log"]["offset"] for b in got for r in b.records] == list(range(9))
 
 
+async def test_disk_full_while_recording_an_ack_is_counted_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC writing the acknowledged position never fails the ack; the next ack writes it."""
+    spool = Spool(SpoolConfig(), tmp_path)
+    await _fill(spool, 3)
+    real_open = Path.open
+
+    def full_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if self.name.endswith(".tmp") and "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    before = sample("podlog_shipper_spool_state_write_errors_total")
+    monkeypatch.setattr(Path, "open", full_open)
+    await spool.ack(2)
+    assert sample("podlog_shipper_spool_state_write_errors_total") == before + 1
+    assert spool.acked_seq == 2
+    monkeypatch.setattr(Path, "open", real_open)
+    await spool.ack(3)
+    again = Spool(SpoolConfig(), tmp_path)
+    assert again.acked_seq == 3
+    await again.close()
+
+
 async def test_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path) -> None:
     """A frame cut short by a crash is removed on open; earlier batches survive and appends go on."""
     spool = Spool(SpoolConfig(), tmp_path)
