@@ -87,6 +87,10 @@ class PartialJoiner:
             truncated=first.truncated or open_line.cut > 0,
         )
 
+    def has_pending(self) -> bool:
+        """True while some stream has fragments waiting for their end."""
+        return bool(self._pending)
+
     def pending_offset(self) -> int | None:
         """Offset of the earliest fragment not yet joined, or None."""
         if not self._pending:

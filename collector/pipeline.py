@@ -220,19 +220,19 @@ class Collector:
         await self._queue.put(None)
 
     async def _drain_rotated(self, budget: int, batch_max: int) -> None:
-        while True:
-            pending = [t for t in self.tracker.tailers.values()
-                       if not t.at_eof and (t.rotated_at is not None or t.is_deleted())]
-            if not pending:
-                return
-            before = [t.read_offset for t in pending]
+        gone = [t for t in self.tracker.tailers.values()
+                if t.rotated_at is not None or t.is_deleted()]
+        pending = gone  # each is read at least once more, whatever it did before
+        while pending:
+            before = [(t.read_offset, t.generation) for t in pending]
             for tailer in pending:
-                records = tailer.read(budget)
-                self._collect(records, tailer)
+                self._collect(tailer.read(budget), tailer)
                 if len(self._records) >= batch_max:
                     await self._emit()
             await self._emit()
-            if before == [t.read_offset for t in pending] and not any(t.at_eof for t in pending):
+            moved = before != [(t.read_offset, t.generation) for t in pending]
+            pending = [t for t in gone if not t.at_eof]
+            if not moved and pending:
                 return  # every one waits on something that will not move: give up
 
     def _scan(self, now: float) -> None:

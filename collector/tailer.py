@@ -18,11 +18,13 @@ import os
 import time
 from typing import Any
 
+import orjson
+
 from collector.decode import LineDecoder
 from collector.events import EVENTS
 from collector.fingerprint import head_fingerprint
 from collector.multiline import Multiline, make_rule
-from collector.parsers.entry import Entry
+from collector.parsers.entry import SCALE, SECONDS, Entry, timestamp_ns
 from collector.partial import PartialJoiner
 from podlog.protocols import FileMark
 from podlog.record import Record, SourcePosition, make_record
@@ -91,6 +93,8 @@ class Tailer:
         self.predecessor: Tailer | None = None
         """A rotated file at the same path that must be read to its end first."""
         self.last_mark: int = -1
+        self._eof_mtime = -1
+        """Modification time when the end was last reached: unchanged means nothing to check."""
 
     # -- configuration that can change per batch ---------------------------------
 
@@ -160,15 +164,18 @@ class Tailer:
         except OSError as exc:
             EVENTS.file_failed(self.path, exc, "fstat")
             return []
+        self._eof_mtime = st.st_mtime_ns
         if st.st_size >= self.read_offset:
             return []
         return self.restart_truncated(st.st_size)
 
     def _check_head(self) -> list[Record]:
         try:
-            size = os.fstat(self.fd).st_size
-            if size == self.read_offset:
-                return []  # nothing new: nothing to check yet
+            st = os.fstat(self.fd)
+            size = st.st_size
+            if size == self.read_offset and st.st_mtime_ns == self._eof_mtime:
+                return []  # untouched since we reached the end
+            self._eof_mtime = st.st_mtime_ns
             head = head_fingerprint(self.fd)
         except OSError as exc:
             EVENTS.file_failed(self.path, exc, "fingerprint")
@@ -245,10 +252,84 @@ class Tailer:
                         long_lines[offsets[i]] = len(line)
                         lines[i] = line[:max_line]
         EVENTS.lines_read(len(lines), len(data))
+        if not long_lines and self.multiline is None and not self.joiner.has_pending():
+            fmt = self.decoder.format
+            if fmt == "docker" or fmt == "cri":
+                return self._fast(lines, offsets, fmt == "docker")
+        return self._slow(lines, offsets, long_lines)
+
+    def _slow(self, lines: list[bytes], offsets: list[int],
+              long_lines: dict[int, int] | None = None) -> list[Record]:
+        """Every line through the decoder and all stages (the general path)."""
         entries = self.decoder.decode(lines, offsets)
         if long_lines:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
+
+    def _fast(self, lines: list[bytes], offsets: list[int], docker: bool) -> list[Record]:
+        """Whole, well-formed lines straight to records, in one loop.
+
+        The first line that is anything else (a fragment, bad JSON, invalid
+        UTF-8, an odd timestamp) hands it and every line after it to
+        :meth:`_slow`, which decodes, counts and joins as usual.
+        """
+        settings = self.settings
+        cluster, node, identity, generation = (
+            settings.cluster, settings.node, self.identity, self.generation,
+        )
+        path, kubernetes = self.path, self.kubernetes
+        seconds_of = SECONDS
+        loads = orjson.loads
+        out: list[Record] = []
+        append = out.append
+        for index, line in enumerate(lines):
+            try:
+                if docker:
+                    doc = loads(line)
+                    log = doc["log"]
+                    time_text = doc["time"]
+                    stream = doc["stream"]
+                    if log[-1:] != "\n" or (stream != "stdout" and stream != "stderr"):
+                        break
+                    message = log[:-1]
+                else:
+                    time_raw, stream_raw, tag, message_raw = line.split(b" ", 3)
+                    if tag != b"F":
+                        break
+                    if stream_raw == b"stdout":
+                        stream = "stdout"
+                    elif stream_raw == b"stderr":
+                        stream = "stderr"
+                    else:
+                        break
+                    time_text = time_raw.decode("ascii")
+                    message = message_raw.decode()
+                    if "\x00" in message:
+                        break
+                seconds = seconds_of.get(time_text[:19])
+                size = len(time_text)
+                if (
+                    seconds is None or not 21 < size <= 30 or time_text[-1] != "Z"
+                    or time_text[19] != "." or not time_text[20:-1].isdigit()
+                ):
+                    time_ns = timestamp_ns(time_text)
+                else:
+                    time_ns = seconds * 1_000_000_000 + int(time_text[20:-1]) * SCALE[size - 22]
+            except (ValueError, KeyError, TypeError, IndexError, OverflowError):
+                break  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            append(make_record(
+                position=SourcePosition(cluster, node, identity, generation, offsets[index]),
+                timestamp=time_text,
+                timestamp_ns=time_ns,
+                message=message,
+                stream=stream,
+                path=path,
+                kubernetes=kubernetes,
+            ))
+        else:
+            return out
+        out.extend(self._slow(lines[index:], offsets[index:]))
+        return out
 
     def _mark_truncated(self, entries: list[Entry], long_lines: dict[int, int]) -> list[Entry]:
         max_line = self.settings.max_line_bytes

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from podlog.record import format_timestamp_ns, parse_timestamp_ns
 
-__all__ = ["Entry", "Rejected", "decode_text", "timestamp_ns"]
+__all__ = ["SCALE", "SECONDS", "Entry", "Rejected", "decode_text", "timestamp_ns"]
 
 
 class Entry(NamedTuple):
@@ -59,7 +59,7 @@ def decode_text(raw: bytes) -> tuple[str, str | None]:
     return text, None
 
 
-_SECONDS: dict[str, int] = {}
+SECONDS: dict[str, int] = {}
 
 
 def timestamp_ns(value: str) -> int:
@@ -72,18 +72,18 @@ def timestamp_ns(value: str) -> int:
         frac = value[20:-1]
         if frac.isdigit():
             head = value[:19]
-            seconds = _SECONDS.get(head)
+            seconds = SECONDS.get(head)
             if seconds is None:
                 seconds = parse_timestamp_ns(head + "Z") // 1_000_000_000
-                if len(_SECONDS) > 8192:
-                    _SECONDS.clear()
-                _SECONDS[head] = seconds
-            ns: int = seconds * 1_000_000_000 + int(frac) * _SCALE[size - 22]
+                if len(SECONDS) > 8192:
+                    SECONDS.clear()
+                SECONDS[head] = seconds
+            ns: int = seconds * 1_000_000_000 + int(frac) * SCALE[size - 22]
             return ns
     return parse_timestamp_ns(value)
 
 
-_SCALE = [10 ** (9 - digits) for digits in range(1, 10)]
+SCALE = [10 ** (9 - digits) for digits in range(1, 10)]
 """Multiplier of a fraction with 1..9 digits to nanoseconds."""
 
 
