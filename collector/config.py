@@ -61,6 +61,11 @@ class CollectorConfig:
     checkpoint_interval_seconds: float = setting(
         1.0, "How often acknowledged offsets are written to the checkpoint file."
     )
+    gc_gen0_threshold: int = setting(
+        10000,
+        "Python GC gen-0 threshold set at start (the startup heap is also frozen); 0 leaves "
+        "the process GC alone.",
+    )
     max_open_files: int = setting(
         4096, "Most files held open at once; new files wait until others close."
     )

@@ -269,10 +269,26 @@ class Tailer:
     def _fast(self, lines: list[bytes], offsets: list[int], docker: bool) -> list[Record]:
         """Whole, well-formed lines straight to records, in one loop.
 
-        The first line that is anything else (a fragment, bad JSON, invalid
-        UTF-8, an odd timestamp) hands it and every line after it to
-        :meth:`_slow`, which decodes, counts and joins as usual.
+        A line that is anything else (a fragment, bad JSON, invalid UTF-8, an
+        odd timestamp) goes through :meth:`_slow`, which decodes, counts and
+        joins as usual, as do the lines after it until no fragment is pending.
         """
+        out: list[Record] = []
+        start, count = 0, len(lines)
+        while start < count:
+            start = self._fast_run(lines, offsets, start, docker, out)
+            while start < count:
+                out.extend(self._slow(lines[start : start + 1], offsets[start : start + 1]))
+                start += 1
+                if not self.joiner.has_pending():
+                    break
+        return out
+
+    def _fast_run(
+        self, lines: list[bytes], offsets: list[int], start: int, docker: bool,
+        out: list[Record],
+    ) -> int:
+        """Append records for whole lines from ``start``; the index of the first other line."""
         settings = self.settings
         cluster, node, identity, generation = (
             settings.cluster, settings.node, self.identity, self.generation,
@@ -280,9 +296,10 @@ class Tailer:
         path, kubernetes = self.path, self.kubernetes
         seconds_of = SECONDS
         loads = orjson.loads
-        out: list[Record] = []
         append = out.append
-        for index, line in enumerate(lines):
+        index = start
+        for index in range(start, len(lines)):
+            line = lines[index]
             try:
                 if docker:
                     doc = loads(line)
@@ -327,9 +344,8 @@ class Tailer:
                 kubernetes=kubernetes,
             ))
         else:
-            return out
-        out.extend(self._slow(lines[index:], offsets[index:]))
-        return out
+            return len(lines)
+        return index
 
     def _mark_truncated(self, entries: list[Entry], long_lines: dict[int, int]) -> list[Entry]:
         max_line = self.settings.max_line_bytes

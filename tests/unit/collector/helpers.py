@@ -68,6 +68,7 @@ def make_collector(
         "rotate_wait_seconds": 0.2,
         "checkpoint_interval_seconds": 0.05,
         "multiline_flush_seconds": 0.2,
+        "gc_gen0_threshold": 0,  # leave the test process's GC alone
     }
     settings.update(overrides)
     common = CommonConfig(cluster="test", node_name="node-1", state_dir=str(tmp_path / "state"),
