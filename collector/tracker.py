@@ -133,9 +133,15 @@ class FileTracker:
 
     def _open(self, path: str, item: Found, *, initial: bool) -> Tailer | None:
         for tailer in self.tailers.values():
-            if (tailer.dev, tailer.ino) == (item.dev, item.ino) and tailer.rotated_at is None:
-                self.by_path[path] = tailer  # the same file under a second matching name
-                return None
+            if (tailer.dev, tailer.ino) != (item.dev, item.ino) or tailer.closed:
+                continue
+            # The same file under a second matching name, or back under an included
+            # name after it was gone from one: keep reading it, never open it twice.
+            if tailer.rotated_at is not None:
+                tailer.rotated_at = None
+                EVENTS.file_resumed(path, tailer.identity, tailer.read_offset)
+            self.by_path[path] = tailer
+            return None
         if self._excluded.get(path) == (item.dev, item.ino):
             return None
         meta = parse_path(path) or parse_path(item.real_path)

@@ -259,6 +259,25 @@ async def test_own_container_is_excluded(tmp_path: Path, monkeypatch: object) ->
     assert sink.messages() == lines("app", 0, 5)
 
 
+async def test_file_renamed_away_and_back_is_read_once(tmp_path: Path) -> None:
+    """A file that leaves the include glob and comes back is not opened a second time."""
+    logs = tmp_path / "containers"
+    logs.mkdir()
+    path = container_path(logs)
+    write_cri(path, lines("a", 0, 10))
+    async with running(tmp_path, rotate_wait_seconds=30) as (collector, sink):
+        await delivered(sink, 10)
+        away = logs / "parked.txt"
+        path.rename(away)
+        await wait_until(lambda: not collector.tracker.by_path)
+        away.rename(path)
+        write_cri(path, lines("a", 10, 20))
+        messages = await delivered(sink, 20)
+        await wait_until(lambda: len(collector.tracker.by_path) == 1)
+    assert messages == lines("a", 0, 20)
+    assert len({r["log"]["file"]["identity"] for r in sink.records}) == 1
+
+
 async def test_file_with_one_short_line_is_read(tmp_path: Path) -> None:
     """A short-lived pod's tiny file (one line, a few bytes) is read, no minimum size."""
     logs = tmp_path / "containers"
