@@ -122,14 +122,14 @@ def _disk(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-async def child_embedded(lines: int, directory: Path, queries: int) -> dict[str, Any]:
+async def child_embedded(lines: int, directory: Path, queries: int, synchronous: str) -> dict[str, Any]:
     import orjson
 
     from podlog.retention import RetentionConfig
     from search.backends.embedded import EmbeddedIndex
     from search.config import EmbeddedConfig
 
-    index = EmbeddedIndex(EmbeddedConfig(), RetentionConfig(), directory)
+    index = EmbeddedIndex(EmbeddedConfig(synchronous=synchronous), RetentionConfig(), directory)
     await index.start()
     wall = cpu = 0.0
     size = 0
@@ -203,13 +203,13 @@ async def time_queries(index: Any, count: int) -> dict[str, Any]:
     }
 
 
-def child_baseline(lines: int, directory: Path) -> dict[str, Any]:
+def child_baseline(lines: int, directory: Path, synchronous: str) -> dict[str, Any]:
     import orjson
 
     directory.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(directory / "plain.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("CREATE TABLE t (doc TEXT NOT NULL)")
     wall = cpu = 0.0
     size = 0
@@ -227,10 +227,10 @@ def child_baseline(lines: int, directory: Path) -> dict[str, Any]:
             "bytes_per_line": _disk(directory) / lines}
 
 
-def run_child(variant: str, lines: int, directory: Path, queries: int) -> dict[str, Any]:
+def run_child(variant: str, lines: int, directory: Path, queries: int, synchronous: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", variant, "--lines", str(lines), "--dir", str(directory),
-         "--queries", str(queries)],
+         "--queries", str(queries), "--synchronous", synchronous],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -244,13 +244,15 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="5 million lines")
     parser.add_argument("--child", choices=("embedded", "baseline"))
     parser.add_argument("--dir", type=Path)
+    parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
+                        help="embedded.synchronous for both variants (default full, as shipped)")
     args = parser.parse_args()
     lines = args.lines or (5_000_000 if args.full else 300_000)
     if args.child == "embedded":
-        print(json.dumps(asyncio.run(child_embedded(lines, args.dir, args.queries))))
+        print(json.dumps(asyncio.run(child_embedded(lines, args.dir, args.queries, args.synchronous))))
         return
     if args.child == "baseline":
-        print(json.dumps(child_baseline(lines, args.dir)))
+        print(json.dumps(child_baseline(lines, args.dir, args.synchronous)))
         return
     results: dict[str, list[dict[str, Any]]] = {"embedded": [], "baseline": []}
     root = Path(tempfile.mkdtemp(prefix="podlog-bench-"))
@@ -259,12 +261,15 @@ def main() -> None:
             for variant in ("baseline", "embedded"):
                 directory = root / f"{variant}-{run}"
                 last = variant == "embedded" and run == args.runs - 1
-                results[variant].append(run_child(variant, lines, directory, args.queries if last else 0))
+                results[variant].append(
+                    run_child(variant, lines, directory, args.queries if last else 0, args.synchronous)
+                )
                 shutil.rmtree(directory, ignore_errors=True)
                 print(f"  run {run + 1} {variant}: {results[variant][-1]['lines_s']:,.0f} lines/s", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\nsingle-node index, {lines:,} lines, median of {args.runs} runs (batches of {BATCH})")
+    print(f"\nsingle-node index, {lines:,} lines, median of {args.runs} runs (batches of {BATCH}, "
+          f"synchronous={args.synchronous})")
     medians: dict[str, dict[str, float]] = {}
     for variant, runs in results.items():
         med = {k: statistics.median(r[k] for r in runs) for k in ("lines_s", "mb_s", "cpu_s", "rss_mb",
