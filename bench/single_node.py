@@ -233,7 +233,8 @@ def run_child(variant: str, lines: int, directory: Path, queries: int, synchrono
          "--queries", str(queries), "--synchronous", synchronous],
         check=True, capture_output=True, text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
