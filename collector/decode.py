@@ -39,17 +39,23 @@ class LineDecoder:
         self.format = fmt
         """Detected on the first non-empty line when None."""
 
-    def decode(self, lines: Sequence[bytes], offsets: Sequence[int]) -> list[Entry]:
-        """Entries for ``lines`` (without newlines) starting at ``offsets``."""
-        if not lines:
-            return []
+    def detect(self, lines: Sequence[bytes]) -> str | None:
+        """Set the format from the first non-empty line, if not known yet."""
         if self.format is None:
             for line in lines:
                 if line.strip(b"\x00 \t\r"):
                     self.format = detect_format(line)
                     break
-            else:
-                self.format = "plain"
+        return self.format
+
+    def decode(self, lines: Sequence[bytes], offsets: Sequence[int]) -> list[Entry]:
+        """Entries for ``lines`` (without newlines) starting at ``offsets``."""
+        if not lines:
+            return []
+        if self.format is None:
+            self.detect(lines)
+        if self.format is None:
+            self.format = "plain"  # nothing but empty lines so far
         now_ns = time.time_ns()
         now = now_timestamp(now_ns)
         out: list[Entry] = []

@@ -93,6 +93,8 @@ class Tailer:
         self.predecessor: Tailer | None = None
         """A rotated file at the same path that must be read to its end first."""
         self.last_mark: int = -1
+        self._check_head_next = True
+        """Compare the head before the next read: nothing was read since open or the end."""
         self._eof_mtime = -1
         """Modification time when the end was last reached: unchanged means nothing to check."""
 
@@ -129,10 +131,11 @@ class Tailer:
                 return []
             self.predecessor = None
         out: list[Record] = []
-        if self.at_eof and self.read_offset > 0:
-            # Resuming after idling at the end: a truncate-and-rewrite meanwhile shows in
-            # the head, even when the file already grew past our offset again.
+        if self._check_head_next and self.read_offset > 0:
+            # First read, or resuming after idling at the end: a truncate-and-rewrite
+            # meanwhile shows in the head, even when the file grew past our offset again.
             out.extend(self._check_head())
+        self._check_head_next = False
         total = 0
         chunk = self.settings.chunk_bytes
         fd = self.fd
@@ -147,6 +150,7 @@ class Tailer:
                 break
             if not data:
                 self.at_eof = True
+                self._check_head_next = True
                 self.drained_once = True
                 out.extend(self._check_truncation())
                 break
@@ -253,7 +257,7 @@ class Tailer:
                         lines[i] = line[:max_line]
         EVENTS.lines_read(len(lines), len(data))
         if not long_lines and self.multiline is None and not self.joiner.has_pending():
-            fmt = self.decoder.format
+            fmt = self.decoder.detect(lines)
             if fmt == "docker" or fmt == "cri":
                 return self._fast(lines, offsets, fmt == "docker")
         return self._slow(lines, offsets, long_lines)
@@ -295,6 +299,7 @@ class Tailer:
         )
         path, kubernetes = self.path, self.kubernetes
         seconds_of = SECONDS
+        new_tuple = tuple.__new__  # a SourcePosition without NamedTuple.__new__'s overhead
         loads = orjson.loads
         append = out.append
         index = start
@@ -335,7 +340,8 @@ class Tailer:
             except (ValueError, KeyError, TypeError, IndexError, OverflowError):
                 break  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
             append(make_record(
-                position=SourcePosition(cluster, node, identity, generation, offsets[index]),
+                position=new_tuple(SourcePosition, (cluster, node, identity, generation,
+                                                    offsets[index])),
                 timestamp=time_text,
                 timestamp_ns=time_ns,
                 message=message,
