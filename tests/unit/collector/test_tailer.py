@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from collector.fingerprint import head_fingerprint
 from collector.tailer import Tailer, TailerSettings
 from podlog.metrics import sample
@@ -89,3 +94,49 @@ def test_event_ids_are_stable_across_rereads(tmp_path: Path) -> None:
     first.close()
     second.close()
     assert ids_a == ids_b and len(set(ids_a)) == 2
+
+
+_TIME = "2026-11-27T00:00:01.25Z"
+_LINE = st.one_of(
+    st.text(max_size=40).map(lambda t: f"{_TIME} stdout F {t}".encode()),
+    st.text(max_size=40).map(lambda t: f"{_TIME} stderr P {t}".encode()),
+    st.text(max_size=40).map(
+        lambda t: orjson.dumps({"log": t + "\n", "stream": "stdout", "time": _TIME})),
+    st.text(max_size=40).map(
+        lambda t: orjson.dumps({"log": t, "stream": "stderr", "time": _TIME})),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_LINE, min_size=1, max_size=30), st.sampled_from([b"cri", b"docker"]))
+def test_fast_path_gives_what_the_general_path_gives(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], first: bytes
+) -> None:
+    """Whatever the lines, the fast path's records equal the general path's, never raising."""
+    head = (f"{_TIME} stdout F start".encode() if first == b"cri"
+            else orjson.dumps({"log": "start\n", "stream": "stdout", "time": _TIME}))
+    lines = [head, *(line.replace(b"\n", b" ") for line in lines)]
+    path = tmp_path_factory.mktemp("fast") / "a.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    offsets = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
+
+    def shape(records: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        out = []
+        for r in records:
+            log = r["log"]
+            assert isinstance(log, dict)
+            stamp = r["@timestamp"] if r["@timestamp"] == _TIME else "read time"
+            out.append((log["offset"], r["message"], r["stream"], stamp))
+        return out
+
+    fast = _tailer(path, max_line=1 << 20)
+    fast.decoder.format = None
+    fast_records = fast.read(1 << 20) + fast.finish()
+    slow = _tailer(path, max_line=1 << 20)
+    slow.decoder.format = None
+    slow.decoder.detect(lines)
+    slow_records = slow._slow(lines, offsets) + slow.finish()
+    fast.close()
+    slow.close()
+    assert shape(fast_records) == shape(slow_records)
