@@ -202,10 +202,8 @@ class Collector:
                 self._scan(now)
             progressed = False
             for tailer in tracker.round():
-                before, generation = tailer.read_offset, tailer.generation
-                records = tailer.read(budget)
-                if tailer.generation != generation:
-                    self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.head)
+                before = tailer.read_offset
+                records = self._read(tailer, budget)
                 if tailer.read_offset != before:
                     progressed = True
                 if records:
@@ -235,6 +233,13 @@ class Collector:
         await self._emit()
         await self._queue.put(None)
 
+    def _read(self, tailer: Tailer, budget: int) -> list[Record]:
+        generation = tailer.generation
+        records = tailer.read(budget)
+        if tailer.generation != generation:  # truncated in place: the offset restarts at 0
+            self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.head)
+        return records
+
     async def _drain_rotated(self, budget: int, batch_max: int) -> None:
         gone = [t for t in self.tracker.tailers.values()
                 if t.rotated_at is not None or t.is_deleted()]
@@ -242,7 +247,7 @@ class Collector:
         while pending:
             before = [(t.read_offset, t.generation) for t in pending]
             for tailer in pending:
-                self._collect(tailer.read(budget), tailer)
+                self._collect(self._read(tailer, budget), tailer)
                 if len(self._records) >= batch_max:
                     await self._emit()
             await self._emit()
