@@ -17,26 +17,14 @@ from opensearchpy.exceptions import OpenSearchException
 from indexer.dlq import DeadLetter, list_dead_letters, replay_dead_letters
 from indexer.retention import apply_retention, ensure_ism_policies, list_log_indices, plan_retention
 from indexer.templates import detect_capabilities, open_client
-from podlog.errors import ConfigError
 from podlog.logging import configure_logging
-from podlog.settings import Settings, load_settings
+from podlog.options import config_option, settings_or_exit
+from podlog.settings import Settings
 
 __all__ = ["dlq", "retention"]
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="YAML config file; PODLOG_<SECTION>__<KEY> variables override it.",
-)
-
-
 def _settings(config_path: Path | None) -> Settings:
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = settings_or_exit(config_path)
     # Self-logs go to stderr, and only warnings: stdout is the command's answer.
     # (Left alone when embedded, e.g. under a test runner that replaced stderr.)
     if not structlog.is_configured() and sys.stderr is sys.__stderr__:

@@ -26,37 +26,12 @@ from podlog.errors import ConfigError
 from podlog.lifecycle import Health, Service, run_services
 from podlog.logging import configure_logging, get_logger
 from podlog.ops import OpsServer
-from podlog.settings import Settings, load_settings
+from podlog.options import config_option, settings_or_exit
+from podlog.settings import Settings
 
 __all__ = ["build_agent", "build_indexer", "build_run", "build_search", "main"]
 
 log = get_logger("podlog.cli")
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="YAML config file; PODLOG_<SECTION>__<KEY> variables override it.",
-)
-
-
-def _load(config_path: Path | None, **overrides: Any) -> Settings:
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for dotted, value in overrides.items():
-        if value is not None:
-            settings = _replace(settings, dotted.split("__"), value)
-    return settings
-
-
-def _replace(obj: Any, path: list[str], value: Any) -> Any:
-    head, *rest = path
-    new = value if not rest else _replace(getattr(obj, head), rest, value)
-    return dataclasses.replace(obj, **{head: new})
-
 
 def _ops(settings: Settings, health: Health) -> list[Service]:
     listen = settings.podlog.http_listen
@@ -146,21 +121,21 @@ def cli() -> None:
 @config_option
 def agent(config_path: Path | None) -> None:
     """Collector and shipper: tail container logs on this node into Kafka."""
-    _serve(_load(config_path), build_agent)
+    _serve(settings_or_exit(config_path), build_agent)
 
 
 @cli.command()
 @config_option
 def indexer(config_path: Path | None) -> None:
     """Consume records from Kafka and bulk-write them to OpenSearch."""
-    _serve(_load(config_path), build_indexer)
+    _serve(settings_or_exit(config_path), build_indexer)
 
 
 @cli.command()
 @config_option
 def search(config_path: Path | None) -> None:
     """Serve the search API and web page over OpenSearch."""
-    _serve(_load(config_path), build_search)
+    _serve(settings_or_exit(config_path), build_search)
 
 
 @cli.command()
@@ -177,7 +152,7 @@ def run(
     """Everything in one process on the embedded index: no Kafka, no OpenSearch."""
     from podlog.single_node import prepare_run
 
-    settings = prepare_run(_load(config_path), logs=logs, data_dir=data_dir, listen=listen, demo=demo)
+    settings = prepare_run(settings_or_exit(config_path), logs=logs, data_dir=data_dir, listen=listen, demo=demo)
     _serve(settings, build_run)
 
 
@@ -190,7 +165,7 @@ def config() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def config_check(path: Path) -> None:
     """Validate a config file (with PODLOG_* overrides); exit 1 naming the bad key."""
-    _load(path)
+    settings_or_exit(path)
     click.echo(f"{path}: ok")
 
 
