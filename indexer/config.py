@@ -6,12 +6,13 @@ import dataclasses
 from typing import Literal
 
 from podlog.config import setting
+from podlog.kafka_security import KafkaSecurityConfig
 
 __all__ = ["IndexerConfig", "KafkaConsumerConfig", "OpenSearchConfig"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class KafkaConsumerConfig:
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class KafkaConsumerConfig(KafkaSecurityConfig):
     """Where the indexer reads records from."""
 
     bootstrap_servers: str = setting("localhost:9092", "Comma-separated Kafka bootstrap addresses.")

@@ -37,6 +37,7 @@ from indexer.retry import backoff_delay
 from indexer.templates import Capabilities, ensure_templates, open_client
 from podlog.config import CommonConfig
 from podlog.errors import TransportError
+from podlog.kafka_security import security_kwargs
 from podlog.lifecycle import Health
 from podlog.logging import get_logger
 from podlog.retention import RetentionConfig
@@ -90,6 +91,11 @@ class Indexer:
         """Open the bulk writer and join the consumer group."""
         kafka = self._config.kafka
         await self._writer.start()
+        try:
+            security = security_kwargs(kafka, "indexer.kafka")
+        except TransportError:
+            await self._writer.close()
+            raise
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             group_id=kafka.group_id,
@@ -100,6 +106,7 @@ class Indexer:
             heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 3),
             max_poll_interval_ms=kafka.max_poll_interval_ms,
             rebalance_timeout_ms=max(kafka.session_timeout_ms, int(kafka.rebalance_wait_seconds * 1000) + 5000),
+            **security,
         )
         self._consumer.subscribe(kafka.topics, listener=_RebalanceListener(self))
         try:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from podlog.config import setting
+from podlog.kafka_security import KafkaSecurityConfig
 
 __all__ = ["KafkaProducerConfig", "ShipperConfig", "SpoolConfig"]
 
@@ -34,8 +35,8 @@ class SpoolConfig:
             raise ValueError("fsync_interval_seconds must be positive")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class KafkaProducerConfig:
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class KafkaProducerConfig(KafkaSecurityConfig):
     """Where and how records go to Kafka."""
 
     bootstrap_servers: str = setting("localhost:9092", "Comma-separated Kafka bootstrap addresses.")
@@ -70,34 +71,6 @@ class KafkaProducerConfig:
     connect_timeout_seconds: float = setting(
         30.0, "Time allowed at start to reach the brokers before failing with a clear error."
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting(
-        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = setting(
-        "PLAIN", "SASL mechanism when security_protocol uses SASL."
-    )
-    sasl_username: str = setting("", "SASL user name.")
-    sasl_username_file: str = setting("", "File holding the SASL user name (wins over sasl_username).")
-    sasl_password: str = setting(
-        "", "SASL password; prefer sasl_password_file or the environment.", secret=True
-    )
-    sasl_password_file: str = setting(
-        "", "File holding the SASL password (a mounted Secret); wins over sasl_password."
-    )
-    ssl_cafile: str = setting("", "CA bundle that verifies the brokers' certificates.")
-    ssl_certfile: str = setting("", "Client certificate (PEM) for mutual TLS.")
-    ssl_keyfile: str = setting("", "Client private key (PEM) for mutual TLS.")
-    ssl_check_hostname: bool = setting(True, "Verify that broker certificates match their host names.")
-
-    def __repr__(self) -> str:
-        # Written by hand so a logged or printed config never shows the password.
-        fields = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("secret") and value:
-                value = "***"
-            fields.append(f"{f.name}={value!r}")
-        return f"KafkaProducerConfig({', '.join(fields)})"
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1024:

@@ -19,18 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
-from aiokafka.helpers import create_ssl_context
 
 from podlog.errors import TransportError
+from podlog.kafka_security import security_kwargs
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import events
@@ -176,17 +174,6 @@ def _classify(error: BaseException) -> str:
     return "other"
 
 
-def _read_secret(path: str, setting: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise TransportError(
-            f"cannot read {_SETTING}{setting} {path}: {exc.strerror}",
-            retriable=False,
-            setting=_SETTING + setting,
-        ) from exc
-
-
 async def _reachable(bootstrap: str, seconds: float = 2.0) -> bool:
     """True when a TCP connection to any bootstrap address opens."""
     for address in bootstrap.split(","):
@@ -231,48 +218,7 @@ class KafkaTransport:
     # -- connecting --------------------------------------------------------
 
     def _security(self) -> dict[str, Any]:
-        cfg = self.config
-        kwargs: dict[str, Any] = {"security_protocol": cfg.security_protocol}
-        if cfg.security_protocol in ("SSL", "SASL_SSL"):
-            try:
-                context = create_ssl_context(
-                    cafile=cfg.ssl_cafile or None,
-                    certfile=cfg.ssl_certfile or None,
-                    keyfile=cfg.ssl_keyfile or None,
-                )
-            except (OSError, ssl.SSLError) as exc:
-                raise TransportError(
-                    f"cannot load TLS files (shipper.kafka.ssl_cafile / ssl_certfile / "
-                    f"ssl_keyfile): {exc}",
-                    retriable=False,
-                    setting=_SETTING + "ssl_cafile",
-                ) from exc
-            context.check_hostname = cfg.ssl_check_hostname
-            kwargs["ssl_context"] = context
-        if cfg.security_protocol.startswith("SASL"):
-            username = (
-                _read_secret(cfg.sasl_username_file, "sasl_username_file")
-                if cfg.sasl_username_file
-                else cfg.sasl_username
-            )
-            password = (
-                _read_secret(cfg.sasl_password_file, "sasl_password_file")
-                if cfg.sasl_password_file
-                else cfg.sasl_password
-            )
-            if not username:
-                raise TransportError(
-                    f"{_SETTING}sasl_username is empty but security_protocol is "
-                    f"{cfg.security_protocol}",
-                    retriable=False,
-                    setting=_SETTING + "sasl_username",
-                )
-            kwargs.update(
-                sasl_mechanism=cfg.sasl_mechanism,
-                sasl_plain_username=username,
-                sasl_plain_password=password,
-            )
-        return kwargs
+        return security_kwargs(self.config, _SETTING.rstrip("."))
 
     def _make_producer(self, idempotent: bool) -> AIOKafkaProducer:
         cfg = self.config
