@@ -107,7 +107,7 @@ class LogWriter:
     def delete_pod(self, log: ContainerLog) -> None:
         """The pod is gone: its link and directory are removed (the file may still be open)."""
         log.link.unlink()
-        shutil.rmtree(log.directory.parent.parent)
+        shutil.rmtree(log.directory.parent)  # pods/<ns>_<pod>_<uid>
         self.logs.remove(log)
 
     def file_size(self, log: ContainerLog) -> int:

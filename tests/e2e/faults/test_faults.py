@@ -139,11 +139,18 @@ def test_broker_outage_loses_nothing(pipeline: Pipeline, durable_kafka: DurableK
     assert (report.missing, report.duplicates, report.lost_bytes) == (0, 0, 0)
 
 
-def test_noisy_pod_burst_is_delivered_whole(pipeline: Pipeline) -> None:
-    """A burst of 50x normal volume from one pod is delivered completely, with the others."""
+def test_noisy_pod_burst_and_deleted_pod_are_delivered_whole(pipeline: Pipeline) -> None:
+    """A 50x burst from one pod, and a pod deleted mid-run (files gone while open): every line arrives."""
     noisy = pipeline.writer.logs[0]
-    last = run_rounds(pipeline, {3: lambda: pipeline.writer.write(noisy, LINES_PER_ROUND * 50)})
-    report = drain_and_compare(pipeline, "50x burst from one pod", last)
+    doomed = pipeline.writer.logs[-1]
+    last = run_rounds(
+        pipeline,
+        {
+            3: lambda: pipeline.writer.write(noisy, LINES_PER_ROUND * 50),
+            ROUNDS - 4: lambda: pipeline.writer.delete_pod(doomed),
+        },
+    )
+    report = drain_and_compare(pipeline, "50x burst from one pod, one pod deleted", last)
     assert (report.missing, report.duplicates, report.lost_bytes) == (0, 0, 0)
 
 
