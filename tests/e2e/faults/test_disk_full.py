@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.faults.harness import LogWriter, Pipeline
-from tests.e2e.faults.test_faults import LINES_PER_ROUND, OUTAGE_SECONDS, drain_and_compare, run_rounds
+from tests.e2e.faults.test_faults import FULL, LINES_PER_ROUND, OUTAGE_SECONDS, drain_and_compare, run_rounds
 from tests.fixtures.servers import DurableKafka
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400 if FULL else 600)]
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ OUTAGE_SECONDS = 30.0 if FULL else 4.0
 ROUND_SECONDS = 2.0 if FULL else 1.5
 DRAIN_TIMEOUT = 600.0 if FULL else 180.0
 
-pytestmark = pytest.mark.slow
+# The full version writes for minutes and waits out 30-second outages.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400 if FULL else 600)]
 
 
 @pytest.fixture
