@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from collector.enrichment import PathMeta
+from podlog.record import SharedMap
 
 __all__ = ["EMPTY_META", "parse_path"]
 
@@ -52,8 +53,8 @@ def parse_path(path: str) -> PathMeta | None:
     return None
 
 
-def kubernetes_fields(meta: PathMeta, node: str) -> dict[str, object]:
-    """The record's ``kubernetes`` map as far as the path tells it."""
+def kubernetes_fields(meta: PathMeta, node: str) -> SharedMap:
+    """The record's ``kubernetes`` map as far as the path tells it (read-only, shared)."""
     pod: dict[str, object] = {"name": meta.pod}
     if meta.pod_uid:
         pod["uid"] = meta.pod_uid
@@ -62,9 +63,9 @@ def kubernetes_fields(meta: PathMeta, node: str) -> dict[str, object]:
         container["id"] = meta.container_id
     if meta.restart_count is not None:
         container["restart_count"] = meta.restart_count
-    return {
-        "namespace": meta.namespace,
-        "pod": pod,
-        "container": container,
-        "node": {"name": node},
-    }
+    return SharedMap(
+        namespace=meta.namespace,
+        pod=SharedMap(pod),
+        container=SharedMap(container),
+        node=SharedMap(name=node),
+    )

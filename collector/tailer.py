@@ -27,9 +27,12 @@ from collector.multiline import Multiline, make_rule
 from collector.parsers.entry import SCALE, SECONDS, Entry, timestamp_ns
 from collector.partial import PartialJoiner
 from podlog.protocols import FileMark
-from podlog.record import Record, SourcePosition, make_record
+from podlog.record import Record, RecordBuilder, podlog_fields
 
-__all__ = ["Tailer", "TailerSettings"]
+__all__ = ["PATH_PODLOG", "Tailer", "TailerSettings"]
+
+PATH_PODLOG = podlog_fields("path")
+"""The ``podlog`` map of records as the tailer builds them (the enricher replaces it)."""
 
 
 class TailerSettings:
@@ -97,6 +100,7 @@ class Tailer:
         """Compare the head before the next read: nothing was read since open or the end."""
         self._eof_mtime = -1
         """Modification time when the end was last reached: unchanged means nothing to check."""
+        self._builder: RecordBuilder | None = None
 
     # -- configuration that can change per batch ---------------------------------
 
@@ -293,13 +297,8 @@ class Tailer:
         out: list[Record],
     ) -> int:
         """Append records for whole lines from ``start``; the index of the first other line."""
-        settings = self.settings
-        cluster, node, identity, generation = (
-            settings.cluster, settings.node, self.identity, self.generation,
-        )
-        path, kubernetes = self.path, self.kubernetes
+        build = self.builder().build
         seconds_of = SECONDS
-        new_tuple = tuple.__new__  # a SourcePosition without NamedTuple.__new__'s overhead
         loads = orjson.loads
         append = out.append
         index = start
@@ -339,16 +338,7 @@ class Tailer:
                     time_ns = seconds * 1_000_000_000 + int(time_text[20:-1]) * SCALE[size - 22]
             except (ValueError, KeyError, TypeError, IndexError, OverflowError):
                 break  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
-            append(make_record(
-                position=new_tuple(SourcePosition, (cluster, node, identity, generation,
-                                                    offsets[index])),
-                timestamp=time_text,
-                timestamp_ns=time_ns,
-                message=message,
-                stream=stream,
-                path=path,
-                kubernetes=kubernetes,
-            ))
+            append(build(offsets[index], time_text, time_ns, message, stream))
         else:
             return len(lines)
         return index
@@ -377,24 +367,26 @@ class Tailer:
     def _records(self, entries: list[Entry]) -> list[Record]:
         if not entries:
             return []
-        settings = self.settings
-        cluster, node, identity, generation = (
-            settings.cluster, settings.node, self.identity, self.generation,
-        )
-        path, kubernetes = self.path, self.kubernetes
+        build = self.builder().build
         return [
-            make_record(
-                position=SourcePosition(cluster, node, identity, generation, e.offset),
-                timestamp=e.time,
-                timestamp_ns=e.time_ns,
-                message=e.message,
-                stream=e.stream,
-                path=path,
-                truncated=e.truncated,
-                kubernetes=kubernetes,
-            )
+            build(e.offset, e.time, e.time_ns, e.message, e.stream, e.truncated)
             for e in entries
         ]
+
+    def builder(self) -> RecordBuilder:
+        """The record builder of the current generation, path and ``kubernetes`` map."""
+        builder = self._builder
+        if (
+            builder is None or builder.generation != self.generation
+            or builder.path is not self.path or builder.kubernetes is not self.kubernetes
+        ):
+            settings = self.settings
+            builder = self._builder = RecordBuilder(
+                cluster=settings.cluster, node=settings.node, identity=self.identity,
+                generation=self.generation, path=self.path, kubernetes=self.kubernetes,
+                podlog=PATH_PODLOG,
+            )
+        return builder
 
     # -- timers, marks and the end ---------------------------------------------
 

@@ -54,13 +54,17 @@ __all__ = [
     "Inode",
     "Offset",
     "Record",
+    "RecordBuilder",
+    "SharedMap",
     "SourcePosition",
     "decode_batch",
     "encode_batch",
     "format_timestamp_ns",
     "make_record",
     "parse_timestamp_ns",
+    "podlog_fields",
     "record_id",
+    "record_id_prefix",
     "stream_key",
 ]
 
@@ -89,22 +93,29 @@ class SourcePosition(NamedTuple):
     """Byte offset of the record's first byte in the file."""
 
 
+def record_id_prefix(cluster: str, node: str, identity: str, generation: int) -> str:
+    """The part of ``event.id`` that every record of one file generation shares.
+
+    23 characters: URL-safe base64 (22 characters, no padding) of a 128-bit
+    BLAKE2b digest over ``cluster \x1f node \x1f identity \x1f generation``,
+    then ``.``, which base64 never produces, to separate it from the offset.
+    """
+    key = "\x1f".join((cluster, node, identity, str(generation))).encode()
+    digest = hashlib.blake2b(key, digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii") + "."
+
+
 def record_id(position: SourcePosition) -> str:
     """The deterministic ``event.id`` of the record that starts at ``position``.
 
-    22 characters of URL-safe base64 over a 128-bit BLAKE2b digest.
+    :func:`record_id_prefix` of the file generation, then the byte offset in
+    lowercase hex: ``"<22 base64 chars>.<hex offset>"``, at most 40 ASCII
+    characters.  The prefix is hashed once per file generation, and the ids of
+    one file share it (which also keeps OpenSearch's ``_id`` lookups local).
     """
-    key = "\x1f".join(
-        (
-            position.cluster,
-            position.node,
-            position.identity,
-            str(position.generation),
-            str(position.offset),
-        )
-    ).encode()
-    digest = hashlib.blake2b(key, digest_size=16).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    prefix = record_id_prefix(position.cluster, position.node, position.identity,
+                              position.generation)
+    return f"{prefix}{position.offset:x}"
 
 
 def parse_timestamp_ns(value: str) -> int:
@@ -143,6 +154,90 @@ def format_timestamp_ns(ns: int) -> str:
     return f"{base}.{frac:09d}Z"
 
 
+class SharedMap(dict[str, Any]):
+    """A read-only ``dict``: a sub-map that many records share.
+
+    Records are read-only once built: a stage that changes one replaces the
+    sub-map it changes (``{**record["podlog"], "retention": ...}``) and never
+    writes into a shared one.  Writing into a ``SharedMap`` raises
+    ``TypeError``, so a stage that forgets fails in tests instead of changing
+    every record of a file.  orjson encodes it as the ``dict`` it is.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a record's shared sub-map is read-only: replace it, do not write into it")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return {key: copy.deepcopy(value, memo) for key, value in self.items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+def podlog_fields(metadata: str, retention: str | None = None) -> SharedMap:
+    """The record's ``podlog`` map: schema, metadata source and retention class."""
+    if retention is None:
+        return SharedMap(schema=SCHEMA_VERSION, metadata=metadata)
+    return SharedMap(schema=SCHEMA_VERSION, metadata=metadata, retention=retention)
+
+
+class RecordBuilder:
+    """Builds the records of one file generation; the one place that knows the layout.
+
+    What every record of the file has in common (``log.file``, ``kubernetes``,
+    ``podlog`` and the ``event.id`` prefix) is made once and shared by all of
+    them, so a record costs three small dicts.  Shared maps are read-only (see
+    :class:`SharedMap`); ``kubernetes`` and ``podlog`` are the caller's and are
+    shared as given.
+    """
+
+    __slots__ = ("file", "generation", "id_prefix", "kubernetes", "path", "podlog")
+
+    def __init__(
+        self, *, cluster: str, node: str, identity: str, generation: int, path: str,
+        kubernetes: Mapping[str, Any], podlog: Mapping[str, Any],
+    ) -> None:
+        self.path = path
+        self.generation = generation
+        self.id_prefix = record_id_prefix(cluster, node, identity, generation)
+        self.file = SharedMap(path=path, identity=identity)
+        self.kubernetes = kubernetes
+        self.podlog = podlog
+
+    def build(
+        self, offset: int, timestamp: str, timestamp_ns: int, message: str, stream: str,
+        truncated: bool = False,
+    ) -> Record:
+        """The record that starts at ``offset``; ``level`` and ``json`` are None."""
+        return {
+            "@timestamp": timestamp,
+            "timestamp_ns": timestamp_ns,
+            "message": message,
+            "stream": stream,
+            "level": None,
+            "json": None,
+            "log": {
+                "file": self.file,
+                "offset": offset,
+                "generation": self.generation,
+                "truncated": truncated,
+            },
+            "kubernetes": self.kubernetes,
+            "event": {"id": f"{self.id_prefix}{offset:x}"},
+            "podlog": self.podlog,
+        }
+
+
 def make_record(
     *,
     position: SourcePosition,
@@ -157,24 +252,22 @@ def make_record(
     json: Mapping[str, Any] | None = None,
     metadata: str = "path",
 ) -> Record:
-    """Build a schema-1 record; the one place that knows the layout."""
-    return {
-        "@timestamp": timestamp,
-        "timestamp_ns": timestamp_ns,
-        "message": message,
-        "stream": stream,
-        "level": level,
-        "json": json,
-        "log": {
-            "file": {"path": path, "identity": position.identity},
-            "offset": position.offset,
-            "generation": position.generation,
-            "truncated": truncated,
-        },
-        "kubernetes": dict(kubernetes) if kubernetes is not None else {},
-        "event": {"id": record_id(position)},
-        "podlog": {"schema": SCHEMA_VERSION, "metadata": metadata},
-    }
+    """Build one schema-1 record whose sub-maps are its own (plain, writable dicts).
+
+    For many records of one file, :class:`RecordBuilder` shares what they have
+    in common instead.
+    """
+    builder = RecordBuilder(
+        cluster=position.cluster, node=position.node, identity=position.identity,
+        generation=position.generation, path=path,
+        kubernetes=dict(kubernetes) if kubernetes is not None else {},
+        podlog={"schema": SCHEMA_VERSION, "metadata": metadata},
+    )
+    record = builder.build(position.offset, timestamp, timestamp_ns, message, stream, truncated)
+    record["log"]["file"] = dict(builder.file)
+    record["level"] = level
+    record["json"] = json
+    return record
 
 
 def stream_key(record: Record) -> bytes:

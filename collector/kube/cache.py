@@ -26,11 +26,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from collector.enrichment import FilePolicy, PathMeta
 from collector.kube.events import events
 from collector.kube.metadata import NamespaceMeta, PodMeta
+from podlog.record import SharedMap
 
 __all__ = ["BUDGET_BYTES_PER_POD", "EntryState", "PodCache", "PodEntry"]
 
@@ -56,7 +57,7 @@ class PodEntry:
     """Per container: the policy from the pod's podlog.io/* annotations (None: none set)."""
     rendered_for: tuple[str, str, int | None] | None = None
     """The (container, file container id, file restart) ``rendered`` was made for."""
-    rendered: dict[str, Any] | None = None
+    rendered: SharedMap | None = None
     """The record ``kubernetes`` value last made for this pod (one slot: a few
     containers alternating rebuild it per batch, which costs microseconds)."""
 

@@ -29,7 +29,7 @@ from collector.kube.metadata import (
 )
 from podlog.config import CommonConfig
 from podlog.lifecycle import Health, Service
-from podlog.record import Record
+from podlog.record import Record, SharedMap, podlog_fields
 
 __all__ = ["ApiState", "KubeEnricher", "build_enricher"]
 
@@ -67,6 +67,8 @@ class KubeEnricher:
         self._limits = PayloadLimits(config.payload_max_depth, config.payload_max_fields)
         self._shared = SharedValues()
         self._retention_policies: dict[str, FilePolicy] = {}
+        self._podlog_maps: dict[tuple[str, str | None], SharedMap] = {}
+        self._path_maps: dict[PathMeta, tuple[NamespaceMeta | None, SharedMap]] = {}
 
     @property
     def cache(self) -> PodCache | None:
@@ -83,15 +85,24 @@ class KubeEnricher:
         return self._policy(entry, meta.container)
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:
-        """Fill ``kubernetes``, ``podlog.metadata``/``retention``, ``level`` and ``json``."""
+        """Set ``kubernetes``, ``podlog`` (metadata source, retention), ``level`` and ``json``.
+
+        The metadata is resolved once per call: every record gets the same
+        read-only ``kubernetes`` and ``podlog`` maps (see ``podlog.record.SharedMap``).
+        """
         if not records:
             return
         if not meta.pod:
             # A file outside the Kubernetes layouts (podlog run on plain files):
             # nothing to look up; keep what the pipeline put there.
             events.records_enriched("path", len(records))
+            path_only = self._podlog("path", None)
             for record in records:
-                record.setdefault("podlog", {})["metadata"] = "path"
+                podlog = record.get("podlog")
+                if podlog is not path_only and (
+                    not isinstance(podlog, dict) or podlog.get("metadata") != "path"
+                ):
+                    record["podlog"] = {**(podlog or {}), "metadata": "path"}
             self._parse_payloads(self._config.default_parser, records, meta)
             return
         entry = self._cache.lookup(meta) if self._cache is not None else None
@@ -107,15 +118,21 @@ class KubeEnricher:
             policy = self._policy(entry, meta.container)
             retention = policy.retention
         events.records_enriched(marker, len(records))
+        podlog = self._podlog(marker, retention)
         for record in records:
-            record["kubernetes"] = dict(kubernetes)
-            podlog = record.get("podlog")
-            if not isinstance(podlog, dict):
-                podlog = record["podlog"] = {}
-            podlog["metadata"] = marker
-            if retention is not None:
-                podlog["retention"] = retention
+            record["kubernetes"] = kubernetes
+            record["podlog"] = podlog
         self._parse_payloads(policy.parser or self._config.default_parser, records, meta)
+
+    def _podlog(self, marker: str, retention: str | None) -> SharedMap:
+        """The shared ``podlog`` map for a metadata marker and retention class."""
+        key = (marker, retention)
+        podlog = self._podlog_maps.get(key)
+        if podlog is None:
+            if len(self._podlog_maps) > 1024:
+                self._podlog_maps.clear()
+            podlog = self._podlog_maps[key] = podlog_fields(marker, retention)
+        return podlog
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -133,21 +150,29 @@ class KubeEnricher:
         ns = self._namespace(namespace)
         return ns.retention if ns is not None else None
 
-    def _from_path(self, meta: PathMeta) -> dict[str, Any]:
+    def _from_path(self, meta: PathMeta) -> SharedMap:
+        """The ``kubernetes`` map a file's path gives (shared until its namespace changes)."""
+        ns = self._namespace(meta.namespace)
+        known = self._path_maps.get(meta)
+        if known is not None and known[0] is ns:
+            return known[1]
         kubernetes: dict[str, Any] = {
             "namespace": meta.namespace,
-            "pod": _known(name=meta.pod, uid=meta.pod_uid or None),
-            "container": _known(
+            "pod": SharedMap(_known(name=meta.pod, uid=meta.pod_uid or None)),
+            "container": SharedMap(_known(
                 name=meta.container,
                 id=meta.container_id or None,
                 restart_count=meta.restart_count,
-            ),
-            "node": {"name": self._node},
+            )),
+            "node": SharedMap(name=self._node),
         }
-        ns = self._namespace(meta.namespace)
         if ns is not None and ns.labels:
             kubernetes["namespace_labels"] = ns.labels
-        return kubernetes
+        if len(self._path_maps) >= 4096:
+            self._path_maps.clear()
+        shared = SharedMap(kubernetes)
+        self._path_maps[meta] = (ns, shared)
+        return shared
 
     def _derived(self, entry: PodEntry) -> NamespaceMeta | None:
         """The pod's namespace; what was derived with an older one is dropped."""
@@ -158,7 +183,7 @@ class KubeEnricher:
             entry.policies = None
         return ns
 
-    def _rendered(self, entry: PodEntry, meta: PathMeta) -> dict[str, Any]:
+    def _rendered(self, entry: PodEntry, meta: PathMeta) -> SharedMap:
         key = (meta.container, meta.container_id, meta.restart_count)
         ns = self._derived(entry)
         kubernetes = entry.rendered
@@ -228,11 +253,17 @@ class KubeEnricher:
         parsed = truncated = 0
         rejected: dict[str, int] = {}
         limits = self._limits
+        any_text = parser == "logfmt"
         for record in records:
-            if record.get("json") is not None:
-                continue
             message = record.get("message")
-            if not isinstance(message, str):
+            if not isinstance(message, str) or not message:
+                continue
+            # Under "json" only an object can be a payload: skip plain text without a call.
+            if not any_text and message[0] != "{" and not (
+                message[0].isspace() and message.lstrip().startswith("{")
+            ):
+                continue
+            if record.get("json") is not None:
                 continue
             result = parse_payload(message, parser, limits)
             if result is None:
@@ -274,9 +305,9 @@ class SharedValues:
     _LIMIT = 65536
 
     def __init__(self) -> None:
-        self._values: dict[tuple[str, ...], dict[str, str]] = {}
+        self._values: dict[tuple[str, ...], SharedMap] = {}
 
-    def get(self, key: tuple[str, ...], build: dict[str, str]) -> dict[str, str]:
+    def get(self, key: tuple[str, ...], build: SharedMap) -> SharedMap:
         """The shared map for ``key``; ``build`` becomes it the first time."""
         known = self._values.get(key)
         if known is not None:
@@ -293,8 +324,8 @@ def render_kubernetes(
     node_name: str,
     ns: NamespaceMeta | None,
     shared: SharedValues | None = None,
-) -> dict[str, Any]:
-    """The record's ``kubernetes`` value for one file of ``pod``.
+) -> SharedMap:
+    """The record's ``kubernetes`` value for one file of ``pod`` (read-only, shared).
 
     The file's own container id and restart count (from its path) win over
     the pod status, which may already describe a newer container.
@@ -316,14 +347,14 @@ def render_kubernetes(
             restart_count = container.restart_count
     kubernetes: dict[str, Any] = {
         "namespace": pod.namespace,
-        "pod": {"name": pod.name, "uid": pod.uid},
-        "container": _known(
+        "pod": SharedMap(name=pod.name, uid=pod.uid),
+        "container": SharedMap(_known(
             name=meta.container, id=container_id, image=image, restart_count=restart_count
-        ),
-        "node": {"name": pod.node or node_name},
+        )),
+        "node": SharedMap(name=pod.node or node_name),
         "labels": pod.labels,
         "annotations": pod.annotations,
-        "workload": {"kind": pod.workload_kind, "name": pod.workload_name},
+        "workload": SharedMap(kind=pod.workload_kind, name=pod.workload_name),
     }
     if shared is not None:
         node = kubernetes["node"]["name"]
@@ -332,7 +363,7 @@ def render_kubernetes(
         kubernetes["workload"] = shared.get(("workload", kind, name), kubernetes["workload"])
     if ns is not None and ns.labels:
         kubernetes["namespace_labels"] = ns.labels
-    return kubernetes
+    return SharedMap(kubernetes)
 
 
 def _known(**fields: Any) -> dict[str, Any]:

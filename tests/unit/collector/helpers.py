@@ -53,7 +53,7 @@ class StaticEnricher:
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:
         for record in records:
-            record["podlog"]["metadata"] = "path"
+            record["podlog"] = {**record["podlog"], "metadata": "path"}
 
 
 def make_collector(

@@ -250,13 +250,18 @@ def test_rejected_payloads_are_counted() -> None:
     assert after - before == 2
 
 
-def test_records_do_not_share_the_top_level_kubernetes_dict() -> None:
-    """Each record gets its own kubernetes mapping, so a later stage may add keys."""
+def test_records_of_a_file_share_read_only_metadata_maps() -> None:
+    """One call resolves the metadata once; writing into the shared maps raises."""
     enr, cache, _ = enricher()
     uid = add_pod(cache, name="p")
     batch = records("a", "b")
     enr.enrich(PathMeta("default", "p", "app", pod_uid=uid), batch)
-    batch[0]["kubernetes"]["extra"] = 1
+    assert batch[0]["kubernetes"] is batch[1]["kubernetes"]
+    assert batch[0]["podlog"] is batch[1]["podlog"]
+    for shared in (batch[0]["kubernetes"], batch[0]["kubernetes"]["pod"], batch[0]["podlog"]):
+        with pytest.raises(TypeError, match="read-only"):
+            shared["extra"] = 1
+    batch[0]["kubernetes"] = {**batch[0]["kubernetes"], "extra": 1}  # what a stage does instead
     assert "extra" not in batch[1]["kubernetes"]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 from hypothesis import given
@@ -10,13 +12,17 @@ from hypothesis import strategies as st
 from podlog.errors import SchemaError
 from podlog.record import (
     SCHEMA_VERSION,
+    RecordBuilder,
+    SharedMap,
     SourcePosition,
     decode_batch,
     encode_batch,
     format_timestamp_ns,
     make_record,
     parse_timestamp_ns,
+    podlog_fields,
     record_id,
+    record_id_prefix,
     stream_key,
 )
 
@@ -26,7 +32,28 @@ POS = SourcePosition("prod", "node-1", "2049:1234:abcd", 0, 4096)
 def test_record_id_is_stable_for_the_same_position() -> None:
     """Re-reading a line after a crash yields the same event.id."""
     assert record_id(POS) == record_id(SourcePosition(*POS))
-    assert len(record_id(POS)) == 22
+    assert record_id(POS) == "Kr8f7b8100s8D6hPScq_kg.1000"  # fixed forever: replays must match
+
+
+def test_record_id_is_the_file_prefix_then_the_hex_offset() -> None:
+    """Ids of one file generation share a 23-char prefix; the offset follows in hex."""
+    prefix = record_id_prefix(POS.cluster, POS.node, POS.identity, POS.generation)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.", prefix)
+    assert record_id(POS) == prefix + "1000"
+    assert record_id(POS._replace(offset=0)) == prefix + "0"
+
+
+@given(
+    st.text(max_size=300), st.text(max_size=300), st.text(max_size=300),
+    st.integers(0, 2**63), st.integers(0, 2**63),
+)
+def test_record_id_is_a_valid_opensearch_id(
+    cluster: str, node: str, identity: str, generation: int, offset: int
+) -> None:
+    """Whatever the names, the id is short URL-safe ASCII (OpenSearch allows 512 bytes)."""
+    value = record_id(SourcePosition(cluster, node, identity, generation, offset))
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.[0-9a-f]{1,16}", value)
+    assert len(value.encode()) <= 40
 
 
 @pytest.mark.parametrize(
@@ -44,10 +71,19 @@ def test_record_id_changes_with_every_part_of_the_position(changed: SourcePositi
     assert record_id(changed) != record_id(POS)
 
 
-def test_record_id_separator_prevents_ambiguous_concatenation() -> None:
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (SourcePosition("ab", "c", "x", 0, 1), SourcePosition("a", "bc", "x", 0, 1)),
+        (SourcePosition("a", "b", "x:1", 1, 1), SourcePosition("a", "b", "x:11", 1, 1)),
+        (SourcePosition("a", "b", "x", 1, 0x11), SourcePosition("a", "b", "x", 0x11, 1)),
+        (SourcePosition("a", "b", "x", 1, 0x23), SourcePosition("a", "b", "x", 12, 3)),
+    ],
+)
+def test_record_id_separator_prevents_ambiguous_concatenation(
+    a: SourcePosition, b: SourcePosition
+) -> None:
     """Fields are delimited, so moving characters between fields changes the id."""
-    a = SourcePosition("ab", "c", "x", 0, 1)
-    b = SourcePosition("a", "bc", "x", 0, 1)
     assert record_id(a) != record_id(b)
 
 
@@ -104,6 +140,41 @@ def test_make_record_has_every_contract_field() -> None:
     }
     assert record["podlog"]["schema"] == SCHEMA_VERSION
     assert set(record) >= {"@timestamp", "timestamp_ns", "message", "stream", "level", "json", "kubernetes"}
+
+
+def test_builder_records_share_the_per_file_maps_read_only() -> None:
+    """Records of one file share log.file, kubernetes and podlog; writing into them raises."""
+    kubernetes = SharedMap(namespace="b", pod=SharedMap(name="a"))
+    builder = RecordBuilder(
+        cluster=POS.cluster, node=POS.node, identity=POS.identity, generation=POS.generation,
+        path="/p.log", kubernetes=kubernetes, podlog=podlog_fields("path"),
+    )
+    first = builder.build(4096, "2026-11-27T00:00:00.1Z", 1795737600_100000000, "a", "stdout")
+    second = builder.build(4200, "2026-11-27T00:00:00.2Z", 1795737600_200000000, "b", "stderr")
+    assert first == _record(message="a", path="/p.log", kubernetes=kubernetes)
+    assert second["event"]["id"] == record_id(POS._replace(offset=4200))
+    for key in ("kubernetes", "podlog"):
+        assert first[key] is second[key]
+    assert first["log"]["file"] is second["log"]["file"]
+    assert first["log"] is not second["log"] and first["event"] is not second["event"]
+    for shared in (first["kubernetes"], first["podlog"], first["log"]["file"]):
+        with pytest.raises(TypeError, match="read-only"):
+            shared["x"] = 1
+        with pytest.raises(TypeError, match="read-only"):
+            shared.setdefault("x", 1)
+    assert orjson.loads(orjson.dumps(first)) == first
+
+
+def test_make_record_sub_maps_are_its_own() -> None:
+    """make_record gives each record writable sub-maps of its own."""
+    kubernetes = {"namespace": "b"}
+    one, two = _record(kubernetes=kubernetes), _record(kubernetes=kubernetes)
+    one["podlog"]["retention"] = "long"
+    one["kubernetes"]["namespace"] = "c"
+    one["log"]["file"]["path"] = "/other"
+    assert two["podlog"] == {"schema": SCHEMA_VERSION, "metadata": "path"}
+    assert two["kubernetes"] == kubernetes == {"namespace": "b"}
+    assert two["log"]["file"]["path"] == "/var/log/containers/a_b_c-1.log"
 
 
 def test_batch_round_trip() -> None:
