@@ -7,7 +7,8 @@ when a daemon answers, else a local tansu broker.
 ``PODLOG_TEST_OPENSEARCH`` alone when set, else OpenSearch in Docker, else
 both local emulators, ``noida`` and ``osmem`` (they emulate different
 things, so search-facing tests run against both).  ``opensearch_any`` is a
-single one, for tests that need not run twice.
+single one, for tests that need not run twice; ``fresh_opensearch`` one of
+the test's own, for tests that write hundreds of thousands of documents.
 
 ``durable_kafka``: tansu on moto S3 storage, restartable, per test.
 """
@@ -129,6 +130,26 @@ def opensearch_any(server_logs: Path, tmp_path_factory: pytest.TempPathFactory) 
     """One OpenSearch REST URL (the first flavour), for tests that need not run on each."""
     flavour = OPENSEARCH_FLAVOURS[0]
     yield from _start_opensearch(flavour, server_logs, tmp_path_factory.mktemp("any-data"))
+
+
+@pytest.fixture
+def fresh_opensearch(request: pytest.FixtureRequest, server_logs: Path) -> Iterator[str]:
+    """An OpenSearch of the test's own, for tests that write hundreds of thousands of documents.
+
+    Locally that is a new in-memory osmem per test: noida persists its whole
+    data set as one JSON file, rewritten every few seconds, so past ~50k
+    documents (and across tests sharing one session server) it spends its
+    time serialising and slows what the test measures.  An explicit or Docker
+    OpenSearch is shared (tests use unique index prefixes).
+    """
+    if OPENSEARCH_FLAVOURS[0] in ("explicit", "docker"):
+        yield str(request.getfixturevalue("opensearch_any"))
+        return
+    proc = start_osmem(server_logs)
+    try:
+        yield proc.url
+    finally:
+        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from opensearchpy import OpenSearch
 
 from tests.fixtures.servers import ManagedProcess, free_port, start_podlog
 
-__all__ = ["LogWriter", "Pipeline", "ProxyThread", "Report", "indexed_messages", "read_metric"]
+__all__ = ["LogWriter", "Pipeline", "ProxyThread", "Report", "indexed_count", "indexed_messages", "read_metric"]
 
 
 @dataclass
@@ -133,6 +133,7 @@ class Pipeline:
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
     restarts: Counter[str] = field(default_factory=Counter)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
+    mid_checkpoint_kills: int = 0
 
     @property
     def index_prefix(self) -> str:
@@ -190,6 +191,29 @@ class Pipeline:
         self.restarts[role] += 1
         self.start(role)
 
+    def kill_agent_mid_checkpoint(self, timeout: float = 15.0) -> bool:
+        """``kill -9`` the agent while its checkpoint temp file exists, then restart it.
+
+        The store writes ``checkpoints.json.tmp``, fsyncs and renames it; the
+        file exists only for those milliseconds, so this polls for it in a
+        tight loop and kills on sight.  Returns whether the kill landed inside
+        a write (else it came at the deadline, a plain kill).
+        """
+        self.sample_rss()
+        tmp = self.tmp / "state-agent" / "checkpoints" / "checkpoints.json.tmp"
+        proc = self.procs["agent"]
+        deadline = time.monotonic() + timeout
+        landed = False
+        while time.monotonic() < deadline and not landed:
+            landed = tmp.exists()
+            if not landed:
+                time.sleep(0.0002)  # the polling interval of the search, not a synchronisation
+        proc.kill()
+        self.restarts["agent"] += 1
+        self.mid_checkpoint_kills += landed
+        self.start("agent")
+        return landed
+
     def check_alive(self) -> None:
         for role, proc in self.procs.items():
             if proc.popen.poll() is not None:
@@ -218,18 +242,40 @@ def read_metric(url: str, name: str) -> float:
     return total
 
 
-def indexed_messages(opensearch: str, index_prefix: str) -> Counter[str]:
-    """Every indexed message (with multiplicity), read page by page."""
-    client = OpenSearch(opensearch, timeout=30)
-    # Concrete names from _cat, not a wildcard: one emulator answers 404 to
-    # wildcard refreshes and False to wildcard exists().
+def _log_indices(client: OpenSearch, index_prefix: str) -> list[str]:
+    """Concrete index names from _cat, refreshed.
+
+    Not a wildcard: one emulator answers 404 to wildcard refreshes and False
+    to wildcard exists().
+    """
     names = sorted(
         row["index"] for row in client.cat.indices(format="json") if row["index"].startswith(f"{index_prefix}-logs-")
     )
-    if not names:
-        return Counter()
     for name in names:
         client.indices.refresh(index=name)
+    return names
+
+
+def indexed_count(opensearch: str, index_prefix: str) -> int:
+    """How many documents the log indices hold: the cheap poll while draining.
+
+    Reading every message back (:func:`indexed_messages`) once a second would
+    load the test server as much as the indexer does, and slow the drain it
+    measures.
+    """
+    client = OpenSearch(opensearch, timeout=30)
+    names = _log_indices(client, index_prefix)
+    if not names:
+        return 0
+    return int(client.count(index=",".join(names))["count"])
+
+
+def indexed_messages(opensearch: str, index_prefix: str) -> Counter[str]:
+    """Every indexed message (with multiplicity), read page by page."""
+    client = OpenSearch(opensearch, timeout=30)
+    names = _log_indices(client, index_prefix)
+    if not names:
+        return Counter()
     pattern = ",".join(names)
     seen: Counter[str] = Counter()
     after: list[Any] | None = None

@@ -48,12 +48,12 @@ def fill(directory: Path) -> Path:
 
 
 def test_state_disk_full_pauses_and_recovers(tmp_path: Path, small_state_disk: Path, durable_kafka: DurableKafka,
-                                             opensearch_any: str) -> None:
+                                             fresh_opensearch: str) -> None:
     """The agent's state disk full for a period (ENOSPC on spool and checkpoints): it pauses, then delivers all."""
     writer = LogWriter(tmp_path / "logs")
     for i in range(6):
         writer.add(namespace=f"ns{i % 3}", pod=f"pod-{i}")
-    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, opensearch_any)
+    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, fresh_opensearch)
     pipe.start("agent")
     pipe.start("indexer")
     try:

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faults.harness import LogWriter, Pipeline, ProxyThread, Report, indexed_messages
+from tests.e2e.faults.harness import (
+    LogWriter,
+    Pipeline,
+    ProxyThread,
+    Report,
+    indexed_count,
+    indexed_messages,
+)
 from tests.fixtures.servers import DurableKafka, wait_for
 
 FULL = os.environ.get("PODLOG_FAULTS_FULL") == "1"
@@ -32,9 +39,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400 if FULL else 600)]
 
 
 @pytest.fixture
-def proxy(opensearch_any: str) -> Iterator[ProxyThread]:
+def proxy(fresh_opensearch: str) -> Iterator[ProxyThread]:
     """A proxy in front of OpenSearch that can drop connections or answer 429."""
-    thread = ProxyThread(opensearch_any)
+    thread = ProxyThread(fresh_opensearch)
     try:
         yield thread
     finally:
@@ -43,12 +50,12 @@ def proxy(opensearch_any: str) -> Iterator[ProxyThread]:
 
 @pytest.fixture
 def pipeline(
-    tmp_path: Path, durable_kafka: DurableKafka, opensearch_any: str, proxy: ProxyThread
+    tmp_path: Path, durable_kafka: DurableKafka, fresh_opensearch: str, proxy: ProxyThread
 ) -> Iterator[Pipeline]:
     writer = LogWriter(tmp_path / "logs")
     for i in range(12 if FULL else 6):
         writer.add(namespace=f"ns{i % 3}", pod=f"pod-{i}")
-    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, opensearch_any, indexer_opensearch=proxy.url)
+    pipe = Pipeline(tmp_path, writer, durable_kafka.bootstrap, fresh_opensearch, indexer_opensearch=proxy.url)
     pipe.start("agent")
     pipe.start("indexer")
     try:
@@ -61,10 +68,16 @@ def drain_and_compare(pipe: Pipeline, scenario: str, last_fault: float) -> Repor
     """Wait until every written line is indexed (or the deadline), then compare."""
     written = pipe.writer.written
 
+    progress = {"next": time.monotonic() + 30.0}
+
     def drained() -> bool:
         pipe.check_alive()
         pipe.sample_rss()
-        return sum(indexed_messages(pipe.opensearch, pipe.index_prefix).values()) >= len(written)
+        count = indexed_count(pipe.opensearch, pipe.index_prefix)
+        if time.monotonic() >= progress["next"]:  # a sign of life in -s runs of the full version
+            print(f"[{scenario}] draining: {count} of {len(written)} indexed")
+            progress["next"] += 30.0
+        return count >= len(written)
 
     with contextlib.suppress(TimeoutError):  # the comparison below says what is missing
         wait_for(drained, DRAIN_TIMEOUT, f"{len(written)} lines indexed", interval=1.0)
@@ -103,7 +116,10 @@ def run_rounds(pipe: Pipeline, faults: dict[int, Callable[[], None]]) -> float:
 
 
 def test_agent_and_indexer_killed_during_rotations(pipeline: Pipeline) -> None:
-    """kill -9 of the agent (also right after a rotation) and of the indexer loses and duplicates nothing."""
+    """kill -9 of the agent (right after a rotation, inside a checkpoint write) and of the indexer.
+
+    Nothing is lost and nothing duplicated.
+    """
     writer = pipeline.writer
 
     def rotate_then_kill() -> None:
@@ -116,9 +132,11 @@ def test_agent_and_indexer_killed_during_rotations(pipeline: Pipeline) -> None:
         5: rotate_then_kill,
         7: lambda: pipeline.kill("indexer"),
         9: lambda: pipeline.kill("agent"),
+        10: pipeline.kill_agent_mid_checkpoint,
     }
     last = run_rounds(pipeline, faults)
-    report = drain_and_compare(pipeline, "kill-9 agent x3, indexer x1, rotations", last)
+    report = drain_and_compare(pipeline, "kill-9 agent x4 (one mid-checkpoint), indexer x1, rotations", last)
+    assert pipeline.mid_checkpoint_kills == 1, "the kill never landed inside a checkpoint write"
     assert (report.missing, report.duplicates, report.lost_bytes) == (0, 0, 0)
 
 
