@@ -17,6 +17,10 @@ Policy lives here; the bytes are in :mod:`shipper.segment`.
   a write) is cut at the last valid frame; damage in the middle of a segment
   skips only the frames it destroyed, counted and named by sequence number in
   the log.  The spool never needs deleting to recover.
+* **Lock**: an open spool holds an exclusive ``flock`` on ``lock`` in its
+  directory (released on close, or by the kernel when the process dies), so a
+  second process, or a second spool in this one, fails at once with
+  :class:`SpoolLockedError` naming the directory and the holder's PID.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
+import fcntl
 import os
 import time
 import zlib
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import orjson
 
-from podlog.errors import SpoolFullError
+from podlog.errors import ConfigError, SpoolFullError
 from podlog.protocols import Batch, FileMark
 from shipper.config import SpoolConfig
 from shipper.events import events
@@ -52,9 +58,42 @@ from shipper.segment import (
     segment_seq,
 )
 
-__all__ = ["Spool", "SpoolBatch", "merge_marks"]
+__all__ = ["Spool", "SpoolBatch", "SpoolLockedError", "merge_marks"]
 
 ACK_FILE = "acked"
+LOCK_FILE = "lock"
+
+
+class SpoolLockedError(ConfigError):
+    """Another spool (another agent, most likely) holds the spool directory."""
+
+
+def lock_directory(directory: Path) -> int:
+    """Take the exclusive lock of a spool directory; returns the fd that holds it.
+
+    The lock file records the holder's PID, for the error the next opener gets.
+    """
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        raise SpoolLockedError(
+            f"spool directory {directory} is in use by {who} (lock file {path}); "
+            "two agents must not share one podlog.state_dir"
+        ) from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +167,14 @@ class Spool:
         self.config = config
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_directory(self.directory)
         self._segment_limit = min(config.segment_bytes, max(4096, config.max_bytes // 4))
-        self._acked_seq = self._read_ack_state()
-        recovery = self._recover()
+        try:
+            self._acked_seq = self._read_ack_state()
+            recovery = self._recover()
+        except BaseException:
+            self._unlock()
+            raise
         self._pending: collections.deque[_Entry] = collections.deque(recovery.pending)
         self._segments: dict[int, _Segment] = {s.first_seq: s for s in recovery.segments}
         self._next_seq = max(recovery.last_seq, self._acked_seq) + 1
@@ -401,10 +445,19 @@ class Spool:
             await asyncio.to_thread(self._close_files)
 
     def _close_files(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        self._write_ack_state(self._acked_seq, durable=True)
+        try:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._write_ack_state(self._acked_seq, durable=True)
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Release the directory lock (the lock file stays; its PID is overwritten by the next holder)."""
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     # -- acknowledged position ---------------------------------------------
 

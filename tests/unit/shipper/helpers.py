@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from podlog.errors import TransportError
 from podlog.protocols import Batch, FileMark
 from podlog.record import Record, SourcePosition, make_record
+from shipper.spool import Spool
 
 
 def record(stream: str, offset: int, message: str | None = None, *, pod: str = "p") -> Record:
@@ -76,3 +77,8 @@ class FlakyTransport:
 
     async def stop(self) -> None:
         self.stopped += 1
+
+
+def crash(spool: Spool) -> None:
+    """Leave ``spool`` as a killed process would: files as they are, the directory lock dropped."""
+    spool._unlock()  # the kernel releases a dead process's flock

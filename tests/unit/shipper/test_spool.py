@@ -15,7 +15,7 @@ from podlog.protocols import Batch
 from shipper.config import SpoolConfig
 from shipper.segment import HEADER_SIZE, SegmentWriter
 from shipper.spool import Spool, merge_marks
-from tests.unit.shipper.helpers import batch
+from tests.unit.shipper.helpers import batch, crash
 
 
 def _segments(directory: Path) -> list[Path]:
@@ -71,7 +71,7 @@ async def test_ack_without_close_is_still_remembered(tmp_path: Path) -> None:
     spool = Spool(SpoolConfig(), tmp_path)
     await _fill(spool, 3)
     await spool.ack(3)
-    # No close(): simulate a crash by opening the same directory again.
+    crash(spool)  # no close(): the process dies, then the directory is opened again
     again = Spool(SpoolConfig(), tmp_path)
     assert again.records == 0
     assert await again.read(again.acked_seq, max_records=10, max_bytes=1 << 20) == []
@@ -159,6 +159,7 @@ async def test_disk_full_while_recording_an_ack_is_counted_and_retried(
     assert spool.acked_seq == 2
     monkeypatch.setattr(Path, "open", real_open)
     await spool.ack(3)
+    crash(spool)
     again = Spool(SpoolConfig(), tmp_path)
     assert again.acked_seq == 3
     await again.close()

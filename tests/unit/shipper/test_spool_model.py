@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from shipper.config import SpoolConfig
 from shipper.spool import Spool
-from tests.unit.shipper.helpers import batch
+from tests.unit.shipper.helpers import batch, crash
 
 CONFIG = SpoolConfig(max_bytes=1 << 20, segment_bytes=4096)
 
@@ -53,6 +53,8 @@ class SpoolModel(RuleBasedStateMachine):
     def restart(self, clean: bool) -> None:
         if clean:
             self.run(self.spool.close())
+        else:
+            crash(self.spool)
         self.spool = Spool(CONFIG, self.directory)
 
     @rule(garbage=st.binary(min_size=1, max_size=40))
@@ -61,6 +63,7 @@ class SpoolModel(RuleBasedStateMachine):
         if segments:
             with segments[-1].open("ab") as handle:
                 handle.write(b"PLSF" + garbage)
+        crash(self.spool)
         self.spool = Spool(CONFIG, self.directory)
 
     @invariant()
