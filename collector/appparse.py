@@ -122,7 +122,9 @@ def parse_payload(
     """
     if parser == "none" or not message:
         return None
-    text = message.strip()
+    # orjson skips surrounding whitespace and stripping removes no ':', '{' or '[',
+    # so a message that starts with '{' is parsed and counted as it is, uncopied.
+    text = message if message[0] == "{" else message.strip()
     if text.startswith("{"):
         try:
             doc = orjson.loads(text)

@@ -55,4 +55,10 @@ class Enricher(Protocol):
         """The policy for a container's file; cheap enough to call per batch."""
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:
-        """Fill ``kubernetes``, ``level``, ``json`` and ``podlog.metadata`` in place."""
+        """Set ``kubernetes``, ``level``, ``json`` and ``podlog`` (``metadata``) in place.
+
+        ``records`` are of one file and share their ``kubernetes`` and
+        ``podlog`` maps (the tailer builds them so).  Records are read-only
+        once built: set a sub-map by replacing it, never write into one,
+        since it is shared by many records (``podlog.record.SharedMap``).
+        """

@@ -322,6 +322,7 @@ class Collector:
         if records:
             meta = self.tracker.meta_of(tailer)
             self.enricher.enrich(meta, records)
+            tailer.adopt(records[-1])  # its next records carry the enriched maps already
             if meta is EMPTY_META:
                 EVENTS.records_unattributed(len(records))
             self._records.extend(records)

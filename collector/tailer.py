@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -64,7 +65,7 @@ class Tailer:
 
     def __init__(
         self, *, settings: TailerSettings, path: str, real_path: str, fd: int, dev: int, ino: int,
-        identity: str, head: str, generation: int, offset: int, kubernetes: dict[str, Any],
+        identity: str, head: str, generation: int, offset: int, kubernetes: Mapping[str, Any],
         fmt: str | None = None,
     ) -> None:
         self.settings = settings
@@ -79,7 +80,10 @@ class Tailer:
         self.generation = generation
         self.read_offset = offset
         self.size_seen = offset
-        self.kubernetes = kubernetes
+        self.kubernetes: Mapping[str, Any] = kubernetes
+        """The ``kubernetes`` map of the records built next (shared by them, read-only)."""
+        self.podlog: Mapping[str, Any] = PATH_PODLOG
+        """The ``podlog`` map of the records built next (shared by them, read-only)."""
         self.decoder = LineDecoder(path, fmt)
         self.joiner = PartialJoiner(settings.max_line_bytes)
         self.multiline: Multiline | None = None
@@ -243,27 +247,24 @@ class Tailer:
                 if len(self._leftover) > max_line:
                     self._skip_from = base + last + 1
             lines = data[:last].split(b"\n")
-            offsets = []
-            append = offsets.append
-            offset = base
-            for line in lines:
-                append(offset)
-                offset += len(line) + 1
+            if self._skip_from is None and (last <= max_line or max(map(len, lines)) <= max_line):
+                EVENTS.lines_read(len(lines), len(data))
+                if self.multiline is None and not self.joiner.has_pending():
+                    fmt = self.decoder.detect(lines)
+                    if fmt == "docker" or fmt == "cri":
+                        return self._fast(lines, base, fmt == "docker")
+                return self._slow(lines, _line_offsets(lines, base))
+            offsets = _line_offsets(lines, base)
             if self._skip_from is not None:
                 lines.append(self._leftover[:max_line])
                 offsets.append(self._skip_from)
                 long_lines[self._skip_from] = len(self._leftover)
                 self._leftover = b""
-            if last > max_line:
-                for i, line in enumerate(lines):
-                    if len(line) > max_line:
-                        long_lines[offsets[i]] = len(line)
-                        lines[i] = line[:max_line]
+            for i, line in enumerate(lines):
+                if len(line) > max_line:
+                    long_lines[offsets[i]] = len(line)
+                    lines[i] = line[:max_line]
         EVENTS.lines_read(len(lines), len(data))
-        if not long_lines and self.multiline is None and not self.joiner.has_pending():
-            fmt = self.decoder.detect(lines)
-            if fmt == "docker" or fmt == "cri":
-                return self._fast(lines, offsets, fmt == "docker")
         return self._slow(lines, offsets, long_lines)
 
     def _slow(self, lines: list[bytes], offsets: list[int],
@@ -274,29 +275,33 @@ class Tailer:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
 
-    def _fast(self, lines: list[bytes], offsets: list[int], docker: bool) -> list[Record]:
-        """Whole, well-formed lines straight to records, in one loop.
+    def _fast(self, lines: list[bytes], base: int, docker: bool) -> list[Record]:
+        """Whole, well-formed lines (the first at offset ``base``) straight to records.
 
         A line that is anything else (a fragment, bad JSON, invalid UTF-8, an
         odd timestamp) goes through :meth:`_slow`, which decodes, counts and
         joins as usual, as do the lines after it until no fragment is pending.
         """
         out: list[Record] = []
-        start, count = 0, len(lines)
+        start, count, offset = 0, len(lines), base
         while start < count:
-            start = self._fast_run(lines, offsets, start, docker, out)
+            start, offset = self._fast_run(lines, start, offset, docker, out)
             while start < count:
-                out.extend(self._slow(lines[start : start + 1], offsets[start : start + 1]))
+                line = lines[start]
+                out.extend(self._slow([line], [offset]))
+                offset += len(line) + 1
                 start += 1
                 if not self.joiner.has_pending():
                     break
         return out
 
     def _fast_run(
-        self, lines: list[bytes], offsets: list[int], start: int, docker: bool,
-        out: list[Record],
-    ) -> int:
-        """Append records for whole lines from ``start``; the index of the first other line."""
+        self, lines: list[bytes], start: int, offset: int, docker: bool, out: list[Record],
+    ) -> tuple[int, int]:
+        """Append records for whole lines from ``start`` (at ``offset``) in one loop.
+
+        Returns the index and offset of the first line it cannot take.
+        """
         build = self.builder().build
         seconds_of = SECONDS
         loads = orjson.loads
@@ -327,21 +332,23 @@ class Tailer:
                     message = message_raw.decode()
                     if "\x00" in message:
                         break
+                # The common "...:ss.fffffffffZ" form with a known second, else the general parser.
+                fraction = time_text[20:-1]
                 seconds = seconds_of.get(time_text[:19])
-                size = len(time_text)
                 if (
-                    seconds is None or not 21 < size <= 30 or time_text[-1] != "Z"
-                    or time_text[19] != "." or not time_text[20:-1].isdigit()
+                    seconds is not None and time_text[19:20] == "." and time_text[-1:] == "Z"
+                    and 0 < len(fraction) <= 9 and fraction.isdigit()
                 ):
-                    time_ns = timestamp_ns(time_text)
+                    time_ns = seconds * 1_000_000_000 + int(fraction) * SCALE[len(fraction) - 1]
                 else:
-                    time_ns = seconds * 1_000_000_000 + int(time_text[20:-1]) * SCALE[size - 22]
+                    time_ns = timestamp_ns(time_text)
             except (ValueError, KeyError, TypeError, IndexError, OverflowError):
                 break  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
-            append(build(offsets[index], time_text, time_ns, message, stream))
+            append(build(offset, time_text, time_ns, message, stream))
+            offset += len(line) + 1
         else:
-            return len(lines)
-        return index
+            return len(lines), offset
+        return index, offset
 
     def _mark_truncated(self, entries: list[Entry], long_lines: dict[int, int]) -> list[Entry]:
         max_line = self.settings.max_line_bytes
@@ -379,14 +386,24 @@ class Tailer:
         if (
             builder is None or builder.generation != self.generation
             or builder.path is not self.path or builder.kubernetes is not self.kubernetes
+            or builder.podlog is not self.podlog
         ):
             settings = self.settings
             builder = self._builder = RecordBuilder(
                 cluster=settings.cluster, node=settings.node, identity=self.identity,
                 generation=self.generation, path=self.path, kubernetes=self.kubernetes,
-                podlog=PATH_PODLOG,
+                podlog=self.podlog,
             )
         return builder
+
+    def adopt(self, record: Record) -> None:
+        """Build the next records with the ``kubernetes`` and ``podlog`` maps of ``record``.
+
+        The pipeline hands over an enriched record, so that later records are
+        built with the enricher's maps already and it need not replace them.
+        """
+        self.kubernetes = record["kubernetes"]
+        self.podlog = record["podlog"]
 
     # -- timers, marks and the end ---------------------------------------------
 
@@ -453,6 +470,16 @@ class Tailer:
                 os.close(self.fd)
             except OSError as exc:
                 EVENTS.file_failed(self.path, exc, "close")
+
+
+def _line_offsets(lines: list[bytes], base: int) -> list[int]:
+    """The offset of each line when the first starts at ``base`` (newlines between)."""
+    offsets: list[int] = []
+    append = offsets.append
+    for line in lines:
+        append(base)
+        base += len(line) + 1
+    return offsets
 
 
 def monotonic() -> float:

@@ -109,13 +109,13 @@ def record_id(position: SourcePosition) -> str:
     """The deterministic ``event.id`` of the record that starts at ``position``.
 
     :func:`record_id_prefix` of the file generation, then the byte offset in
-    lowercase hex: ``"<22 base64 chars>.<hex offset>"``, at most 40 ASCII
-    characters.  The prefix is hashed once per file generation, and the ids of
-    one file share it (which also keeps OpenSearch's ``_id`` lookups local).
+    decimal: ``"<22 base64 chars>.<offset>"``, at most 42 ASCII characters.
+    The prefix is hashed once per file generation, and the ids of one file
+    share it (which also keeps OpenSearch's ``_id`` lookups local).
     """
     prefix = record_id_prefix(position.cluster, position.node, position.identity,
                               position.generation)
-    return f"{prefix}{position.offset:x}"
+    return f"{prefix}{position.offset}"
 
 
 def parse_timestamp_ns(value: str) -> int:
@@ -233,7 +233,7 @@ class RecordBuilder:
                 "truncated": truncated,
             },
             "kubernetes": self.kubernetes,
-            "event": {"id": f"{self.id_prefix}{offset:x}"},
+            "event": {"id": f"{self.id_prefix}{offset}"},
             "podlog": self.podlog,
         }
 

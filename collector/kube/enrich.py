@@ -96,13 +96,15 @@ class KubeEnricher:
             # A file outside the Kubernetes layouts (podlog run on plain files):
             # nothing to look up; keep what the pipeline put there.
             events.records_enriched("path", len(records))
-            path_only = self._podlog("path", None)
-            for record in records:
-                podlog = record.get("podlog")
-                if podlog is not path_only and (
-                    not isinstance(podlog, dict) or podlog.get("metadata") != "path"
-                ):
-                    record["podlog"] = {**(podlog or {}), "metadata": "path"}
+            shared = records[0].get("podlog")
+            if not (
+                shared is records[-1].get("podlog") and isinstance(shared, dict)
+                and shared.get("metadata") == "path"
+            ):
+                for record in records:
+                    podlog = record.get("podlog")
+                    if not isinstance(podlog, dict) or podlog.get("metadata") != "path":
+                        record["podlog"] = {**(podlog or {}), "metadata": "path"}
             self._parse_payloads(self._config.default_parser, records, meta)
             return
         entry = self._cache.lookup(meta) if self._cache is not None else None
@@ -119,9 +121,16 @@ class KubeEnricher:
             retention = policy.retention
         events.records_enriched(marker, len(records))
         podlog = self._podlog(marker, retention)
-        for record in records:
-            record["kubernetes"] = kubernetes
-            record["podlog"] = podlog
+        first, last = records[0], records[-1]
+        if (
+            first.get("kubernetes") is not kubernetes or first.get("podlog") is not podlog
+            or last.get("kubernetes") is not kubernetes or last.get("podlog") is not podlog
+        ):
+            # Records of one file share both maps, so they were all built with
+            # these already (the common case) or are all set here.
+            for record in records:
+                record["kubernetes"] = kubernetes
+                record["podlog"] = podlog
         self._parse_payloads(policy.parser or self._config.default_parser, records, meta)
 
     def _podlog(self, marker: str, retention: str | None) -> SharedMap:
@@ -253,16 +262,17 @@ class KubeEnricher:
         parsed = truncated = 0
         rejected: dict[str, int] = {}
         limits = self._limits
-        any_text = parser == "logfmt"
+        json_only = parser != "logfmt"
         for record in records:
             message = record.get("message")
-            if not isinstance(message, str) or not message:
+            if type(message) is not str:
                 continue
-            # Under "json" only an object can be a payload: skip plain text without a call.
-            if not any_text and message[0] != "{" and not (
-                message[0].isspace() and message.lstrip().startswith("{")
-            ):
-                continue
+            if json_only:
+                # Only an object can be a payload: skip plain text without a call (what
+                # parse_payload strips first is whitespace; ASCII letters and such are not).
+                first = message[:1]
+                if first != "{" and (not first or " " < first < "\x80" or not first.isspace()):
+                    continue
             if record.get("json") is not None:
                 continue
             result = parse_payload(message, parser, limits)

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podlog.record import SharedMap
+
 __all__ = [
     "ANNOTATION_EXCLUDE",
     "ANNOTATION_EXCLUDE_CONTAINERS",
@@ -110,8 +112,8 @@ class PodMeta:
     namespace: str
     name: str
     node: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=SharedMap)
+    annotations: Mapping[str, str] = field(default_factory=SharedMap)
     """Already filtered by the allow/deny lists and cut to the value size limit."""
     workload_kind: str = ""
     workload_name: str = ""
@@ -132,7 +134,7 @@ class NamespaceMeta:
     """What podlog keeps about a namespace (from the optional namespace watch)."""
 
     name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=SharedMap)
     retention: str | None = None
 
 
@@ -187,7 +189,8 @@ def _strings(value: Any) -> dict[str, str]:
 
 def _filtered(
     items: Mapping[str, str], keys: KeyFilter, max_value_bytes: int | None
-) -> dict[str, str]:
+) -> SharedMap:
+    """The allowed keys; read-only, since every record of the pod shares the map."""
     out: dict[str, str] = {}
     for key, value in items.items():
         if not keys.allows(key):
@@ -197,7 +200,7 @@ def _filtered(
             if len(encoded) > max_value_bytes:
                 value = encoded[:max_value_bytes].decode(errors="ignore")
         out[_intern(key)] = _intern(value) if len(value) <= 64 else value
-    return out
+    return SharedMap(out)
 
 
 def _containers(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[ContainerMeta, ...]:
@@ -327,8 +330,8 @@ def pod_from_snapshot(doc: Mapping[str, Any]) -> PodMeta:
         namespace=_intern(str(doc["namespace"])),
         name=str(doc["name"]),
         node=_intern(str(doc.get("node") or "")),
-        labels={_intern(str(k)): _intern(str(v)) for k, v in dict(doc["labels"]).items()},
-        annotations={str(k): str(v) for k, v in dict(doc["annotations"]).items()},
+        labels=SharedMap({_intern(str(k)): _intern(str(v)) for k, v in dict(doc["labels"]).items()}),
+        annotations=SharedMap({str(k): str(v) for k, v in dict(doc["annotations"]).items()}),
         workload_kind=_intern(str(kind)),
         workload_name=_intern(str(workload)),
         containers=tuple(

@@ -274,3 +274,35 @@ def test_file_outside_kubernetes_layouts_keeps_the_pipelines_fields() -> None:
     assert batch[0]["kubernetes"] == {"node": {"name": "node-a"}}
     assert batch[0]["podlog"]["metadata"] == "path"
     assert batch[0]["level"] == "info"
+
+
+@pytest.mark.parametrize("parser", ["json", "logfmt"])
+def test_only_messages_that_can_be_payloads_are_parsed(parser: str) -> None:
+    """Leading whitespace (ASCII or not) before an object still parses; text stays text."""
+    enr, _, _ = enricher(KubernetesConfig(default_parser=parser))
+    batch = records(
+        '{"level":"warn"}', ' \t{"level":"error"}', '\u3000{"level":"debug"}',
+        "plain text {not json}", "", "é {", "a=1 b=two",
+    )
+    enr.enrich(PathMeta("default", "p", "app"), batch)
+    assert [r["level"] for r in batch[:3]] == ["warn", "error", "debug"]
+    assert [r["json"] for r in batch[3:6]] == [None, None, None]
+    assert batch[6]["json"] == ({"a": "1", "b": "two"} if parser == "logfmt" else None)
+
+
+def test_enriched_records_reuse_the_maps_they_were_built_with() -> None:
+    """Records that already carry the resolved maps keep them; others get them all."""
+    enr, cache, _ = enricher()
+    uid = add_pod(cache, name="p")
+    meta = PathMeta("default", "p", "app", pod_uid=uid)
+    first = records("a", "b")
+    enr.enrich(meta, first)
+    second = records("c", "d", "e")
+    for record in second:
+        record["kubernetes"], record["podlog"] = first[0]["kubernetes"], first[0]["podlog"]
+    enr.enrich(meta, second)
+    third = records("f", "g")
+    enr.enrich(meta, third)
+    for record in second + third:
+        assert record["kubernetes"] is first[0]["kubernetes"]
+        assert record["podlog"] is first[0]["podlog"]

@@ -32,14 +32,14 @@ POS = SourcePosition("prod", "node-1", "2049:1234:abcd", 0, 4096)
 def test_record_id_is_stable_for_the_same_position() -> None:
     """Re-reading a line after a crash yields the same event.id."""
     assert record_id(POS) == record_id(SourcePosition(*POS))
-    assert record_id(POS) == "Kr8f7b8100s8D6hPScq_kg.1000"  # fixed forever: replays must match
+    assert record_id(POS) == "Kr8f7b8100s8D6hPScq_kg.4096"  # fixed forever: replays must match
 
 
 def test_record_id_is_the_file_prefix_then_the_hex_offset() -> None:
-    """Ids of one file generation share a 23-char prefix; the offset follows in hex."""
+    """Ids of one file generation share a 23-char prefix; the offset follows in decimal."""
     prefix = record_id_prefix(POS.cluster, POS.node, POS.identity, POS.generation)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.", prefix)
-    assert record_id(POS) == prefix + "1000"
+    assert record_id(POS) == prefix + "4096"
     assert record_id(POS._replace(offset=0)) == prefix + "0"
 
 
@@ -52,8 +52,8 @@ def test_record_id_is_a_valid_opensearch_id(
 ) -> None:
     """Whatever the names, the id is short URL-safe ASCII (OpenSearch allows 512 bytes)."""
     value = record_id(SourcePosition(cluster, node, identity, generation, offset))
-    assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.[0-9a-f]{1,16}", value)
-    assert len(value.encode()) <= 40
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.[0-9]{1,19}", value)
+    assert len(value.encode()) <= 42
 
 
 @pytest.mark.parametrize(
@@ -76,8 +76,8 @@ def test_record_id_changes_with_every_part_of_the_position(changed: SourcePositi
     [
         (SourcePosition("ab", "c", "x", 0, 1), SourcePosition("a", "bc", "x", 0, 1)),
         (SourcePosition("a", "b", "x:1", 1, 1), SourcePosition("a", "b", "x:11", 1, 1)),
-        (SourcePosition("a", "b", "x", 1, 0x11), SourcePosition("a", "b", "x", 0x11, 1)),
-        (SourcePosition("a", "b", "x", 1, 0x23), SourcePosition("a", "b", "x", 12, 3)),
+        (SourcePosition("a", "b", "x", 1, 11), SourcePosition("a", "b", "x", 11, 1)),
+        (SourcePosition("a", "b", "x", 1, 23), SourcePosition("a", "b", "x", 12, 3)),
     ],
 )
 def test_record_id_separator_prevents_ambiguous_concatenation(
