@@ -4,9 +4,11 @@ Each run is a fresh process that generates realistic records (not timed) and
 writes them in batches of 2048, as the shipper does, into:
 
 * ``embedded``: :class:`search.backends.embedded.EmbeddedIndex` (FTS5, the
-  unique event.id index, the file-order index, dictionary tokens), two
-  batches in flight as the shipper sends them, then, on the last run,
-  answers timed queries;
+  unique event.id index, the file-order index, dictionary tokens), fed as
+  the shipper feeds it: each batch as the spool reads it (JSON encodings,
+  not yet decoded; encoding them is not timed) through
+  :class:`shipper.embedded.EmbeddedTransport`, two batches in flight; then,
+  on the last run, it answers timed queries;
 * ``baseline``: the floor: the same records encoded with orjson into a plain
   SQLite table (no full-text, no indexes), same WAL and fsync settings.
 
@@ -61,7 +63,7 @@ _TEMPLATES = (
 _WEIGHTS = (30, 15, 15, 6, 2, 2, 20, 10)
 
 
-def generate(count: int, seed: int = 1) -> Iterator[list[dict[str, Any]]]:
+def generate(count: int, seed: int = 1, size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
     """Batches of records over one day: 16 namespaces, 192 pods, ~4% errors."""
     from podlog.record import SourcePosition, format_timestamp_ns, make_record
 
@@ -102,11 +104,22 @@ def generate(count: int, seed: int = 1) -> Iterator[list[dict[str, Any]]]:
                 metadata="api",
             )
         )
-        if len(batch) == BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def _tune_gc() -> None:
+    """The GC setting ``podlog run`` has (the collector's ``gc_gen0_threshold``, heap frozen)."""
+    import gc
+
+    from collector.config import CollectorConfig
+
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(CollectorConfig().gc_gen0_threshold, gc.get_threshold()[0]), gen1, gen2)
 
 
 def _cpu() -> float:
@@ -122,32 +135,38 @@ def _disk(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-async def child_embedded(lines: int, directory: Path, queries: int, synchronous: str) -> dict[str, Any]:
-    import orjson
-
+async def child_embedded(
+    lines: int, directory: Path, queries: int, synchronous: str, batch_size: int
+) -> dict[str, Any]:
     from podlog.retention import RetentionConfig
     from search.backends.embedded import EmbeddedIndex
     from search.config import EmbeddedConfig
+    from shipper.embedded import EmbeddedTransport
+    from shipper.records import EncodedRecords
 
     index = EmbeddedIndex(EmbeddedConfig(synchronous=synchronous), RetentionConfig(), directory)
+    transport = EmbeddedTransport(index)
     await index.start()
     wall = cpu = 0.0
     size = 0
-    chunk: list[list[dict[str, Any]]] = []
-    batches = generate(lines)
+    batches = generate(lines, size=batch_size)
     while True:
-        # Generate a chunk (not timed), then write it with two batches in flight, as
-        # the shipper does (shipper.max_in_flight_sends), commits in order.
-        chunk = [b for _, b in zip(range(25), batches, strict=False)]
+        # Generate and encode a chunk (not timed), as the spool holds it: encodings only,
+        # decoded by the receiver.  Then send it with two batches in flight, as the
+        # shipper does (shipper.max_in_flight_sends), commits in order.
+        chunk: list[EncodedRecords] = []
+        for _, batch in zip(range(25), batches, strict=False):
+            encoded = EncodedRecords.from_records(batch)
+            chunk.append(EncodedRecords(encoded.runs, encoded.groups))
         if not chunk:
             break
-        size += sum(len(orjson.dumps(r)) for b in chunk for r in b)
+        size += sum(len(run.data) - len(run.lengths) + 1 for b in chunk for run in b.runs)
         c0, t0 = _cpu(), time.perf_counter()
         in_flight: list[asyncio.Task[None]] = []
-        for batch in chunk:
+        for encoded_batch in chunk:
             if len(in_flight) == 2:
                 await in_flight.pop(0)
-            in_flight.append(asyncio.create_task(index.write(batch)))
+            in_flight.append(asyncio.create_task(transport.send(encoded_batch)))
         await asyncio.gather(*in_flight)
         wall += time.perf_counter() - t0
         cpu += _cpu() - c0
@@ -203,7 +222,7 @@ async def time_queries(index: Any, count: int) -> dict[str, Any]:
     }
 
 
-def child_baseline(lines: int, directory: Path, synchronous: str) -> dict[str, Any]:
+def child_baseline(lines: int, directory: Path, synchronous: str, batch_size: int) -> dict[str, Any]:
     import orjson
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -213,7 +232,7 @@ def child_baseline(lines: int, directory: Path, synchronous: str) -> dict[str, A
     conn.execute("CREATE TABLE t (doc TEXT NOT NULL)")
     wall = cpu = 0.0
     size = 0
-    for batch in generate(lines):
+    for batch in generate(lines, size=batch_size):
         c0, t0 = _cpu(), time.perf_counter()
         rows = [(orjson.dumps(r).decode(),) for r in batch]
         conn.execute("BEGIN")
@@ -227,10 +246,12 @@ def child_baseline(lines: int, directory: Path, synchronous: str) -> dict[str, A
             "bytes_per_line": _disk(directory) / lines}
 
 
-def run_child(variant: str, lines: int, directory: Path, queries: int, synchronous: str) -> dict[str, Any]:
+def run_child(
+    variant: str, lines: int, directory: Path, queries: int, synchronous: str, batch_size: int
+) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", variant, "--lines", str(lines), "--dir", str(directory),
-         "--queries", str(queries), "--synchronous", synchronous],
+         "--queries", str(queries), "--synchronous", synchronous, "--batch", str(batch_size)],
         check=True, capture_output=True, text=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -245,15 +266,20 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="5 million lines")
     parser.add_argument("--child", choices=("embedded", "baseline"))
     parser.add_argument("--dir", type=Path)
+    parser.add_argument("--batch", type=int, default=BATCH,
+                        help=f"records per send (default {BATCH}; the shipper sends up to "
+                             "shipper.max_send_records / max_send_bytes when it has a backlog)")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
                         help="embedded.synchronous for both variants (default full, as shipped)")
     args = parser.parse_args()
     lines = args.lines or (5_000_000 if args.full else 300_000)
+    if args.child:
+        _tune_gc()
     if args.child == "embedded":
-        print(json.dumps(asyncio.run(child_embedded(lines, args.dir, args.queries, args.synchronous))))
+        print(json.dumps(asyncio.run(child_embedded(lines, args.dir, args.queries, args.synchronous, args.batch))))
         return
     if args.child == "baseline":
-        print(json.dumps(child_baseline(lines, args.dir, args.synchronous)))
+        print(json.dumps(child_baseline(lines, args.dir, args.synchronous, args.batch)))
         return
     results: dict[str, list[dict[str, Any]]] = {"embedded": [], "baseline": []}
     root = Path(tempfile.mkdtemp(prefix="podlog-bench-"))
@@ -263,13 +289,15 @@ def main() -> None:
                 directory = root / f"{variant}-{run}"
                 last = variant == "embedded" and run == args.runs - 1
                 results[variant].append(
-                    run_child(variant, lines, directory, args.queries if last else 0, args.synchronous)
+                    run_child(
+                        variant, lines, directory, args.queries if last else 0, args.synchronous, args.batch
+                    )
                 )
                 shutil.rmtree(directory, ignore_errors=True)
                 print(f"  run {run + 1} {variant}: {results[variant][-1]['lines_s']:,.0f} lines/s", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\nsingle-node index, {lines:,} lines, median of {args.runs} runs (batches of {BATCH}, "
+    print(f"\nsingle-node index, {lines:,} lines, median of {args.runs} runs (batches of {args.batch}, "
           f"synchronous={args.synchronous})")
     medians: dict[str, dict[str, float]] = {}
     for variant, runs in results.items():

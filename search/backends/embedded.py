@@ -32,10 +32,10 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import orjson
 
@@ -71,7 +71,7 @@ from search.config import EmbeddedConfig
 from search.errors import BackendError
 from search.query import QueryError
 
-__all__ = ["EmbeddedIndex", "default_index_path"]
+__all__ = ["EmbeddedIndex", "EncodedBatch", "default_index_path"]
 
 T = TypeVar("T")
 
@@ -125,29 +125,32 @@ def _key(row: Sequence[Any]) -> Cursor:
     return (int(row[1]), int(row[2]), str(row[3]))
 
 
-class _Item(NamedTuple):
-    """One record ready for ``r`` (the first eight fields are its leading columns)."""
-
-    key: int
-    minute: int
-    event_id: str
-    ts: int
-    offset: int
-    generation: int
-    identity: str
-    retention: str
-    values: tuple[str | None, ...]
-    doc: str
-    message: str
+Row = tuple[Any, ...]
+"""A row of ``r`` in :data:`_INSERT_ROW` order: ``(rowid, m, eid, ts, off, gen, ident, cls, *ids, doc)``."""
 
 
 class _Prepared(NamedTuple):
-    """A batch encoded outside the writer thread."""
+    """A batch made ready outside the writer thread: rows for ``r`` and ``f``, in step."""
 
-    items: list[_Item]
+    rows: list[Row]
+    fts_rows: list[tuple[int, str, str]]
+    values: dict[int, tuple[str, str]]
+    """Dictionary entries the rows use that were not committed when they were prepared."""
     rejected: dict[str, list[Any]]
     duplicates: int
     prepare_seconds: float
+
+
+class EncodedBatch(Protocol):
+    """Records that also carry their JSON encodings (what the spool read from disk)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+    def encodings(self) -> Sequence[bytes | memoryview]:
+        """Each record's ``orjson.dumps`` encoding, in iteration order."""
+        ...
 
 
 class _Query:
@@ -366,15 +369,19 @@ class EmbeddedIndex:
     # -- writing ----------------------------------------------------------------
 
     async def write(self, records: Sequence[Record]) -> None:
-        """Commit ``records``; those whose ``event.id`` is already indexed are skipped."""
+        """Commit ``records``; those whose ``event.id`` is already indexed are skipped.
+
+        When ``records`` is an :class:`EncodedBatch`, the stored JSON is its
+        encodings, not a second encoding of the decoded records.
+        """
         if not records:
             return
         await self.start()
         assert self._writer is not None and self._preparer is not None
         loop = asyncio.get_running_loop()
-        # Two executors: a batch is encoded while the previous one commits (the
+        # Two executors: a batch is prepared while the previous one commits (the
         # shipper keeps two sends in flight); each is FIFO, so commits keep their order.
-        prepared = await loop.run_in_executor(self._preparer, self._prepare, list(records))
+        prepared = await loop.run_in_executor(self._preparer, self._prepare, records)
         written = await loop.run_in_executor(self._writer, self._commit, prepared)
         if written:
             self.write_seq += 1
@@ -391,31 +398,45 @@ class EmbeddedIndex:
             return False
         return True
 
-    def _write_batch(self, records: list[Record]) -> int:
+    def _write_batch(self, records: Sequence[Record]) -> int:
         """Prepare and commit in the calling thread (tests, benchmarks)."""
         return self._commit(self._prepare(records))
 
-    def _prepare(self, records: list[Record]) -> _Prepared:
-        """Everything about a batch that needs no database: runs beside the previous commit."""
+    def _prepare(self, records: Sequence[Record]) -> _Prepared:
+        """Everything about a batch that needs no database: runs beside the previous commit.
+
+        Rows get their first-choice time key (probed past keys taken inside the
+        batch), their dictionary ids and their JSON; the writer only inserts.
+        """
         started = time.monotonic()
-        fresh: dict[str, Record] = {}
+        encodings: Sequence[bytes | memoryview] | None = None
+        if hasattr(records, "encodings"):
+            encodings = cast("EncodedBatch", records).encodings()
+        fresh: dict[str, int] = {}
         rejected: dict[str, list[Any]] = {}
-        for record in records:
-            event_id = (record.get("event") or {}).get("id") if isinstance(record, dict) else None
+        decoded = records if isinstance(records, list) else list(records)
+        for position, record in enumerate(decoded):
+            event = record.get("event") if isinstance(record, dict) else None
+            event_id = event.get("id") if isinstance(event, dict) else None
             ts = record.get("timestamp_ns") if isinstance(record, dict) else None
-            if not isinstance(event_id, str) or not event_id:
+            if type(event_id) is not str or not event_id:
                 rejected.setdefault("missing_event_id", []).append(event_id)
-            elif not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= _MAX_TS_NS:
+            elif type(ts) is not int or not 0 <= ts <= _MAX_TS_NS:
                 rejected.setdefault("invalid_timestamp", []).append(event_id)
-            else:
-                fresh.setdefault(event_id, record)
-        duplicates = len(records) - sum(map(len, rejected.values())) - len(fresh)
+            elif event_id not in fresh:
+                fresh[event_id] = position
+        duplicates = len(decoded) - sum(map(len, rejected.values())) - len(fresh)
         crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
-        dumps = orjson.dumps
+        dumps, minute_ns = orjson.dumps, MINUTE_NS
         taken: set[int] = set()
-        items: list[_Item] = []
+        rows: list[Row] = []
+        fts_rows: list[tuple[int, str, str]] = []
+        unpublished: dict[int, tuple[str, str]] = {}
+        # Records of one container share every filter value: resolve each combination once.
+        resolved: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
         classes: dict[tuple[str | None, Any], str] = {}
-        for event_id, record in fresh.items():
+        for event_id, position in fresh.items():
+            record = decoded[position]
             ts = record["timestamp_ns"]
             key = ts // unit * tiebreak + crc(event_id.encode()) % tiebreak
             if key in taken:
@@ -425,46 +446,64 @@ class EmbeddedIndex:
                     continue
                 key = free
             try:
-                doc = dumps(record).decode()
+                doc = (
+                    dumps(record).decode()
+                    if encodings is None
+                    else str(encodings[position], "utf-8")
+                )
             except TypeError as exc:
                 rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
                 continue
             taken.add(key)
             values = filter_values(record)
-            class_key = (values[0], (record.get("podlog") or {}).get("retention"))
+            found = resolved.get(values)
+            if found is None:
+                ids = self.dictionary.resolve(values, unpublished)
+                found = resolved[values] = (ids, meta_tokens(ids))
+            podlog = record.get("podlog")
+            class_key = (values[0], podlog.get("retention") if isinstance(podlog, dict) else None)
             retention = classes.get(class_key)
             if retention is None:
                 retention = classes[class_key] = retention_class(self.retention, record)
-            log = record.get("log") or {}
+            log = record.get("log")
+            if not isinstance(log, dict):
+                log = {}
+            file = log.get("file")
             message = record.get("message")
-            items.append(
-                _Item(
+            rows.append(
+                (
                     key,
-                    ts // MINUTE_NS,
+                    ts // minute_ns,
                     event_id,
                     ts,
                     _int(log.get("offset")),
                     _int(log.get("generation")),
-                    str((log.get("file") or {}).get("identity") or ""),
+                    str((file.get("identity") if isinstance(file, dict) else None) or ""),
                     retention,
-                    values,
+                    *found[0],
                     doc,
-                    message if isinstance(message, str) else "",
                 )
             )
-        return _Prepared(items, rejected, duplicates, time.monotonic() - started)
+            fts_rows.append((key, message if type(message) is str else "", found[1]))
+        return _Prepared(
+            rows, fts_rows, unpublished, rejected, duplicates, time.monotonic() - started
+        )
 
     def _commit(self, batch: _Prepared) -> int:
         conn = self._write_conn
         assert conn is not None
         started = time.monotonic()
-        items = batch.items
+        rows, fts_rows = batch.rows, batch.fts_rows
         duplicates = batch.duplicates
         rejected = batch.rejected
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if batch.values:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO vals (id, col, value) VALUES (?, ?, ?)",
+                    [(ident, column, value) for ident, (column, value) in batch.values.items()],
+                )
             # Fast path: a new batch (the common case) goes in without looking anything up.
-            rows, fts_rows = self._rows(conn, items)
             try:
                 conn.execute("SAVEPOINT batch")
                 conn.executemany(_INSERT_ROW, rows)
@@ -474,9 +513,8 @@ class EmbeddedIndex:
                 # row: undo, then skip what is stored and probe for free keys.
                 conn.execute("ROLLBACK TO batch")
                 conn.execute("RELEASE batch")
-                items, stored = self._unstored(conn, items)
+                rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
                 duplicates += stored
-                rows, fts_rows = self._rows(conn, items)
                 conn.executemany(_INSERT_ROW, rows)
             conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
             _count_minutes(conn, (row[0] for row in rows), 1)
@@ -484,9 +522,8 @@ class EmbeddedIndex:
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            self.dictionary.discard()
             raise
-        self.dictionary.publish()
+        self.dictionary.publish(batch.values)
         if rows and self._retention_marks:
             # Old lines arrive late (a backfill): let the next retention pass look at them.
             oldest = min(row[0] for row in rows)
@@ -499,45 +536,30 @@ class EmbeddedIndex:
         )
         return len(rows)
 
-    def _unstored(self, conn: sqlite3.Connection, items: list[_Item]) -> tuple[list[_Item], int]:
-        """Items not stored yet, each with a time key no stored row holds; and how many were."""
-        keep: list[_Item] = []
-        taken = {item.key for item in items}
-        for item in items:
-            if conn.execute("SELECT 1 FROM r WHERE m = ? AND eid = ?", (item.minute, item.event_id)).fetchone():
-                taken.discard(item.key)
+    def _unstored(
+        self, conn: sqlite3.Connection, rows: list[Row], fts_rows: list[tuple[int, str, str]]
+    ) -> tuple[list[Row], list[tuple[int, str, str]], int]:
+        """Rows not stored yet, each with a time key no stored row holds; and how many were."""
+        keep: list[Row] = []
+        keep_fts: list[tuple[int, str, str]] = []
+        taken = {row[0] for row in rows}
+        for row, fts_row in zip(rows, fts_rows, strict=True):
+            key, minute, event_id = row[0], row[1], row[2]
+            if conn.execute("SELECT 1 FROM r WHERE m = ? AND eid = ?", (minute, event_id)).fetchone():
+                taken.discard(key)
                 continue
-            if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (item.key,)).fetchone():
-                taken.discard(item.key)
-                key = self._free_key(conn, item.key, taken)
-                if key is None:
-                    self.events.record_rejected("timestamp_crowded", 1, item.event_id)
+            if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone():
+                taken.discard(key)
+                free = self._free_key(conn, key, taken)
+                if free is None:
+                    self.events.record_rejected("timestamp_crowded", 1, event_id)
                     continue
-                taken.add(key)
-                item = item._replace(key=key)
-            keep.append(item)
-        return keep, len(items) - len(keep)
-
-    def _rows(
-        self, conn: sqlite3.Connection, items: list[_Item]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
-        """Rows for ``r`` and ``f``, with dictionary ids (new values inserted in ``vals``)."""
-        columns = list(TOKEN_FIELDS.values())
-        # Records of one container share every filter value: resolve each combination once.
-        resolved: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
-        rows: list[tuple[Any, ...]] = []
-        fts_rows: list[tuple[int, str, str]] = []
-        for item in items:
-            found = resolved.get(item.values)
-            if found is None:
-                ids = tuple(
-                    None if value is None else self.dictionary.assign(conn, column, value)
-                    for column, value in zip(columns, item.values, strict=True)
-                )
-                found = resolved[item.values] = (ids, meta_tokens(ids))
-            rows.append((*item[:8], *found[0], item.doc))
-            fts_rows.append((item.key, item.message, found[1]))
-        return rows, fts_rows
+                taken.add(free)
+                row = (free, *row[1:])
+                fts_row = (free, *fts_row[1:])
+            keep.append(row)
+            keep_fts.append(fts_row)
+        return keep, keep_fts, len(rows) - len(keep)
 
     @staticmethod
     def _free_key(conn: sqlite3.Connection | None, wanted: int, taken: set[int]) -> int | None:

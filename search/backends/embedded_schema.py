@@ -158,17 +158,20 @@ def _filter_values_slowly(record: Record) -> tuple[str | None, ...]:
 class Dictionary:
     """``(column, value) <-> id`` in memory, mirrored in ``vals``.
 
-    The writer adds values inside its transaction (:meth:`assign`), and
-    publishes them only after the commit (:meth:`publish`); readers see
-    values that are on disk.  Implements :class:`embedded_query.Vocabulary`.
+    Ids are allocated in memory (:meth:`resolve`, on the thread that prepares
+    batches) and never reused; a batch carries the values it uses that were
+    not yet committed, and the writer inserts them (``INSERT OR IGNORE``: an
+    earlier batch may have committed them since) in the batch's transaction,
+    then :meth:`publish` makes them visible.  Readers see values that are on
+    disk.  Implements :class:`embedded_query.Vocabulary`.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids: dict[tuple[str, str], int] = {}
         self._by_column: dict[str, dict[str, int]] = {c: {} for c in TOKEN_FIELDS.values()}
         self._values: dict[int, str] = {}
-        self._pending: dict[tuple[str, str], int] = {}
+        self._allocated: dict[tuple[str, str], int] = {}
+        """Every id handed out, committed or not (the preparing thread's view)."""
         self._next = 1
 
     def load(self, conn: sqlite3.Connection) -> None:
@@ -176,34 +179,43 @@ class Dictionary:
         with self._lock:
             for ident, column, value in conn.execute("SELECT id, col, value FROM vals"):
                 self._add(column, value, int(ident))
+                self._allocated[(column, value)] = int(ident)
+                self._next = max(self._next, int(ident) + 1)
 
     def _add(self, column: str, value: str, ident: int) -> None:
-        self._ids[(column, value)] = ident
         self._by_column.setdefault(column, {})[value] = ident
         self._values[ident] = value
-        self._next = max(self._next, ident + 1)
 
-    def assign(self, conn: sqlite3.Connection, column: str, value: str) -> int:
-        """The id of ``value``, inserting it in the writer's open transaction if new."""
-        key = (column, value)
-        found = self._ids.get(key) or self._pending.get(key)
-        if found is not None:
-            return found
-        ident = self._next + len(self._pending)
-        conn.execute("INSERT INTO vals (id, col, value) VALUES (?, ?, ?)", (ident, column, value))
-        self._pending[key] = ident
-        return ident
+    def resolve(
+        self, values: Iterable[str | None], unpublished: dict[int, tuple[str, str]]
+    ) -> tuple[int | None, ...]:
+        """The ids of one row's :data:`ROW_COLUMNS` values, allocating new ones.
 
-    def publish(self) -> None:
-        """The writer committed: make its new values visible."""
+        Ids not yet published are added to ``unpublished`` (``id -> (column, value)``).
+        """
+        out: list[int | None] = []
         with self._lock:
-            for (column, value), ident in self._pending.items():
-                self._add(column, value, ident)
-            self._pending.clear()
+            for column, value in zip(ROW_COLUMNS, values, strict=True):
+                if value is None:
+                    out.append(None)
+                    continue
+                key = (column, value)
+                ident = self._allocated.get(key)
+                if ident is None:
+                    ident = self._allocated[key] = self._next
+                    self._next += 1
+                if ident not in self._values:
+                    unpublished[ident] = key
+                out.append(ident)
+        return tuple(out)
 
-    def discard(self) -> None:
-        """The writer rolled back: forget its new values."""
-        self._pending.clear()
+    def publish(self, entries: Mapping[int, tuple[str, str]]) -> None:
+        """The writer committed ``entries``: make them visible."""
+        if not entries:
+            return
+        with self._lock:
+            for ident, (column, value) in entries.items():
+                self._add(column, value, ident)
 
     def id_of(self, column: str, value: str) -> int | None:
         return self._by_column.get(column, {}).get(value)
