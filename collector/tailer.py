@@ -25,7 +25,7 @@ from collector.decode import LineDecoder
 from collector.events import EVENTS
 from collector.fingerprint import head_fingerprint
 from collector.multiline import Multiline, make_rule
-from collector.parsers.entry import SCALE, SECONDS, Entry, timestamp_ns
+from collector.parsers.entry import SECOND_NS, Entry, timestamp_ns
 from collector.partial import PartialJoiner
 from podlog.protocols import FileMark
 from podlog.record import Record, RecordBuilder, podlog_fields
@@ -303,7 +303,7 @@ class Tailer:
         Returns the index and offset of the first line it cannot take.
         """
         build = self.builder().build
-        seconds_of = SECONDS
+        second_ns = SECOND_NS
         loads = orjson.loads
         append = out.append
         index = start
@@ -332,14 +332,13 @@ class Tailer:
                     message = message_raw.decode()
                     if "\x00" in message:
                         break
-                # The common "...:ss.fffffffffZ" form with a known second, else the general parser.
-                fraction = time_text[20:-1]
-                seconds = seconds_of.get(time_text[:19])
+                # "...:ss.fffffffffZ" (nine digits) in a known second here, the rest in the call.
+                base_ns = second_ns.get(time_text[:19])
                 if (
-                    seconds is not None and time_text[19:20] == "." and time_text[-1:] == "Z"
-                    and 0 < len(fraction) <= 9 and fraction.isdigit()
+                    base_ns is not None and len(time_text) == 30 and time_text[29] == "Z"
+                    and time_text[19] == "." and (fraction := time_text[20:29]).isdigit()
                 ):
-                    time_ns = seconds * 1_000_000_000 + int(fraction) * SCALE[len(fraction) - 1]
+                    time_ns = base_ns + int(fraction)
                 else:
                     time_ns = timestamp_ns(time_text)
             except (ValueError, KeyError, TypeError, IndexError, OverflowError):

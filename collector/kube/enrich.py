@@ -268,10 +268,13 @@ class KubeEnricher:
             if type(message) is not str:
                 continue
             if json_only:
-                # Only an object can be a payload: skip plain text without a call (what
-                # parse_payload strips first is whitespace; ASCII letters and such are not).
+                # Only an object can be a payload: skip the rest without a call (most
+                # text starts with a printable ASCII character; a stack frame with a tab).
                 first = message[:1]
-                if first != "{" and (not first or " " < first < "\x80" or not first.isspace()):
+                if first != "{" and (
+                    not first or " " < first < "\x80" or not first.isspace()
+                    or message.lstrip()[:1] != "{"
+                ):
                     continue
             if record.get("json") is not None:
                 continue

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from podlog.record import format_timestamp_ns, parse_timestamp_ns
 
-__all__ = ["SCALE", "SECONDS", "Entry", "Rejected", "decode_text", "timestamp_ns"]
+__all__ = ["SCALE", "SECOND_NS", "Entry", "Rejected", "decode_text", "timestamp_ns"]
 
 
 class Entry(NamedTuple):
@@ -59,7 +59,8 @@ def decode_text(raw: bytes) -> tuple[str, str | None]:
     return text, None
 
 
-SECONDS: dict[str, int] = {}
+SECOND_NS: dict[str, int] = {}
+"""Epoch ns of whole seconds by their ``YYYY-MM-DDTHH:MM:SS`` text (recent ones)."""
 
 
 def timestamp_ns(value: str) -> int:
@@ -72,13 +73,13 @@ def timestamp_ns(value: str) -> int:
         frac = value[20:-1]
         if frac.isdigit():
             head = value[:19]
-            seconds = SECONDS.get(head)
-            if seconds is None:
-                seconds = parse_timestamp_ns(head + "Z") // 1_000_000_000
-                if len(SECONDS) > 8192:
-                    SECONDS.clear()
-                SECONDS[head] = seconds
-            ns: int = seconds * 1_000_000_000 + int(frac) * SCALE[size - 22]
+            second_ns = SECOND_NS.get(head)
+            if second_ns is None:
+                second_ns = parse_timestamp_ns(head + "Z")
+                if len(SECOND_NS) > 8192:
+                    SECOND_NS.clear()
+                SECOND_NS[head] = second_ns
+            ns: int = second_ns + int(frac) * SCALE[size - 22]
             return ns
     return parse_timestamp_ns(value)
 
