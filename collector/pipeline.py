@@ -350,13 +350,20 @@ class Collector:
             QUEUED_BATCHES.set(self._queue.qsize())
             if batch is None:
                 return
-            await self._append(batch)
+            if not await self._append(batch):
+                continue
             for identity, mark in batch.marks.items():
                 self.spooled[identity] = mark
             self.checkpoints.spooled(batch.marks)
             EVENTS.batch_sent(len(batch.records))
 
-    async def _append(self, batch: Batch) -> None:
+    async def _append(self, batch: Batch) -> bool:
+        """Hand ``batch`` to the sink, retrying while it refuses; False if given up.
+
+        Stopping, a refused batch is given up at once (a full spool will not
+        drain while the shipper stops too): its marks never reach the
+        checkpoints, so its lines are read again after the restart.
+        """
         attempt = 0
         while True:
             try:
@@ -364,12 +371,15 @@ class Collector:
             except PodlogError as exc:
                 if not exc.retriable:
                     raise
+                if self._stopping:
+                    log.warning("batch_left_for_restart", records=len(batch.records), error=str(exc))
+                    return False
                 attempt += 1
                 delay = min(_BACKOFF_FIRST * 2 ** min(attempt, 10), _BACKOFF_MAX)
                 EVENTS.sink_refused(exc, attempt, delay)
                 await asyncio.sleep(delay)  # back-off before retrying the same batch
             else:
-                return
+                return True
 
     # -- checkpoints -----------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from podlog.metrics import sample
@@ -226,6 +227,22 @@ async def test_spool_full_pauses_and_retries_without_dropping(tmp_path: Path) ->
         messages = await delivered(sink, 500)
     assert messages == lines("a", 0, 500)
     assert sample("podlog_collector_sink_retries_total") == retries + 3
+
+
+async def test_stop_with_the_spool_full_leaves_unspooled_lines_for_the_restart(tmp_path: Path) -> None:
+    """Stopping while the sink refuses everything ends promptly; a restart reads those lines."""
+    logs = tmp_path / "containers"
+    logs.mkdir()
+    path = container_path(logs)
+    write_cri(path, lines("a", 0, 300))
+    full = AckingSink(refuse=1_000_000)
+    retries = sample("podlog_collector_sink_retries_total")
+    async with asyncio.timeout(10):
+        async with running(tmp_path, full, batch_max_records=100):
+            await wait_until(lambda: sample("podlog_collector_sink_retries_total") > retries, 10)
+    assert full.records == []
+    async with running(tmp_path, batch_max_records=100) as (_, sink):
+        assert await delivered(sink, 300) == lines("a", 0, 300)
 
 
 async def test_noisy_file_does_not_starve_a_quiet_one(tmp_path: Path) -> None:
