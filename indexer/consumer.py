@@ -25,7 +25,7 @@ from collections import Counter, deque
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError, KafkaError
 from opensearchpy.exceptions import OpenSearchException
 
 from indexer.bulk import BulkWriter, WriterClosedError
@@ -67,6 +67,7 @@ class Indexer:
         self._retention = retention
         self._writer = BulkWriter(config, health=health)
         self._consumer: Any = None
+        self._security: dict[str, Any] = {}
         self._capabilities: Capabilities | None = None
         self._carry: list[Any] = []
         self._inflight: asyncio.Task[None] | None = None
@@ -88,15 +89,32 @@ class Indexer:
         return set(self._consumer.assignment())
 
     async def start(self) -> None:
-        """Open the bulk writer and join the consumer group."""
-        kafka = self._config.kafka
+        """Open the bulk writer and join the consumer group.
+
+        Kafka unreachable is not fatal: it is logged, readiness says so, and
+        :meth:`run` keeps trying with backoff (the agent spools meanwhile).
+        A misconfiguration (TLS/SASL settings, a rejected login) is.
+        """
         await self._writer.start()
         try:
-            security = security_kwargs(kafka, "indexer.kafka")
+            self._security = security_kwargs(self._config.kafka, "indexer.kafka")
         except TransportError:
             await self._writer.close()
             raise
-        self._consumer = AIOKafkaConsumer(
+        try:
+            await self._connect_once()
+        except KafkaConnectionError as exc:
+            self._unreachable(exc, attempt=1)
+        except KafkaError as exc:
+            await self._writer.close()
+            raise TransportError(
+                f"cannot use Kafka at {self._config.kafka.bootstrap_servers}: {exc}",
+                setting="indexer.kafka.bootstrap_servers",
+            ) from exc
+
+    async def _connect_once(self) -> None:
+        kafka = self._config.kafka
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             group_id=kafka.group_id,
             client_id=kafka.client_id,
@@ -106,18 +124,47 @@ class Indexer:
             heartbeat_interval_ms=max(100, kafka.session_timeout_ms // 3),
             max_poll_interval_ms=kafka.max_poll_interval_ms,
             rebalance_timeout_ms=max(kafka.session_timeout_ms, int(kafka.rebalance_wait_seconds * 1000) + 5000),
-            **security,
+            **self._security,
         )
-        self._consumer.subscribe(kafka.topics, listener=_RebalanceListener(self))
+        consumer.subscribe(kafka.topics, listener=_RebalanceListener(self))
         try:
-            await self._consumer.start()
-        except KafkaError as exc:
-            await self._writer.close()
-            raise TransportError(
-                f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}",
-                setting="indexer.kafka.bootstrap_servers",
-            ) from exc
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
         log.info("indexer_started", topics=kafka.topics, group_id=kafka.group_id)
+
+    def _unreachable(self, exc: Exception, *, attempt: int) -> float:
+        kafka = self._config.kafka
+        delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
+        self._not_ready = f"Kafka unreachable at {kafka.bootstrap_servers}"
+        log.warning(
+            "kafka_unreachable",
+            setting="indexer.kafka.bootstrap_servers",
+            bootstrap_servers=kafka.bootstrap_servers,
+            error=repr(exc),
+            attempt=attempt,
+            retry_in=round(delay, 3),
+        )
+        return delay
+
+    async def _connect(self) -> bool:
+        """Join the group if :meth:`start` could not; False once stopping."""
+        attempt = 1
+        while self._consumer is None:
+            delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return False
+            attempt += 1
+            try:
+                await self._connect_once()
+            except KafkaConnectionError as exc:
+                self._unreachable(exc, attempt=attempt)
+        return True
 
     async def run(self) -> None:
         """Consume, index and commit until stopped.
@@ -127,7 +174,7 @@ class Indexer:
         each commits only after its own writes and every earlier batch's
         commit, so offsets still move in order.
         """
-        if not await self._prepare_cluster():
+        if not await self._connect() or not await self._prepare_cluster():
             return
         self._not_ready = None
         caps = self._capabilities

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 from opensearchpy import OpenSearch
 
 from podlog import metrics
 from podlog.lifecycle import Health
+from tests.fixtures.servers import free_port, start_tansu
 from tests.integration.indexer.conftest import (
     batches,
     committed,
@@ -111,3 +113,25 @@ async def test_stop_while_unreachable_abandons_the_batch_uncommitted(
         await proxy.close()
     assert took < 2.0 + 1.0
     assert await committed(kafka_bootstrap, config.kafka.group_id, unique) == -1
+
+
+async def test_kafka_unreachable_at_start_is_waited_out(opensearch_any: str, unique: str, tmp_path: Path) -> None:
+    """Started while no broker answers, the indexer stays up and not ready, then indexes once one does."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    health = Health()
+    config = indexer_config(bootstrap, opensearch_any, unique, unique)
+    broker = None
+    try:
+        async with running(config, health=health) as indexer:
+            await wait_until(
+                lambda: "Kafka unreachable" in health.not_ready().get("indexer", ""), 10, "not ready: Kafka"
+            )
+            broker = start_tansu(tmp_path, port=port)
+            await produce(bootstrap, unique, batches(make_records(30), 10))
+            await wait_until(lambda: count(OpenSearch(opensearch_any), f"{unique}-logs-*") == 30, 60, "30 indexed")
+            assert "indexer" not in health.not_ready()
+            assert indexer.assignment()
+    finally:
+        if broker is not None:
+            broker.stop()
