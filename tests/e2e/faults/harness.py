@@ -12,6 +12,7 @@ scenario compares what was written with what was indexed, line by line.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import re
 import secrets
@@ -41,6 +42,8 @@ class ContainerLog:
     link: Path
     seq: int = 0
     rotations: int = 0
+    current: list[tuple[str, int]] = field(default_factory=list)
+    """(message, bytes on disk) of every line in the current ``0.log``."""
 
     @property
     def path(self) -> Path:
@@ -86,7 +89,9 @@ class LogWriter:
         for _ in range(count):
             message = self.message(log, log.seq)
             log.seq += 1
-            chunk.append(f"{stamp} stdout F {message}\n")
+            line = f"{stamp} stdout F {message}\n"
+            chunk.append(line)
+            log.current.append((message, len(line.encode())))
             self.written.append(message)
         with log.path.open("a") as out:
             out.write("".join(chunk))
@@ -96,6 +101,23 @@ class LogWriter:
         log.rotations += 1
         log.path.rename(log.directory / f"0.log.{time.strftime('%Y%m%d-%H%M%S')}-{log.rotations}")
         log.path.touch()
+        log.current = []
+
+    def rotate_away(self, log: ContainerLog) -> dict[str, int]:
+        """kubelet with compression: rename 0.log, gzip it (the plain file is gone), new 0.log.
+
+        Returns the lines that were in the rotated file, with their size on
+        disk: what a collector that never read them has lost.
+        """
+        log.rotations += 1
+        rotated = log.directory / f"0.log.{time.strftime('%Y%m%d-%H%M%S')}-{log.rotations}"
+        log.path.rename(rotated)
+        with rotated.open("rb") as plain, gzip.open(rotated.with_name(rotated.name + ".gz"), "wb") as packed:
+            shutil.copyfileobj(plain, packed)
+        rotated.unlink()
+        log.path.touch()
+        gone, log.current = dict(log.current), []
+        return gone
 
     def copytruncate(self, log: ContainerLog) -> None:
         """logrotate copytruncate: copy the file aside, truncate it in place."""
@@ -103,6 +125,7 @@ class LogWriter:
         shutil.copyfile(log.path, log.directory / f"0.log.copy-{log.rotations}")
         with log.path.open("r+") as handle:
             handle.truncate(0)
+        log.current = []
 
     def delete_pod(self, log: ContainerLog) -> None:
         """The pod is gone: its link and directory are removed (the file may still be open)."""
@@ -134,6 +157,8 @@ class Pipeline:
     restarts: Counter[str] = field(default_factory=Counter)
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
     mid_checkpoint_kills: int = 0
+    agent_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra agent settings by section (``{"shipper": {"spool": {...}}}``), merged over the defaults."""
 
     @property
     def index_prefix(self) -> str:
@@ -165,6 +190,9 @@ class Pipeline:
                 },
             },
         }
+        if role == "agent":
+            for section, values in self.agent_settings.items():
+                data.setdefault(section, {}).update(values)
         path = self.tmp / f"{role}.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
@@ -219,9 +247,9 @@ class Pipeline:
             if proc.popen.poll() is not None:
                 raise AssertionError(f"{role} exited with {proc.popen.returncode}:\n{proc.tail()}")
 
-    def metric(self, role: str, name: str) -> float:
+    def metric(self, role: str, name: str, labels: str = "") -> float:
         port = self.agent_port if role == "agent" else self.indexer_port
-        return read_metric(f"http://127.0.0.1:{port}/metrics", name)
+        return read_metric(f"http://127.0.0.1:{port}/metrics", name, labels)
 
     def stop(self) -> None:
         self.sample_rss()
@@ -229,15 +257,15 @@ class Pipeline:
             proc.stop()
 
 
-def read_metric(url: str, name: str) -> float:
-    """Sum of every sample of ``name`` (all label sets) at a /metrics URL."""
+def read_metric(url: str, name: str, labels: str = "") -> float:
+    """Sum of the samples of ``name`` whose labels contain ``labels`` (all when empty) at a /metrics URL."""
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
+        if line.startswith(name) and (line[len(name)] in " {") and labels in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -309,6 +337,7 @@ class Report:
     lost_bytes: float
     drain_seconds: float
     peak_rss_mib: dict[str, float]
+    missing_lines: set[str] = field(default_factory=set)
 
     def __str__(self) -> str:
         rss = ", ".join(f"{k} {v:.0f} MiB" for k, v in sorted(self.peak_rss_mib.items()))
