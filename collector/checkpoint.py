@@ -164,6 +164,14 @@ class CheckpointStore:
             del self.entries[identity]
         self.dirty = True
 
+    def skip(self, identity: str, offset: int) -> None:
+        """Bytes before ``offset`` are deliberately not collected: resume there."""
+        entry = self.entries.get(identity)
+        if entry is not None and offset > entry.offset:
+            entry.offset = max(entry.offset, offset)
+            entry.spooled = max(entry.spooled, offset)
+            self.dirty = True
+
     def forget(self, identity: str) -> None:
         """Drop a file's entry (it is gone and its loss was counted)."""
         if self.entries.pop(identity, None) is not None:

@@ -42,7 +42,7 @@ LOST_BYTES = counter(
 )
 FILE_EVENTS = counter(
     "podlog_collector_file_events_total",
-    "File lifecycle events: opened, rotated, truncated, deleted, closed, errors.",
+    "File lifecycle events: opened, rotated, truncated, deleted, closed, excluded, included, errors.",
     ["event"],
 )
 UNATTRIBUTED_RECORDS = counter(
@@ -144,6 +144,10 @@ class CollectorEvents:
     def file_excluded(self, path: str, why: str) -> None:
         FILE_EVENTS.labels(event="excluded").inc()
         self._log.info("file_excluded", path=path, reason=why)
+
+    def file_included(self, path: str) -> None:
+        FILE_EVENTS.labels(event="included").inc()
+        self._log.info("file_included", path=path, reason="policy")
 
     def file_failed(self, path: str, error: BaseException, stage: str) -> None:
         FILE_EVENTS.labels(event="error").inc()

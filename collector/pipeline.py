@@ -263,11 +263,17 @@ class Collector:
             EVENTS.file_failed(",".join(self.config.include), exc, "scan")
             found = {}
         before = set(self.tracker.tailers)
+        self.tracker.readmit()
         for records, tailer in self._reconcile(found, now):
             self._collect(records, tailer)
         for tailer in self.tracker.tailers.values():
             self._collect(self.tracker._apply_policy(tailer, self.enricher.policy(
                 self.tracker.meta_of(tailer))), tailer)
+        for tailer in self.tracker.newly_excluded():
+            # podlog.io/exclude set on a running pod: close open multi-line events
+            # and stop reading; pending fragments are left, as the file is.
+            self._collect(tailer.flush_events(), tailer)
+            self.tracker.close(tailer, "excluded")
         if set(self.tracker.tailers) != before:
             # Persist new files at once: one rotated away while podlog is down is then
             # still found (by inode) and read, instead of being unknown.

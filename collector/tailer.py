@@ -412,6 +412,22 @@ class Tailer:
             return []
         return self._records(self.multiline.flush_due(now))
 
+    def skip_to(self, offset: int) -> int:
+        """Start at the first line beginning at or before ``offset``, before any read.
+
+        Used for a file whose earlier lines are deliberately not collected
+        (its pod was excluded meanwhile); returns the new read offset.
+        """
+        start = max(0, offset - 65536)
+        try:
+            tail = os.pread(self.fd, offset - start, start)
+        except OSError:
+            return self.read_offset
+        cut = tail.rfind(b"\n")
+        if cut >= 0 and start + cut + 1 > self.read_offset:
+            self.read_offset = self.size_seen = self.last_mark = start + cut + 1
+        return self.read_offset
+
     def mark(self) -> FileMark:
         """Position after everything emitted so far: where reading resumes."""
         offset = self.read_offset - len(self._leftover)

@@ -55,6 +55,9 @@ class FileTracker:
         self.meta: dict[str, PathMeta] = {}
         """Path metadata by identity."""
         self._excluded: dict[str, tuple[int, int]] = {}
+        self._excluded_by_policy: set[str] = set()
+        self._from_end: set[str] = set()
+        """Paths no longer excluded: opened at their end, what was written meanwhile is not collected."""
         self._waiting: set[str] = set()
         self.unopened: set[str] = set()
         """Included files not open yet (no complete first line): a write there means rescan."""
@@ -101,6 +104,8 @@ class FileTracker:
             self._rotated(self.by_path[path], path, now, "removed")
         for path in [p for p in self._excluded if p not in found]:
             del self._excluded[path]
+            self._excluded_by_policy.discard(path)
+        self._from_end.intersection_update(found)
         self.unopened.intersection_update(found)
         return out
 
@@ -181,6 +186,10 @@ class FileTracker:
         self.unopened.discard(path)
         tailer = self._resume(path, item.real_path, fd, st.st_dev, st.st_ino, st.st_size, head,
                               meta, initial=initial)
+        if path in self._from_end:
+            self._from_end.discard(path)
+            if tailer.read_offset < st.st_size:
+                self.checkpoints.skip(tailer.identity, tailer.skip_to(st.st_size))
         if meta is EMPTY_META:
             EVENTS.path_unparsed(path)
         self._apply_policy(tailer, policy)
@@ -191,7 +200,41 @@ class FileTracker:
 
     def _exclude(self, path: str, item: Found, why: str) -> None:
         self._excluded[path] = (item.dev, item.ino)
+        if why == "policy":
+            self._excluded_by_policy.add(path)
         EVENTS.file_excluded(path, why)
+
+    # -- podlog.io/exclude changing while files are open -------------------------
+
+    def readmit(self) -> None:
+        """Forget exclusions the pod's metadata no longer asks for (before a reconcile).
+
+        The next reconcile opens such a file at its end: what the pod wrote
+        while it was excluded is not collected.
+        """
+        for path in list(self._excluded_by_policy):
+            meta = parse_path(path) or EMPTY_META
+            if not self.enricher.policy(meta).exclude:
+                self._excluded_by_policy.discard(path)
+                self._excluded.pop(path, None)
+                self._from_end.add(path)
+                EVENTS.file_included(path)
+
+    def newly_excluded(self) -> list[Tailer]:
+        """Open files whose pod asks for exclusion now; the caller closes them.
+
+        The file is excluded from here on (as if excluded when first seen);
+        rotated files still finish, they hold lines written before.
+        """
+        out: list[Tailer] = []
+        for path, tailer in list(self.by_path.items()):
+            if tailer.rotated_at is not None or not self.enricher.policy(self.meta_of(tailer)).exclude:
+                continue
+            self._excluded[path] = (tailer.dev, tailer.ino)
+            self._excluded_by_policy.add(path)
+            EVENTS.file_excluded(path, "policy")
+            out.append(tailer)
+        return out
 
     def _resume(
         self, path: str, real_path: str, fd: int, dev: int, ino: int, size: int, head: str,
@@ -237,13 +280,6 @@ class FileTracker:
 
     def _apply_policy(self, tailer: Tailer, policy: FilePolicy) -> list[Record]:
         return tailer.set_multiline(policy.multiline or self.default_multiline)
-
-    def refresh_policies(self) -> list[Record]:
-        """Ask the enricher again (pod metadata may have arrived); returns closed events."""
-        out: list[Record] = []
-        for identity, tailer in self.tailers.items():
-            out.extend(self._apply_policy(tailer, self.enricher.policy(self.meta[identity])))
-        return out
 
     # -- the end of a file -------------------------------------------------------
 
