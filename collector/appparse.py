@@ -132,8 +132,12 @@ def parse_payload(
             return PayloadRejected("invalid_json")
         if not isinstance(doc, dict):
             return PayloadRejected("not_an_object")
-        # Cheap upper bounds first: nesting <= brackets, fields <= colons.
-        if (
+        # Cheap bounds first: no bracket past the first means a flat object (its
+        # fields are len(doc)); else nesting <= brackets and fields <= colons.
+        if text.find("{", 1) < 0 and "[" not in text:
+            if len(doc) <= limits.max_fields:
+                return Payload(doc, _find_level(doc), False)
+        elif (
             text.count(":") <= limits.max_fields
             and text.count("{") + text.count("[") <= limits.max_depth
         ):
