@@ -10,8 +10,20 @@ single record larger than that is truncated (its ``message`` cut, then its
 
 The producer uses ``acks=all``; idempotence is ``on``, ``off`` or ``auto``
 (try it, and fall back with one warning on brokers without InitProducerId,
-such as tansu).  Credentials come from the settings, files or the
-environment and never appear in logs or errors.
+such as tansu).
+
+Without idempotence, a send's messages are framed into Kafka record batches
+per partition (the partition aiokafka's default partitioner would pick)
+straight from the spooled bytes and compressed, on a worker thread
+(:mod:`shipper.recordbatch`), then handed over whole with ``send_batch``:
+each byte is copied once on its way from the spool to the codec, and the event
+loop only moves finished batches.  An idempotent producer numbers its batches
+when it drains them, so there the messages are joined and go through
+``producer.send``.  Either way one send enqueues all its messages before the
+next send starts, so a stream's messages reach its partition in spool order.
+
+Credentials come from the settings, files or the environment and never
+appear in logs or errors.
 """
 
 from __future__ import annotations
@@ -32,9 +44,10 @@ from podlog.kafka_security import security_kwargs
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import events
-from shipper.records import EncodedRecords, Run, join_batch
+from shipper.recordbatch import CODECS, MessageParts, PackedBatch, build_batches
+from shipper.records import EncodedRecords, Run
 
-__all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages"]
+__all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages", "plan_messages"]
 
 _EMPTY_BATCH = len(encode_batch([]))
 _MIN_MESSAGE_BYTES = 1024
@@ -102,6 +115,22 @@ def encode_messages(
     as :class:`EncodedRecords` (from the spool) are never decoded: message
     values are joined from their JSON fragments.
     """
+    return [
+        Message(m.topic, m.key, m.value(), m.records)
+        for m in plan_messages(
+            records, topic=topic, default_retention=default_retention, max_message_bytes=max_message_bytes
+        )
+    ]
+
+
+def plan_messages(
+    records: Sequence[Record],
+    *,
+    topic: str,
+    default_retention: str,
+    max_message_bytes: int,
+) -> list[MessageParts]:
+    """The messages of :func:`encode_messages`, their values left as parts (nothing copied)."""
     encoded = EncodedRecords.from_records(records)
     templated = "{retention}" in topic
     slots: dict[tuple[str, bytes], int] = {}
@@ -112,18 +141,18 @@ def encode_messages(
     members: list[list[Run]] = [[] for _ in slots]
     for run in encoded.runs:
         members[slot_of_group[run.group]].append(run)
-    messages: list[Message] = []
+    messages: list[MessageParts] = []
     for (name, key), runs in zip(slots, members, strict=True):
         count = sum(len(run.lengths) for run in runs)
         size = _EMPTY_BATCH + sum(len(run.data) for run in runs) + len(runs) - 1
         if size <= max_message_bytes:
-            messages.append(Message(name, key, join_batch([run.data for run in runs]), count))
+            messages.append(MessageParts(name, key, [run.data for run in runs], count))
             continue
         fragments = [fragment for run in runs for fragment in run.fragments()]
         parts = _split(fragments, key, max_message_bytes)
         if len(parts) > 1:
             events.message_split(key=key.decode(errors="replace"), parts=len(parts))
-        messages.extend(Message(name, key, join_batch(part), len(part)) for part in parts)
+        messages.extend(MessageParts(name, key, part, len(part)) for part in parts)
     return messages
 
 
@@ -214,6 +243,8 @@ class KafkaTransport:
         self.max_message_bytes = config.max_message_bytes
         self.idempotent = False
         self._producer: AIOKafkaProducer | None = None
+        self._enqueue = asyncio.Lock()
+        """Held while one send hands its messages to the producer (FIFO), so sends never interleave."""
 
     # -- connecting --------------------------------------------------------
 
@@ -349,21 +380,45 @@ class KafkaTransport:
         producer = self._producer
         if producer is None:
             raise TransportError("send before start", retriable=True)
-        messages = self.encode(records)
         futures: list[asyncio.Future[Any]] = []
         started = time.perf_counter()
         try:
-            for message in messages:
-                futures.append(await producer.send(message.topic, message.value, key=message.key))
+            async with self._enqueue:
+                if self.idempotent or self.config.compression not in CODECS:
+                    messages = self.encode(records)
+                    count, nbytes = len(messages), sum(len(m.value) for m in messages)
+                    for message in messages:
+                        futures.append(await producer.send(message.topic, message.value, key=message.key))
+                else:
+                    batches = await self._pack(producer, records)
+                    count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
+                    for packed in batches:
+                        futures.append(
+                            await producer.send_batch(packed.batch, packed.topic, partition=packed.partition)
+                        )
             await asyncio.gather(*futures)
         except kafka_errors.KafkaError as exc:
             # Collect every outcome so no future's exception goes unretrieved.
             await asyncio.gather(*futures, return_exceptions=True)
             raise self._send_error(exc) from exc
-        events.messages_delivered(
-            messages=len(messages),
-            nbytes=sum(len(m.value) for m in messages),
-            seconds=time.perf_counter() - started,
+        events.messages_delivered(messages=count, nbytes=nbytes, seconds=time.perf_counter() - started)
+
+    async def _pack(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> list[PackedBatch]:
+        """Plan, partition, frame and compress ``records`` on worker threads."""
+        messages = await asyncio.to_thread(
+            plan_messages,
+            records,
+            topic=self.config.topic,
+            default_retention=self.config.default_retention,
+            max_message_bytes=self.max_message_bytes,
+        )
+        partitions = {topic: list(await producer.partitions_for(topic)) for topic in {m.topic for m in messages}}
+        return await asyncio.to_thread(
+            build_batches,
+            messages,
+            partitions,
+            codec=self.config.compression,
+            max_batch_bytes=self.config.max_batch_bytes,
         )
 
     def _send_error(self, exc: kafka_errors.KafkaError) -> KafkaSendError:

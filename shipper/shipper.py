@@ -136,9 +136,11 @@ class Shipper:
 
     async def _loop(self) -> None:
         # Up to max_in_flight_sends sends are in flight, acknowledged strictly in
-        # spool order, while the next batches are read from disk.  A failure
-        # settles every send in flight, then redelivers from the first
-        # unacknowledged batch in order, one send at a time, with backoff.
+        # spool order, while the next send's batches are read from disk (one
+        # read ahead, even with the window full, so memory stays bounded at
+        # max_in_flight_sends + 1 sends).  A failure settles every send in
+        # flight, then redelivers from the first unacknowledged batch in
+        # order, one send at a time, with backoff.
         window: collections.deque[tuple[list[SpoolBatch], asyncio.Task[None]]] = (
             collections.deque()
         )
@@ -149,7 +151,7 @@ class Shipper:
                     return
                 room = len(window) < self.config.max_in_flight_sends
                 cursor = window[-1][0][-1].seq if window else self.delivered_seq
-                if ahead is None and room and self.spool.has_pending(cursor):
+                if ahead is None and self.spool.has_pending(cursor):
                     ahead = asyncio.create_task(self._read(cursor), name="shipper-read")
                 if ahead is not None and room and (ahead.done() or not window):
                     batches, ahead = await ahead, None

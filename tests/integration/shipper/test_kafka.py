@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,27 @@ async def test_spool_left_by_a_previous_run_is_delivered(kafka_bootstrap: str, t
         await until(lambda: acks.offset("p:c:x") == 20)
     content = read_topic(kafka_bootstrap, topic, expect_ids=20, timeout=30)
     assert content.first_seen_offsets(stream_key(record("c", 0))) == list(range(20))
+
+
+@pytest.mark.parametrize("idempotence", ["off", "auto"])
+async def test_concurrent_sends_keep_each_stream_in_order(kafka_bootstrap: str, idempotence: str) -> None:
+    """Sends started together (the shipper keeps two in flight) reach each partition in call order."""
+    topic = unique_topic("order")
+    transport = KafkaTransport(
+        KafkaProducerConfig(
+            bootstrap_servers=kafka_bootstrap,
+            topic=topic,
+            idempotence=idempotence,  # type: ignore[arg-type]
+            max_batch_bytes=16 << 10,  # many batches per send, so sends could interleave
+        )
+    )
+    await transport.start()
+    sends = [[record(s, n * 300 + i, "y" * 200) for i in range(300) for s in ("a", "b")] for n in range(4)]
+    try:
+        await asyncio.gather(*(transport.send(records) for records in sends))
+    finally:
+        await transport.stop()
+    content = read_topic(kafka_bootstrap, topic, expect_ids=2400, timeout=60)
+    for stream in ("a", "b"):
+        key = stream_key(record(stream, 0))
+        assert content.first_seen_offsets(key) == list(range(1200))

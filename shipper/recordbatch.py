@@ -1,0 +1,215 @@
+"""Kafka record batches (magic v2) built straight from the spool's bytes.
+
+A message value is ``{"schema":1,"records":[`` + runs + ``]}`` (see
+:mod:`shipper.records`); its runs are views into what the spool read.
+:func:`build_batches` writes each batch's records section (the Kafka record
+framing around every key and value) into one buffer sized exactly up front,
+copying each run once, then compresses it and writes the batch header and its
+CRC-32C: the same bytes aiokafka's ``DefaultRecordBatchBuilder`` makes of the
+same messages, without its copies (join the value, append it to the batch,
+slice the batch for the codec).  Blocking: meant for a worker thread, where
+the codecs and the copies run beside the event loop.
+
+The batches carry no producer id (idempotence off): an idempotent producer
+numbers its batches itself when it drains them, so that path is not used
+with idempotence on.  :class:`BuiltBatch` is what ``AIOKafkaProducer.send_batch``
+is given.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+from aiokafka.codec import gzip_encode, lz4_encode, snappy_encode, zstd_encode
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.util import calc_crc32c, encode_varint, size_of_varint
+
+from shipper.records import BATCH_PREFIX, BATCH_SUFFIX
+
+__all__ = ["CODECS", "BuiltBatch", "MessageParts", "PackedBatch", "build_batches"]
+
+# BaseOffset, Length, PartitionLeaderEpoch, Magic, CRC, Attributes, LastOffsetDelta,
+# FirstTimestamp, MaxTimestamp, ProducerId, ProducerEpoch, BaseSequence, RecordCount.
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+_CRC_OFFSET = 17
+_ATTRIBUTES_OFFSET = 21
+_LENGTH_END = 12
+_ENVELOPE = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
+
+CODECS: Mapping[str, tuple[int, Callable[[bytearray], bytes] | None]] = {
+    "none": (0, None),
+    # aiokafka's own encoders, as its builder calls them; only zstd takes a buffer as it is.
+    "gzip": (1, lambda data: gzip_encode(bytes(data))),
+    "snappy": (2, lambda data: snappy_encode(bytes(data))),
+    "lz4": (3, lambda data: lz4_encode(bytes(data))),
+    "zstd": (4, zstd_encode),
+}
+"""Codec name -> (Kafka attribute bits, aiokafka's encoder): the encoders its builder uses."""
+
+
+class MessageParts(NamedTuple):
+    """One Kafka message whose value is not joined yet."""
+
+    topic: str
+    key: bytes
+    parts: list[bytes | memoryview]
+    """Comma-joined, between :data:`BATCH_PREFIX` and :data:`BATCH_SUFFIX`, they are the value."""
+    records: int
+    """Records in the message."""
+
+    def value_size(self) -> int:
+        """Length of the value the parts make."""
+        return _ENVELOPE + sum(len(part) for part in self.parts) + max(0, len(self.parts) - 1)
+
+    def value(self) -> bytes:
+        """The value, joined."""
+        return BATCH_PREFIX + b",".join(self.parts) + BATCH_SUFFIX
+
+
+class BuiltBatch:
+    """A closed, built producer batch, in the shape ``AIOKafkaProducer.send_batch`` takes."""
+
+    __slots__ = ("_buffer", "_count")
+
+    def __init__(self, buffer: bytearray, count: int) -> None:
+        self._buffer = buffer
+        self._count = count
+
+    def append(self, **_: object) -> None:
+        """A built batch takes nothing more."""
+        return None
+
+    def close(self) -> None:
+        """Already closed."""
+
+    def closed(self) -> bool:
+        """Always: the batch is complete."""
+        return True
+
+    def _build(self) -> bytearray:
+        return self._buffer
+
+    def size(self) -> int:
+        """Bytes of the batch as sent."""
+        return len(self._buffer)
+
+    def record_count(self) -> int:
+        """Kafka records (messages) in the batch."""
+        return self._count
+
+
+class PackedBatch(NamedTuple):
+    """A built batch and where it goes."""
+
+    topic: str
+    partition: int
+    batch: BuiltBatch
+    messages: int
+    nbytes: int
+    """Bytes of message values, before compression."""
+
+
+def _record_size(offset_delta: int, message: MessageParts, value_size: int) -> tuple[int, int]:
+    """(body length, framed length) of one record with timestamp delta 0 and no headers."""
+    key = len(message.key)
+    body = 2 + size_of_varint(offset_delta) + size_of_varint(key) + key + size_of_varint(value_size) + value_size + 1
+    return body, size_of_varint(body) + body
+
+
+def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timestamp_ms: int) -> bytearray:
+    """Header + (compressed) records of ``batch``: (message, value size, body length) in order."""
+    total = sum(size_of_varint(body) + body for _, _, body in batch)
+    records = bytearray(total)
+    at = 0
+    head = bytearray()
+    for offset_delta, (message, value_size, body) in enumerate(batch):
+        head.clear()
+        encode_varint(body, head.append)
+        head.append(0)  # attributes
+        head.append(0)  # timestamp delta: varint 0
+        encode_varint(offset_delta, head.append)
+        encode_varint(len(message.key), head.append)
+        head += message.key
+        encode_varint(value_size, head.append)
+        head += BATCH_PREFIX
+        records[at : at + len(head)] = head
+        at += len(head)
+        for index, part in enumerate(message.parts):
+            if index:
+                records[at] = 0x2C  # ","
+                at += 1
+            records[at : at + len(part)] = part
+            at += len(part)
+        records[at : at + _ENVELOPE - len(BATCH_PREFIX)] = BATCH_SUFFIX
+        at += len(BATCH_SUFFIX)
+        records[at] = 0  # headers: varint 0
+        at += 1
+    assert at == total, "record sizes disagree with what was written"
+    attributes, encode = CODECS[codec]
+    payload: bytes | bytearray = records
+    if encode is not None:
+        compressed = encode(records)
+        if len(compressed) < len(records):
+            payload = compressed
+        else:
+            attributes = 0  # no gain: sent uncompressed, as aiokafka does
+    out = bytearray(_HEADER.size + len(payload))
+    out[_HEADER.size :] = payload
+    _HEADER.pack_into(
+        out, 0,
+        0, len(out) - _LENGTH_END, -1, 2, 0, attributes, len(batch) - 1,
+        timestamp_ms, timestamp_ms, -1, -1, 0, len(batch),
+    )  # fmt: skip
+    struct.pack_into(">I", out, _CRC_OFFSET, calc_crc32c(memoryview(out)[_ATTRIBUTES_OFFSET:]))
+    return out
+
+
+def build_batches(
+    messages: Sequence[MessageParts],
+    partitions: Mapping[str, list[int]],
+    *,
+    codec: str,
+    max_batch_bytes: int,
+    timestamp_ms: int | None = None,
+) -> list[PackedBatch]:
+    """``messages`` packed in order into compressed batches of at most ``max_batch_bytes`` per partition.
+
+    A message goes to the partition aiokafka's default partitioner picks for
+    its key among ``partitions[topic]``; within a partition, batches and the
+    messages in them keep their order.  A batch closes where aiokafka's
+    builder would close it (its uncompressed size past ``max_batch_bytes``; a
+    first message always fits).
+    """
+    if timestamp_ms is None:
+        timestamp_ms = int(time.time() * 1000)
+    partitioner = DefaultPartitioner()
+    open_batches: dict[tuple[str, int], int] = {}
+    plans: list[tuple[str, int, list[tuple[MessageParts, int, int]], list[int]]] = []
+    for message in messages:
+        choices = partitions[message.topic]
+        partition = partitioner(message.key, choices, choices)
+        value_size = message.value_size()
+        at = open_batches.get((message.topic, partition))
+        if at is not None:
+            _, _, members, size = plans[at]
+            body, framed = _record_size(len(members), message, value_size)
+            if size[0] + framed <= max_batch_bytes:
+                members.append((message, value_size, body))
+                size[0] += framed
+                continue
+        body, framed = _record_size(0, message, value_size)
+        open_batches[message.topic, partition] = len(plans)
+        plans.append((message.topic, partition, [(message, value_size, body)], [_HEADER.size + framed]))
+    return [
+        PackedBatch(
+            topic,
+            partition,
+            BuiltBatch(_encode_batch(members, codec, timestamp_ms), len(members)),
+            len(members),
+            sum(value_size for _, value_size, _ in members),
+        )
+        for topic, partition, members, _ in plans
+    ]
