@@ -15,6 +15,7 @@ median of ``--runs`` runs, and the collector/bare ratio from the same command.
 
     python bench/collector.py            # ~400k lines, about a minute
     python bench/collector.py --full     # 3.6M lines (~1 GiB), the issue's backlog
+    python bench/collector.py --profile  # where the null mode's time goes (cProfile)
 """
 
 from __future__ import annotations
@@ -269,6 +270,24 @@ def _current_rss_mib() -> float:
     return 0.0
 
 
+def profile(directory: Path, expected: int, top: int = 30) -> None:
+    """The null mode once in this process under cProfile: the functions with the most own time."""
+    import cProfile
+    import importlib
+    import pstats
+
+    for module in ("collector.pipeline", "collector.kube.enrich", "collector.config", "podlog.lifecycle"):
+        importlib.import_module(module)  # imported before profiling, as the timed modes do
+    state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = asyncio.run(_collect(directory, state, "null", expected))
+    profiler.disable()
+    print(f"null mode under cProfile: {result['lines']:.0f} records, {result['cpu']:.2f} CPU s "
+          "(profiling inflates Python calls)")
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
 def child(args: argparse.Namespace) -> None:
     directory = Path(args.dir)
     if args.child in ("latency", "idle"):
@@ -310,6 +329,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="the issue's 3.6M-line backlog")
     parser.add_argument("--modes", default="bare,null,spool",
                         help="comma-separated: bare, null, spool, latency, idle")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing, profile the null mode once (cProfile, top functions)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, default=0, help=argparse.SUPPRESS)
@@ -323,6 +344,12 @@ def main() -> None:
         directory = Path(tmp) / "containers"
         lines, nbytes = generate(directory, args.lines, args.files)
         expected = _expected_records(directory)
+        if args.profile:
+            from podlog.logging import configure_logging
+
+            configure_logging("warning")  # not the collector's per-file lines
+            profile(directory, expected)
+            return
         print(f"backlog: {lines} lines, {expected} records, {nbytes / 2**20:.1f} MiB, "
               f"{args.files} files; {args.runs} runs per mode (median)")
         results: dict[str, dict[str, float]] = {}
