@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import struct
 import zlib
@@ -54,6 +55,7 @@ __all__ = [
     "encode_payload",
     "fsync_directory",
     "is_disk_full",
+    "read_range",
     "scan_segment",
     "segment_name",
     "segment_seq",
@@ -251,6 +253,30 @@ def scan_segment(data: bytes) -> ScanResult:
         damage.append(Damage(offset, probe))
         offset = probe
     return ScanResult(frames=frames, damage=damage, valid_end=valid_end, size=size)
+
+
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
+def read_range(path: Path, start: int, end: int) -> memoryview:
+    """Bytes ``start..end`` of a segment, mapped rather than copied (shorter if the file is).
+
+    Frames are only ever appended, and a file is cut only when the spool
+    opens (or back to its size before a failed append), never below a frame
+    that is being read, so the mapping stays valid while the view lives.  The
+    pages are the page cache's own: sending copies them once, into the batch.
+    """
+    with path.open("rb") as handle:
+        end = min(end, os.fstat(handle.fileno()).st_size)
+        if end <= start:
+            return memoryview(b"")
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapped = mmap.mmap(handle.fileno(), end - base, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=base)
+        except OSError:
+            handle.seek(start)
+            return memoryview(handle.read(end - start))
+    return memoryview(mapped)[start - base :]
 
 
 def is_disk_full(error: OSError) -> bool:

@@ -53,6 +53,7 @@ from shipper.segment import (
     encode_payload,
     fsync_directory,
     is_disk_full,
+    read_range,
     scan_segment,
     segment_name,
     segment_seq,
@@ -365,7 +366,7 @@ class Spool:
         return await asyncio.to_thread(self._load, chosen)
 
     def _load(self, entries: list[_Entry]) -> list[SpoolBatch]:
-        """Read the payloads of ``entries`` (worker thread), one read per run of a segment."""
+        """Map the payloads of ``entries`` (worker thread), one mapping per run of a segment."""
         out: list[SpoolBatch] = []
         start = 0
         while start < len(entries):
@@ -375,18 +376,16 @@ class Spool:
             run = entries[start:end]
             segment = self._segments.get(run[0].segment)
             first, last = run[0], run[-1]
-            data = b""
+            data = memoryview(b"")
             if segment is not None:
-                with segment.path.open("rb") as handle:
-                    handle.seek(first.offset)
-                    data = handle.read(last.offset + last.size - first.offset)
+                data = read_range(segment.path, first.offset, last.offset + last.size)
             for entry in run:
                 out.append(self._decode(entry, data, entry.offset - first.offset, segment))
             start = end
         return out
 
-    def _decode(self, entry: _Entry, data: bytes, at: int, segment: _Segment | None) -> SpoolBatch:
-        frame = memoryview(data)[at : at + entry.size]
+    def _decode(self, entry: _Entry, data: memoryview, at: int, segment: _Segment | None) -> SpoolBatch:
+        frame = data[at : at + entry.size]
         records = _checked_records(frame, entry.size)
         if records is None:
             # Damaged after the spool was opened: skip the records, keep the marks.
