@@ -62,8 +62,9 @@ class CollectorConfig:
         1.0, "How often acknowledged offsets are written to the checkpoint file."
     )
     gc_gen0_threshold: int = setting(
-        10000,
-        "Python GC gen-0 threshold set at start (the startup heap is also frozen); 0 leaves "
+        100000,
+        "Python GC gen-0 threshold set at start (the startup heap is also frozen); above the "
+        "objects of the records in flight, so batches do not trigger collections; 0 leaves "
         "the process GC alone.",
     )
     max_open_files: int = setting(

@@ -123,11 +123,13 @@ class Collector:
                  first_start=not self.checkpoints.existed, inotify=self._watcher is not None)
 
     def _tune_gc(self) -> None:
-        """Fewer, cheaper collections: each record is a handful of short-lived dicts.
+        """Fewer, cheaper collections: records are short-lived dicts without cycles.
 
         The objects alive after start (modules, config, caches) are frozen out of
-        every later collection, and generation 0 is collected less often; together
-        about 15% less CPU per line on a backlog.
+        every later collection, and generation 0 is collected only after more
+        net allocations than the records in flight hold (two tracked dicts per
+        record, a few batches of them), so draining a backlog rarely collects:
+        at 100,000 about 9% less CPU per line than at 10,000 on the bench backlog.
         """
         threshold = self.config.gc_gen0_threshold
         if threshold <= 0:
