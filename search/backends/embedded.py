@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import operator
 import re
 import sqlite3
 import threading
@@ -88,9 +89,18 @@ _CHUNK = 500
 _ROW = "r.rowid, r.ts, r.off, r.eid, r.doc"
 
 _INSERT_ROW = (
-    f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc)"  # noqa: S608 - fixed column names
-    f" VALUES ({','.join('?' * (9 + len(ROW_COLUMNS)))})"
+    f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, prev)"  # noqa: S608 - fixed column names
+    f" VALUES ({','.join('?' * (10 + len(ROW_COLUMNS)))})"
 )
+
+_COMBINATIONS_KEPT = 100_000
+"""Most distinct filter-value combinations remembered between batches."""
+
+_STREAM = 8 + ROW_COLUMNS.index("strm")
+"""Position of the stream's dictionary id in a row."""
+
+_CHAIN_WALK_LIMIT = 100_000
+"""Most links followed back to place one line that arrives out of file order."""
 
 
 def default_index_path(state_dir: Path) -> Path:
@@ -126,16 +136,37 @@ def _key(row: Sequence[Any]) -> Cursor:
 
 
 Row = tuple[Any, ...]
-"""A row of ``r`` in :data:`_INSERT_ROW` order: ``(rowid, m, eid, ts, off, gen, ident, cls, *ids, doc)``."""
+"""A row of ``r`` in :data:`_INSERT_ROW` order: ``(rowid, m, eid, ts, off, gen, ident, cls, *ids, doc, prev)``."""
+
+Chain = tuple[str, int]
+"""A file and stream: ``(log.file.identity, stream id or 0)``."""
+
+
+class _Link(NamedTuple):
+    """The last line of a chain: its rowid and file position."""
+
+    key: int
+    generation: int
+    offset: int
 
 
 class _Prepared(NamedTuple):
-    """A batch made ready outside the writer thread: rows for ``r`` and ``f``, in step."""
+    """A batch made ready outside the writer thread: rows for ``r`` and ``f``, in step.
+
+    Inside the batch each row links to the previous row of its chain; the
+    writer links each chain's first row (``heads``) to what is stored.
+    """
 
     rows: list[Row]
     fts_rows: list[tuple[int, str, str]]
     values: dict[int, tuple[str, str]]
     """Dictionary entries the rows use that were not committed when they were prepared."""
+    heads: dict[Chain, int]
+    """Per chain, the index of its first row."""
+    tails: dict[Chain, _Link]
+    """Per chain, its last row."""
+    disordered: set[Chain]
+    """Chains whose rows are not in file order within the batch."""
     rejected: dict[str, list[Any]]
     duplicates: int
     prepare_seconds: float
@@ -256,6 +287,10 @@ class EmbeddedIndex:
         self._closed = False
         self._stopping = asyncio.Event()
         self._written = asyncio.Event()
+        self._combinations: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
+        """Filter values -> (dictionary ids, meta tokens), for combinations already committed."""
+        self._chains: dict[Chain, _Link] = {}
+        """Committed last line of each file and stream (the writer's copy of ``chains``)."""
         self._retention_marks: dict[str, int] = {}
         """Per retention pass: the rowid below which nothing is left to expire."""
         self.write_seq = 0
@@ -308,6 +343,8 @@ class EmbeddedIndex:
         with conn:
             create_schema(conn)
         self.dictionary.load(conn)
+        for ident, stream, last, generation, offset in conn.execute("SELECT ident, strm, last, gen, off FROM chains"):
+            self._chains[(ident, stream)] = _Link(last, generation, offset)
         self._write_conn = conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -412,32 +449,42 @@ class EmbeddedIndex:
         encodings: Sequence[bytes | memoryview] | None = None
         if hasattr(records, "encodings"):
             encodings = cast("EncodedBatch", records).encodings()
-        fresh: dict[str, int] = {}
         rejected: dict[str, list[Any]] = {}
         decoded = records if isinstance(records, list) else list(records)
-        for position, record in enumerate(decoded):
-            event = record.get("event") if isinstance(record, dict) else None
-            event_id = event.get("id") if isinstance(event, dict) else None
-            ts = record.get("timestamp_ns") if isinstance(record, dict) else None
-            if type(event_id) is not str or not event_id:
-                rejected.setdefault("missing_event_id", []).append(event_id)
-            elif type(ts) is not int or not 0 <= ts <= _MAX_TS_NS:
-                rejected.setdefault("invalid_timestamp", []).append(event_id)
-            elif event_id not in fresh:
-                fresh[event_id] = position
-        duplicates = len(decoded) - sum(map(len, rejected.values())) - len(fresh)
         crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
-        dumps, minute_ns = orjson.dumps, MINUTE_NS
+        dumps, minute_ns, max_ts = orjson.dumps, MINUTE_NS, _MAX_TS_NS
+        seen: set[str] = set()
+        duplicates = 0
         taken: set[int] = set()
         rows: list[Row] = []
         fts_rows: list[tuple[int, str, str]] = []
         unpublished: dict[int, tuple[str, str]] = {}
         # Records of one container share every filter value: resolve each combination once.
-        resolved: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
+        combinations = self._combinations
+        if len(combinations) > _COMBINATIONS_KEPT:
+            combinations.clear()
+        pending: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
         classes: dict[tuple[str | None, Any], str] = {}
-        for event_id, position in fresh.items():
-            record = decoded[position]
-            ts = record["timestamp_ns"]
+        head_keys: dict[int, Chain] = {}
+        tails: dict[Chain, _Link] = {}
+        disordered: set[Chain] = set()
+        for position, record in enumerate(decoded):
+            if type(record) is not dict:
+                rejected.setdefault("missing_event_id", []).append(None)
+                continue
+            event = record.get("event")
+            event_id = event.get("id") if type(event) is dict else None
+            ts = record.get("timestamp_ns")
+            if type(event_id) is not str or not event_id:
+                rejected.setdefault("missing_event_id", []).append(event_id)
+                continue
+            if type(ts) is not int or not 0 <= ts <= max_ts:
+                rejected.setdefault("invalid_timestamp", []).append(event_id)
+                continue
+            if event_id in seen:
+                duplicates += 1
+                continue
+            seen.add(event_id)
             key = ts // unit * tiebreak + crc(event_id.encode()) % tiebreak
             if key in taken:
                 free = self._free_key(None, key, taken)
@@ -446,47 +493,69 @@ class EmbeddedIndex:
                     continue
                 key = free
             try:
-                doc = (
-                    dumps(record).decode()
-                    if encodings is None
-                    else str(encodings[position], "utf-8")
-                )
+                doc = dumps(record).decode() if encodings is None else str(encodings[position], "utf-8")
             except TypeError as exc:
                 rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
                 continue
             taken.add(key)
             values = filter_values(record)
-            found = resolved.get(values)
+            found = combinations.get(values) or pending.get(values)
             if found is None:
-                ids = self.dictionary.resolve(values, unpublished)
-                found = resolved[values] = (ids, meta_tokens(ids))
+                new: dict[int, tuple[str, str]] = {}
+                ids = self.dictionary.resolve(values, new)
+                found = (ids, meta_tokens(ids))
+                if new:
+                    unpublished.update(new)
+                    pending[values] = found
+                else:
+                    combinations[values] = found
             podlog = record.get("podlog")
-            class_key = (values[0], podlog.get("retention") if isinstance(podlog, dict) else None)
+            class_key = (values[0], podlog.get("retention") if type(podlog) is dict else None)
             retention = classes.get(class_key)
             if retention is None:
                 retention = classes[class_key] = retention_class(self.retention, record)
             log = record.get("log")
-            if not isinstance(log, dict):
-                log = {}
-            file = log.get("file")
+            if type(log) is dict:
+                offset, generation, file = log.get("offset"), log.get("generation"), log.get("file")
+                if type(offset) is not int:
+                    offset = _int(offset)
+                if type(generation) is not int:
+                    generation = _int(generation)
+                identity = file.get("identity") if type(file) is dict else None
+                if type(identity) is not str:
+                    identity = str(identity or "")
+            else:
+                offset = generation = 0
+                identity = ""
+            ids = found[0]
+            chain = (identity, ids[-1] or 0)
+            prior = tails.get(chain)
+            if prior is None:
+                head_keys[key] = chain
+                prev = None
+            else:
+                prev = prior.key
+                if (generation, offset) <= (prior.generation, prior.offset):
+                    disordered.add(chain)
+            tails[chain] = _Link(key, generation, offset)
+            rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
             message = record.get("message")
-            rows.append(
-                (
-                    key,
-                    ts // minute_ns,
-                    event_id,
-                    ts,
-                    _int(log.get("offset")),
-                    _int(log.get("generation")),
-                    str((file.get("identity") if isinstance(file, dict) else None) or ""),
-                    retention,
-                    *found[0],
-                    doc,
-                )
-            )
             fts_rows.append((key, message if type(message) is str else "", found[1]))
+        # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
+        # grouped by stream, so its rows would otherwise jump back and forth in time).
+        rows.sort(key=_first)
+        fts_rows.sort(key=_first)
+        heads = {head_keys[row[0]]: i for i, row in enumerate(rows) if row[0] in head_keys}
         return _Prepared(
-            rows, fts_rows, unpublished, rejected, duplicates, time.monotonic() - started
+            rows,
+            fts_rows,
+            unpublished,
+            heads,
+            tails,
+            disordered,
+            rejected,
+            duplicates,
+            time.monotonic() - started,
         )
 
     def _commit(self, batch: _Prepared) -> int:
@@ -496,6 +565,7 @@ class EmbeddedIndex:
         rows, fts_rows = batch.rows, batch.fts_rows
         duplicates = batch.duplicates
         rejected = batch.rejected
+        chains: dict[Chain, _Link] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.values:
@@ -506,23 +576,34 @@ class EmbeddedIndex:
             # Fast path: a new batch (the common case) goes in without looking anything up.
             try:
                 conn.execute("SAVEPOINT batch")
-                conn.executemany(_INSERT_ROW, rows)
+                ordered, unordered = self._link_heads(batch, chains)
+                conn.executemany(_INSERT_ROW, ordered)
+                if unordered:
+                    self._insert_in_file_order(conn, unordered, chains)
                 conn.execute("RELEASE batch")
             except sqlite3.IntegrityError:
                 # A replay (an event.id already stored) or a time key taken by a stored
                 # row: undo, then skip what is stored and probe for free keys.
                 conn.execute("ROLLBACK TO batch")
                 conn.execute("RELEASE batch")
+                chains.clear()
                 rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
                 duplicates += stored
-                conn.executemany(_INSERT_ROW, rows)
+                self._insert_in_file_order(conn, rows, chains)
             conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
             _count_minutes(conn, (row[0] for row in rows), 1)
+            conn.executemany(
+                "INSERT INTO chains (ident, strm, last, gen, off) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (ident, strm) DO UPDATE"
+                " SET last = excluded.last, gen = excluded.gen, off = excluded.off",
+                [(*chain, *link) for chain, link in chains.items()],
+            )
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+        self._chains.update(chains)
         self.dictionary.publish(batch.values)
         if rows and self._retention_marks:
             # Old lines arrive late (a backfill): let the next retention pass look at them.
@@ -531,10 +612,67 @@ class EmbeddedIndex:
                 self._retention_marks[mark] = min(low, oldest)
         for reason, examples in rejected.items():
             self.events.record_rejected(reason, len(examples), examples[0])
-        self.events.batch_written(
-            len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started
-        )
+        self.events.batch_written(len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started)
         return len(rows)
+
+    def _link_heads(self, batch: _Prepared, chains: dict[Chain, _Link]) -> tuple[list[Row], list[Row]]:
+        """Link each chain's first row to the chain's stored last line.
+
+        Returns the rows that extend their chain, ready to insert, and the rows of
+        chains that arrive out of file order (placed one by one); ``chains`` gets
+        the new last line of each extended chain.
+        """
+        rows = batch.rows
+        disordered = set(batch.disordered)
+        stored = self._chains
+        for chain, index in batch.heads.items():
+            last = stored.get(chain)
+            if last is None:
+                continue
+            head = rows[index]
+            if (head[5], head[4]) <= (last.generation, last.offset):
+                disordered.add(chain)
+            elif head[-1] is None:
+                rows[index] = (*head[:-1], last.key)
+        for chain, tail in batch.tails.items():
+            if chain not in disordered:
+                chains[chain] = tail
+        if not disordered:
+            return rows, []
+        ordered: list[Row] = []
+        unordered: list[Row] = []
+        for row in rows:
+            (unordered if (row[6], row[_STREAM] or 0) in disordered else ordered).append(row)
+        return ordered, unordered
+
+    def _insert_in_file_order(self, conn: sqlite3.Connection, rows: list[Row], chains: dict[Chain, _Link]) -> None:
+        """Insert ``rows`` one by one, each linked at its place in its chain (the slow path)."""
+        for row in rows:
+            chain: Chain = (row[6], row[_STREAM] or 0)
+            position = (row[5], row[4])
+            last = chains.get(chain) or self._chains.get(chain)
+            if last is None or position > (last.generation, last.offset):
+                conn.execute(_INSERT_ROW, (*row[:-1], None if last is None else last.key))
+                chains[chain] = _Link(row[0], row[5], row[4])
+                continue
+            # Out of file order: walk back to the line before it, and link the one after to it.
+            after, node = last.key, last.key
+            before: int | None = None
+            for _ in range(_CHAIN_WALK_LIMIT):
+                found = conn.execute(
+                    "SELECT gen, off, prev, ident, strm FROM r WHERE rowid = ?", (node,)
+                ).fetchone()
+                if found is None or (found[3], found[4] or 0) != chain:
+                    break  # expired, or a link from before a rowid was reused
+                if (found[0], found[1]) < position:
+                    before = node
+                    break
+                after = node
+                if found[2] is None:
+                    break
+                node = found[2]
+            conn.execute(_INSERT_ROW, (*row[:-1], before))
+            conn.execute("UPDATE r SET prev = ? WHERE rowid = ?", (row[0], after))
 
     def _unstored(
         self, conn: sqlite3.Connection, rows: list[Row], fts_rows: list[tuple[int, str, str]]
@@ -858,31 +996,43 @@ class EmbeddedIndex:
         allowed_namespaces: Sequence[str] | None,
     ) -> ContextResult | None:
         anchor = conn.execute(
-            "SELECT r.ident, r.strm, r.gen, r.off, r.ns, r.doc"
+            "SELECT r.rowid, r.ident, r.strm, r.prev, r.ns, r.doc"
             " FROM minutes CROSS JOIN r ON r.m = minutes.minute AND r.eid = ? LIMIT 1",
             (event_id,),
         ).fetchone()
         if anchor is None:
             return None
-        ident, stream, generation, offset, namespace_id, doc = anchor
+        key, ident, stream, prev, namespace_id, doc = anchor
         if allowed_namespaces is not None:
             namespace = self.dictionary.value_of(namespace_id) if namespace_id is not None else ""
             if not glob_match(list(allowed_namespaces), namespace or ""):
                 return None
-        older = conn.execute(
-            "SELECT doc FROM r WHERE ident = ? AND strm IS ? AND (gen, off) < (?, ?)"
-            " ORDER BY gen DESC, off DESC LIMIT ?",
-            (ident, stream, generation, offset, before),
-        ).fetchall()
-        newer = conn.execute(
-            "SELECT doc FROM r WHERE ident = ? AND strm IS ? AND (gen, off) > (?, ?)"
-            " ORDER BY gen, off LIMIT ?",
-            (ident, stream, generation, offset, after),
-        ).fetchall()
+        # The lines of one file and stream are linked in file order (see embedded_schema).
+        older: list[str] = []
+        node = prev
+        while node is not None and len(older) < before:
+            row = conn.execute(
+                "SELECT prev, doc FROM r WHERE rowid = ? AND ident = ? AND strm IS ?", (node, ident, stream)
+            ).fetchone()
+            if row is None:
+                break  # expired
+            node = row[0]
+            older.append(row[1])
+        newer: list[str] = []
+        node = key
+        while len(newer) < after:
+            row = conn.execute(
+                "SELECT rowid, doc FROM r WHERE prev = ? AND ident = ? AND strm IS ? ORDER BY gen, off LIMIT 1",
+                (node, ident, stream),
+            ).fetchone()
+            if row is None:
+                break
+            node = row[0]
+            newer.append(row[1])
         return ContextResult(
-            before=[orjson.loads(row[0]) for row in reversed(older)],
+            before=[orjson.loads(text) for text in reversed(older)],
             anchor=orjson.loads(doc),
-            after=[orjson.loads(row[0]) for row in newer],
+            after=[orjson.loads(text) for text in newer],
         )
 
     async def tail(
@@ -926,6 +1076,9 @@ def _count_minutes(conn: sqlite3.Connection, rowids: Iterable[int], sign: int) -
         " ON CONFLICT (minute) DO UPDATE SET n = n + excluded.n",
         [(minute, sign * n) for minute, n in per_minute.items()],
     )
+
+
+_first = operator.itemgetter(0)
 
 
 def _int(value: Any) -> int:

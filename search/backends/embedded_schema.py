@@ -10,7 +10,13 @@
          index stays time-local (a random ``eid`` alone would scatter every
          batch over the whole index).  Finding a record by ``event.id`` walks
          the ``minutes`` table and probes ``(m, eid)`` per minute.  Filter
-         fields are dictionary ids; the record is kept as JSON.
+         fields are dictionary ids; the record is kept as JSON.  ``prev`` is
+         the rowid of the previous line of the same file and stream (by
+         ``(gen, off)``): context walks these links backwards, and forwards
+         through the ``r_prev`` index.  Both point at recent rows, so a batch
+         adds to the end of the index instead of one page per file.
+``chains`` per file and stream (``ident``, ``strm`` id or 0): the rowid,
+         generation and offset of its last line, the head of its links.
 ``f``    FTS5, contentless: ``message`` (unicode61 words) and ``meta`` (one
          token per filter value, ``v<id>``, plus ``zall``), by the same rowid.
 ``vals`` the dictionary: ``(column, value) -> id``.
@@ -41,7 +47,7 @@ __all__ = [
     "time_key",
 ]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 TIME_UNIT_NS = 1_000_000
 """The time key's unit: one millisecond, the API's finest time granularity."""
@@ -70,15 +76,28 @@ CREATE TABLE IF NOT EXISTS r (
     ident TEXT NOT NULL,
     cls TEXT NOT NULL,
     {", ".join(f"{c} INTEGER" for c in ROW_COLUMNS)},
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    prev INTEGER
+);
+CREATE TABLE IF NOT EXISTS chains (
+    ident TEXT NOT NULL,
+    strm INTEGER NOT NULL,
+    last INTEGER NOT NULL,
+    gen INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    PRIMARY KEY (ident, strm)
 );
 CREATE TABLE IF NOT EXISTS minutes (minute INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 CREATE UNIQUE INDEX IF NOT EXISTS r_eid ON r (m, eid);
-CREATE INDEX IF NOT EXISTS r_file ON r (ident, strm, gen, off);
+CREATE INDEX IF NOT EXISTS r_prev ON r (prev) WHERE prev IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS f USING fts5 (
     message, meta, content='', columnsize=0, tokenize='unicode61'
 );
 """
+
+_FTS_MERGE = 16
+"""FTS5 ``automerge``: segments per level before they merge (default 4).  Fewer
+merge passes per token while indexing; a query reads a few more segments."""
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -87,6 +106,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT value FROM info WHERE key = 'layout'").fetchone()
     if row is None:
         conn.execute("INSERT INTO info (key, value) VALUES ('layout', ?)", (str(LAYOUT_VERSION),))
+        conn.execute("INSERT INTO f (f, rank) VALUES ('automerge', ?)", (_FTS_MERGE,))
     elif int(row[0]) != LAYOUT_VERSION:
         raise RuntimeError(
             f"index layout version {row[0]} is not {LAYOUT_VERSION}; use a new data directory"

@@ -196,6 +196,56 @@ async def test_context_follows_file_order_across_generations(index: EmbeddedInde
     assert [r["message"] for r in ctx.after] == ["line 3", "line 4", "after truncate 0", "after truncate 1"]
 
 
+async def context_offsets(index: EmbeddedIndex, record: Record, around: int = 20) -> list[int]:
+    """Offsets of the context around ``record``, with its own, in the order returned."""
+    ctx = await index.context(record["event"]["id"], around, around, None)
+    assert ctx is not None
+    return [r["log"]["offset"] for r in [*ctx.before, ctx.anchor, *ctx.after]]
+
+
+async def test_context_places_lines_that_arrive_out_of_file_order(index: EmbeddedIndex) -> None:
+    """Lines written late, across batches or shuffled inside one, still come back in file order."""
+    lines = {off: rec(off, T0 + off * MS, f"line {off}") for off in range(0, 80, 10)}
+    await index.write([lines[0], lines[20], lines[40]])
+    await index.write([lines[30], lines[10]])  # both before the stored last line
+    await index.write([lines[70], lines[50], lines[60]])  # shuffled inside the batch
+    expected = list(range(0, 80, 10))
+    for record in lines.values():
+        assert await context_offsets(index, record) == expected
+    ctx = await index.context(lines[30]["event"]["id"], 2, 1, None)
+    assert ctx is not None
+    assert [r["log"]["offset"] for r in [*ctx.before, *ctx.after]] == [10, 20, 40]
+
+
+async def test_context_links_survive_a_restart_and_a_replay(tmp_path: Path) -> None:
+    """After reopening the file, new lines extend the stored ones; a replay adds no link."""
+    first = [rec(off, T0 + off * MS) for off in range(0, 50, 10)]
+    later = [rec(off, T0 + off * MS) for off in range(50, 100, 10)]
+    index = open_index(tmp_path)
+    async with index:
+        await index.write(first)
+    index = open_index(tmp_path)
+    async with index:
+        await index.write([*first[2:], *later])  # a replay that overlaps the stored lines
+        assert await context_offsets(index, first[0]) == list(range(0, 100, 10))
+        assert await context_offsets(index, later[-1]) == list(range(0, 100, 10))
+
+
+async def test_context_stops_at_expired_lines(tmp_path: Path) -> None:
+    """Lines removed by retention end the context instead of breaking it."""
+    retention = RetentionConfig(classes={"standard": 1.0}, default_class="standard")
+    old = [rec(off, T0 - 3 * DAY + off * MS) for off in range(3)]
+    new = [rec(off, T0 + off * MS) for off in range(3, 6)]
+    index = open_index(tmp_path, retention=retention)
+    async with index:
+        await index.write(old)
+        await index.write(new)
+        assert await index.expire(now_ns=T0) == {"standard": 3}
+        assert await context_offsets(index, new[1]) == [3, 4, 5]
+        await index.write([rec(6, T0 + 6 * MS)])
+        assert await context_offsets(index, new[0]) == [3, 4, 5, 6]
+
+
 async def test_tail_returns_only_newer_matches_oldest_first(index: EmbeddedIndex) -> None:
     """A tail started from now sees later writes once, oldest first, with its cursor moving."""
     await index.write([rec(0, T0, "old error")])
