@@ -35,6 +35,9 @@ __all__ = ["PATH_PODLOG", "Tailer", "TailerSettings"]
 PATH_PODLOG = podlog_fields("path")
 """The ``podlog`` map of records as the tailer builds them (the enricher replaces it)."""
 
+_DOCKER, _CRI, _CRI_TEXT = 0, 1, 2
+"""Kinds of lines the fast path takes: Docker JSON, CRI bytes, CRI text of an ASCII chunk."""
+
 
 class TailerSettings:
     """The slice of configuration and identity a tailer needs (shared by all tailers)."""
@@ -246,13 +249,24 @@ class Tailer:
                 self._leftover = data[last + 1 :]
                 if len(self._leftover) > max_line:
                     self._skip_from = base + last + 1
-            lines = data[:last].split(b"\n")
+            chunk = data[:last]
+            fast = self._skip_from is None and self.multiline is None and not self.joiner.has_pending()
+            if (
+                fast and self.decoder.format == "cri" and chunk.isascii() and b"\x00" not in chunk
+            ):
+                # CRI text without NULs or UTF-8 to check: decode the chunk once, not each
+                # line (ASCII: a line's characters are its bytes, so offsets hold).
+                text = chunk.decode("ascii").split("\n")
+                if last <= max_line or max(map(len, text)) <= max_line:
+                    EVENTS.lines_read(len(text), len(data))
+                    return self._fast(text, base, _CRI_TEXT)
+            lines = chunk.split(b"\n")
             if self._skip_from is None and (last <= max_line or max(map(len, lines)) <= max_line):
                 EVENTS.lines_read(len(lines), len(data))
-                if self.multiline is None and not self.joiner.has_pending():
+                if fast:
                     fmt = self.decoder.detect(lines)
                     if fmt == "docker" or fmt == "cri":
-                        return self._fast(lines, base, fmt == "docker")
+                        return self._fast(lines, base, _DOCKER if fmt == "docker" else _CRI)
                 return self._slow(lines, _line_offsets(lines, base))
             offsets = _line_offsets(lines, base)
             if self._skip_from is not None:
@@ -275,20 +289,23 @@ class Tailer:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
 
-    def _fast(self, lines: list[bytes], base: int, docker: bool) -> list[Record]:
+    def _fast(self, lines: list[bytes] | list[str], base: int, kind: int) -> list[Record]:
         """Whole, well-formed lines (the first at offset ``base``) straight to records.
 
-        A line that is anything else (a fragment, bad JSON, invalid UTF-8, an
-        odd timestamp) goes through :meth:`_slow`, which decodes, counts and
-        joins as usual, as do the lines after it until no fragment is pending.
+        ``kind`` is ``_DOCKER`` or ``_CRI`` (lines as read), or ``_CRI_TEXT``
+        (CRI lines of an ASCII chunk, decoded). A line that is anything else (a
+        fragment, bad JSON, invalid UTF-8, an odd timestamp) goes through
+        :meth:`_slow`, which decodes, counts and joins as usual, as do the lines
+        after it until no fragment is pending.
         """
         out: list[Record] = []
         start, count, offset = 0, len(lines), base
         while start < count:
-            start, offset = self._fast_run(lines, start, offset, docker, out)
+            start, offset = self._fast_run(lines, start, offset, kind, out)
             while start < count:
                 line = lines[start]
-                out.extend(self._slow([line], [offset]))
+                raw = line.encode("ascii") if isinstance(line, str) else line
+                out.extend(self._slow([raw], [offset]))
                 offset += len(line) + 1
                 start += 1
                 if not self.joiner.has_pending():
@@ -296,7 +313,7 @@ class Tailer:
         return out
 
     def _fast_run(
-        self, lines: list[bytes], start: int, offset: int, docker: bool, out: list[Record],
+        self, lines: list[Any], start: int, offset: int, kind: int, out: list[Record],
     ) -> tuple[int, int]:
         """Append records for whole lines from ``start`` (at ``offset``) in one loop.
 
@@ -310,7 +327,7 @@ class Tailer:
         for index in range(start, len(lines)):
             line = lines[index]
             try:
-                if docker:
+                if kind == _DOCKER:
                     doc = loads(line)
                     log = doc["log"]
                     time_text = doc["time"]
@@ -318,6 +335,10 @@ class Tailer:
                     if log[-1:] != "\n" or (stream != "stdout" and stream != "stderr"):
                         break
                     message = log[:-1]
+                elif kind == _CRI_TEXT:
+                    time_text, stream, tag, message = line.split(" ", 3)
+                    if tag != "F" or (stream != "stdout" and stream != "stderr"):
+                        break
                 else:
                     time_raw, stream_raw, tag, message_raw = line.split(b" ", 3)
                     if tag != b"F":

@@ -97,8 +97,14 @@ def test_event_ids_are_stable_across_rereads(tmp_path: Path) -> None:
 
 
 _TIME = "2026-11-27T00:00:01.25Z"
+_TIME9 = "2026-11-27T00:00:02.123456789Z"
+_ASCII = st.text(st.characters(max_codepoint=127), max_size=40)
 _LINE = st.one_of(
     st.text(max_size=40).map(lambda t: f"{_TIME} stdout F {t}".encode()),
+    _ASCII.map(lambda t: f"{_TIME9} stdout F {t}".encode()),
+    _ASCII.map(lambda t: f"{_TIME9} stderr P {t}".encode()),
+    _ASCII.map(lambda t: f"{_TIME9[:-2]}Z stdout F {t}".encode()),
+    _ASCII.map(lambda t: orjson.dumps({"log": t + "\n", "stream": "stdout", "time": _TIME9})),
     st.text(max_size=40).map(lambda t: f"{_TIME} stderr P {t}".encode()),
     st.text(max_size=40).map(
         lambda t: orjson.dumps({"log": t + "\n", "stream": "stdout", "time": _TIME})),
@@ -108,7 +114,7 @@ _LINE = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_LINE, min_size=1, max_size=30), st.sampled_from([b"cri", b"docker"]))
 def test_fast_path_gives_what_the_general_path_gives(
     tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], first: bytes
@@ -126,8 +132,9 @@ def test_fast_path_gives_what_the_general_path_gives(
         for r in records:
             log = r["log"]
             assert isinstance(log, dict)
-            stamp = r["@timestamp"] if r["@timestamp"] == _TIME else "read time"
-            out.append((log["offset"], r["message"], r["stream"], stamp))
+            stamp = r["@timestamp"] if r["@timestamp"] in (_TIME, _TIME9, _TIME9[:-2] + "Z") else "read time"
+            time_ns = r["timestamp_ns"] if stamp != "read time" else None
+            out.append((log["offset"], r["message"], r["stream"], stamp, time_ns, r["event"]["id"]))
         return out
 
     fast = _tailer(path, max_line=1 << 20)
