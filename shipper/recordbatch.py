@@ -40,7 +40,7 @@ _ATTRIBUTES_OFFSET = 21
 _LENGTH_END = 12
 _ENVELOPE = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
 
-CODECS: Mapping[str, tuple[int, Callable[[bytearray], bytes] | None]] = {
+CODECS: Mapping[str, tuple[int, Callable[[memoryview], bytes] | None]] = {
     "none": (0, None),
     # aiokafka's own encoders, as its builder calls them; only zstd takes a buffer as it is.
     "gzip": (1, lambda data: gzip_encode(bytes(data))),
@@ -128,9 +128,10 @@ def _record_size(offset_delta: int, message: MessageParts, value_size: int) -> t
 
 def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timestamp_ms: int) -> bytearray:
     """Header + (compressed) records of ``batch``: (message, value size, body length) in order."""
-    total = sum(size_of_varint(body) + body for _, _, body in batch)
-    records = bytearray(total)
-    at = 0
+    total = _HEADER.size + sum(size_of_varint(body) + body for _, _, body in batch)
+    out = bytearray(total)  # header first, so an uncompressed batch is never copied again
+    records = memoryview(out)
+    at = _HEADER.size
     head = bytearray()
     for offset_delta, (message, value_size, body) in enumerate(batch):
         head.clear()
@@ -156,15 +157,14 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
         at += 1
     assert at == total, "record sizes disagree with what was written"
     attributes, encode = CODECS[codec]
-    payload: bytes | bytearray = records
     if encode is not None:
-        compressed = encode(records)
-        if len(compressed) < len(records):
-            payload = compressed
+        compressed = encode(records[_HEADER.size :])
+        if len(compressed) < total - _HEADER.size:
+            out = bytearray(_HEADER.size + len(compressed))
+            out[_HEADER.size :] = compressed
         else:
             attributes = 0  # no gain: sent uncompressed, as aiokafka does
-    out = bytearray(_HEADER.size + len(payload))
-    out[_HEADER.size :] = payload
+    records.release()
     _HEADER.pack_into(
         out, 0,
         0, len(out) - _LENGTH_END, -1, 2, 0, attributes, len(batch) - 1,
