@@ -163,8 +163,8 @@ class _Prepared(NamedTuple):
     """Dictionary entries the rows use that were not committed when they were prepared."""
     heads: dict[Chain, int]
     """Per chain, the index of its first row."""
-    tails: dict[Chain, _Link]
-    """Per chain, its last row."""
+    tails: dict[Chain, tuple[int, int, int]]
+    """Per chain, its last row: ``(rowid, generation, offset)``."""
     disordered: set[Chain]
     """Chains whose rows are not in file order within the batch."""
     rejected: dict[str, list[Any]]
@@ -466,7 +466,7 @@ class EmbeddedIndex:
         pending: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
         classes: dict[tuple[str | None, Any], str] = {}
         head_keys: dict[int, Chain] = {}
-        tails: dict[Chain, _Link] = {}
+        tails: dict[Chain, tuple[int, int, int]] = {}
         disordered: set[Chain] = set()
         for position, record in enumerate(decoded):
             if type(record) is not dict:
@@ -534,10 +534,10 @@ class EmbeddedIndex:
                 head_keys[key] = chain
                 prev = None
             else:
-                prev = prior.key
-                if (generation, offset) <= (prior.generation, prior.offset):
+                prev = prior[0]
+                if (generation, offset) <= prior[1:]:
                     disordered.add(chain)
-            tails[chain] = _Link(key, generation, offset)
+            tails[chain] = (key, generation, offset)
             rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
             message = record.get("message")
             fts_rows.append((key, message if type(message) is str else "", found[1]))
@@ -636,7 +636,7 @@ class EmbeddedIndex:
                 rows[index] = (*head[:-1], last.key)
         for chain, tail in batch.tails.items():
             if chain not in disordered:
-                chains[chain] = tail
+                chains[chain] = _Link(*tail)
         if not disordered:
             return rows, []
         ordered: list[Row] = []
