@@ -180,6 +180,24 @@ def _split(
     return parts
 
 
+async def _after(previous: asyncio.Future[None] | None) -> None:
+    """Wait until the previous send has enqueued its messages (it always resolves ``previous``)."""
+    if previous is not None and not previous.done():
+        await asyncio.shield(previous)
+
+
+def _pass_turn(turn: asyncio.Future[None], previous: asyncio.Future[None] | None) -> None:
+    """Let the next send enqueue, but never before the previous one finished (if this one was cancelled)."""
+    def resolve(_: object = None) -> None:
+        if not turn.done():
+            turn.set_result(None)
+
+    if previous is None or previous.done():
+        resolve()
+    else:
+        previous.add_done_callback(resolve)
+
+
 def _classify(error: BaseException) -> str:
     if isinstance(error, (kafka_errors.KafkaTimeoutError, kafka_errors.RequestTimedOutError)):
         return "timeout"
@@ -243,8 +261,8 @@ class KafkaTransport:
         self.max_message_bytes = config.max_message_bytes
         self.idempotent = False
         self._producer: AIOKafkaProducer | None = None
-        self._enqueue = asyncio.Lock()
-        """Held while one send hands its messages to the producer (FIFO), so sends never interleave."""
+        self._enqueued: asyncio.Future[None] | None = None
+        """Resolved once the latest send has handed all its messages to the producer."""
 
     # -- connecting --------------------------------------------------------
 
@@ -376,26 +394,37 @@ class KafkaTransport:
         )
 
     async def send(self, records: Sequence[Record]) -> None:
-        """Return once the brokers acknowledged every record (``acks=all``)."""
+        """Return once the brokers acknowledged every record (``acks=all``).
+
+        Concurrent sends build their batches at the same time, but each hands
+        them to the producer only after the send called before it has, so a
+        stream's messages reach its partition in call order.
+        """
         producer = self._producer
         if producer is None:
             raise TransportError("send before start", retriable=True)
+        previous, turn = self._enqueued, asyncio.get_running_loop().create_future()
+        self._enqueued = turn
         futures: list[asyncio.Future[Any]] = []
         started = time.perf_counter()
         try:
-            async with self._enqueue:
+            try:
                 if self.idempotent or self.config.compression not in CODECS:
                     messages = self.encode(records)
                     count, nbytes = len(messages), sum(len(m.value) for m in messages)
+                    await _after(previous)
                     for message in messages:
                         futures.append(await producer.send(message.topic, message.value, key=message.key))
                 else:
                     batches = await self._pack(producer, records)
                     count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
+                    await _after(previous)
                     for packed in batches:
                         futures.append(
                             await producer.send_batch(packed.batch, packed.topic, partition=packed.partition)
                         )
+            finally:
+                _pass_turn(turn, previous)
             await asyncio.gather(*futures)
         except kafka_errors.KafkaError as exc:
             # Collect every outcome so no future's exception goes unretrieved.
