@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import shipper.kafka as kafka
+from shipper import recordbatch
 from shipper.config import KafkaProducerConfig
 from shipper.kafka import KafkaTransport
 from shipper.recordbatch import BuiltBatch, PackedBatch
@@ -33,14 +34,14 @@ class FakeProducer:
 
 def _transport(producer: FakeProducer) -> KafkaTransport:
     transport = KafkaTransport(KafkaProducerConfig(topic="t", idempotence="off"))
-    transport._producer = producer  # type: ignore[assignment]
+    transport._producer = producer
     return transport
 
 
 def _hold_first_build(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Make the first build wait until a later one has finished building."""
     later_built = threading.Event()
-    real = kafka.build_batches
+    real = recordbatch.build_batches
     calls = {"n": 0}
 
     def build(*args: Any, **kwargs: Any) -> list[PackedBatch]:
