@@ -4,7 +4,7 @@ Each run is a fresh process that generates realistic records (not timed) and
 writes them in batches of 2048, as the shipper does, into:
 
 * ``embedded``: :class:`search.backends.embedded.EmbeddedIndex` (FTS5, the
-  unique event.id index, the file-order index, dictionary tokens), fed as
+  unique event.id index, the file-order links, dictionary tokens), fed as
   the shipper feeds it: each batch as the spool reads it (JSON encodings,
   not yet decoded; encoding them is not timed) through
   :class:`shipper.embedded.EmbeddedTransport`, two batches in flight; then,
