@@ -312,6 +312,23 @@ class Indexer:
             for messages in fetched.values():
                 batch.extend(messages)
                 size += sum(len(m.value or b"") for m in messages)
+        return self._cut(batch)
+
+    def _cut(self, batch: list[Any]) -> list[Any]:
+        """At most ``batch_max_bytes`` of ``batch`` (at least one message); the rest is carried.
+
+        One getmany can return far more than a batch (a whole prefetched
+        backlog of compressed messages): decoded at once it would cost
+        several times its size in memory.  The carried messages open the
+        next batch, so each partition's order is kept.
+        """
+        limit = self._config.kafka.batch_max_bytes
+        size = 0
+        for index, message in enumerate(batch):
+            size += len(message.value or b"")
+            if size >= limit and index + 1 < len(batch):
+                self._carry = batch[index + 1 :] + self._carry
+                return batch[: index + 1]
         return batch
 
     async def _process(
