@@ -40,7 +40,7 @@ from collector.kube.config import KubernetesConfig
 from collector.kube.enrich import ApiState, KubeEnricher
 from collector.kube.metadata import KeyFilter, pod_from_api
 from podlog.record import SourcePosition, make_record
-from tests.fixtures.kube_api import realistic_pods
+from tests.fixtures.kube_api import filled_pod_cache, realistic_pods
 
 
 def _traced(build: Any) -> tuple[int, Any]:
@@ -58,30 +58,10 @@ def _traced(build: Any) -> tuple[int, Any]:
 def measure_cache_bytes(count: int) -> tuple[float, float]:
     """Bytes per pod: podlog's cache, and the baseline holding decoded objects."""
     config = KubernetesConfig()
-    annotations = KeyFilter(config.annotations_allow, config.annotations_deny)
-    labels = KeyFilter(["*"], config.labels_deny)
     raw = [orjson.dumps(p) for p in realistic_pods(count)]  # what arrives on the wire
 
     def podlog_cache() -> PodCache:
-        cache = PodCache(grace_seconds=300, max_pods=count + 1)
-        for data in raw:
-            pod = pod_from_api(
-                orjson.loads(data),
-                annotations=annotations,
-                labels=labels,
-                max_annotation_value_bytes=config.max_annotation_value_bytes,
-            )
-            assert pod is not None
-            cache.upsert(pod)
-        # Each pod enriched once: the per-pod record maps are part of the cost.
-        api = ApiState()
-        api.synced = api.connected = True
-        enricher = KubeEnricher(config, "node-a", cache, api)
-        for entry in list(cache.entries()):
-            meta = PathMeta(entry.pod.namespace, entry.pod.name, "app", pod_uid=entry.pod.uid)
-            enricher.enrich(meta, [_record("x")])
-            enricher.policy(meta)
-        return cache
+        return filled_pod_cache(raw, config)
 
     def baseline_cache() -> dict[str, Any]:
         store: dict[str, Any] = {}
