@@ -16,7 +16,8 @@ writing connection (WAL lets readers proceed during its commits), and
 the request's ``timeout_seconds`` through SQLite's progress handler.
 
 The layout and the ordering trick (rowid = time key) are described in
-:mod:`search.backends.embedded_schema`; query translation in
+:mod:`search.backends.embedded_schema`; preparing a batch off the writer
+thread in :mod:`search.backends.embedded_batch`; query translation in
 :mod:`search.backends.embedded_query`.
 """
 
@@ -26,22 +27,20 @@ import asyncio
 import contextlib
 import functools
 import math
-import operator
 import re
 import sqlite3
 import threading
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, TypeVar
 
 import orjson
 
 from podlog.record import Record
-from podlog.retention import RetentionConfig, retention_class
+from podlog.retention import RetentionConfig
 from search.backends.base import (
     FILTER_FIELDS,
     ContextResult,
@@ -49,6 +48,17 @@ from search.backends.base import (
     HistogramBucket,
     SearchPage,
     SearchRequest,
+)
+from search.backends.embedded_batch import (
+    MAX_TS_NS,
+    MINUTE_NS,
+    BatchPreparer,
+    Chain,
+    EncodedBatch,
+    Link,
+    Prepared,
+    Row,
+    free_key,
 )
 from search.backends.embedded_events import IndexEvents
 from search.backends.embedded_query import (
@@ -65,7 +75,6 @@ from search.backends.embedded_schema import (
     TIME_UNIT_NS,
     Dictionary,
     create_schema,
-    filter_values,
     meta_tokens,
 )
 from search.config import EmbeddedConfig
@@ -76,11 +85,6 @@ __all__ = ["EmbeddedIndex", "EncodedBatch", "default_index_path"]
 
 T = TypeVar("T")
 
-_MAX_TS_NS = 8_700_000_000_000_000_000
-"""Latest accepted timestamp (year 2245): its time key fits a signed 64-bit rowid."""
-
-MINUTE_NS = 60_000_000_000
-"""Unit of the ``minutes`` table (records per minute, for histograms of everything)."""
 _ROWIDS_PER_MINUTE = MINUTE_NS // TIME_UNIT_NS * TIEBREAK
 
 _CHUNK = 500
@@ -92,9 +96,6 @@ _INSERT_ROW = (
     f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, prev)"  # noqa: S608 - fixed column names
     f" VALUES ({','.join('?' * (10 + len(ROW_COLUMNS)))})"
 )
-
-_COMBINATIONS_KEPT = 100_000
-"""Most distinct filter-value combinations remembered between batches."""
 
 _STREAM = 8 + ROW_COLUMNS.index("strm")
 """Position of the stream's dictionary id in a row."""
@@ -124,7 +125,7 @@ def _regexp_full(pattern: str, value: Any) -> bool:
 def _rowid_range(start_ns: int, end_ns: int) -> tuple[int, int, bool]:
     """Rowids that can hold ``[start_ns, end_ns)``, and whether they hold exactly that."""
     start = max(0, start_ns)
-    end = min(end_ns, _MAX_TS_NS)
+    end = min(end_ns, MAX_TS_NS)
     low = (start // TIME_UNIT_NS) * TIEBREAK
     high = ((end - 1) // TIME_UNIT_NS) * TIEBREAK + TIEBREAK - 1
     exact = start % TIME_UNIT_NS == 0 and end % TIME_UNIT_NS == 0
@@ -133,55 +134,6 @@ def _rowid_range(start_ns: int, end_ns: int) -> tuple[int, int, bool]:
 
 def _key(row: Sequence[Any]) -> Cursor:
     return (int(row[1]), int(row[2]), str(row[3]))
-
-
-Row = tuple[Any, ...]
-"""A row of ``r`` in :data:`_INSERT_ROW` order: ``(rowid, m, eid, ts, off, gen, ident, cls, *ids, doc, prev)``."""
-
-Chain = tuple[str, int]
-"""A file and stream: ``(log.file.identity, stream id or 0)``."""
-
-
-class _Link(NamedTuple):
-    """The last line of a chain: its rowid and file position."""
-
-    key: int
-    generation: int
-    offset: int
-
-
-class _Prepared(NamedTuple):
-    """A batch made ready outside the writer thread: rows for ``r`` and ``f``, in step.
-
-    Inside the batch each row links to the previous row of its chain; the
-    writer links each chain's first row (``heads``) to what is stored.
-    """
-
-    rows: list[Row]
-    fts_rows: list[tuple[int, str, str]]
-    values: dict[int, tuple[str, str]]
-    """Dictionary entries the rows use that were not committed when they were prepared."""
-    heads: dict[Chain, int]
-    """Per chain, the index of its first row."""
-    tails: dict[Chain, tuple[int, int, int]]
-    """Per chain, its last row: ``(rowid, generation, offset)``."""
-    disordered: set[Chain]
-    """Chains whose rows are not in file order within the batch."""
-    rejected: dict[str, list[Any]]
-    duplicates: int
-    prepare_seconds: float
-
-
-class EncodedBatch(Protocol):
-    """Records that also carry their JSON encodings (what the spool read from disk)."""
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[Record]: ...
-
-    def encodings(self) -> Sequence[bytes | memoryview]:
-        """Each record's ``orjson.dumps`` encoding, in iteration order."""
-        ...
 
 
 class _Query:
@@ -247,7 +199,7 @@ class _Query:
         per_unit = unit_ns // TIME_UNIT_NS * TIEBREAK
         start, end = self.request.start_ns, self.request.end_ns
         first = -(-max(0, start) // unit_ns)
-        last = min(end, _MAX_TS_NS) // unit_ns
+        last = min(end, MAX_TS_NS) // unit_ns
         if first >= last:
             return [(self.low, self.high, False)]
         out: list[tuple[int, int, bool]] = []
@@ -287,9 +239,8 @@ class EmbeddedIndex:
         self._closed = False
         self._stopping = asyncio.Event()
         self._written = asyncio.Event()
-        self._combinations: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
-        """Filter values -> (dictionary ids, meta tokens), for combinations already committed."""
-        self._chains: dict[Chain, _Link] = {}
+        self.batches = BatchPreparer(self.dictionary, retention)
+        self._chains: dict[Chain, Link] = {}
         """Committed last line of each file and stream (the writer's copy of ``chains``)."""
         self._retention_marks: dict[str, int] = {}
         """Per retention pass: the rowid below which nothing is left to expire."""
@@ -344,7 +295,7 @@ class EmbeddedIndex:
             create_schema(conn)
         self.dictionary.load(conn)
         for ident, stream, last, generation, offset in conn.execute("SELECT ident, strm, last, gen, off FROM chains"):
-            self._chains[(ident, stream)] = _Link(last, generation, offset)
+            self._chains[(ident, stream)] = Link(last, generation, offset)
         self._write_conn = conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -418,7 +369,7 @@ class EmbeddedIndex:
         loop = asyncio.get_running_loop()
         # Two executors: a batch is prepared while the previous one commits (the
         # shipper keeps two sends in flight); each is FIFO, so commits keep their order.
-        prepared = await loop.run_in_executor(self._preparer, self._prepare, records)
+        prepared = await loop.run_in_executor(self._preparer, self.batches.prepare, records)
         written = await loop.run_in_executor(self._writer, self._commit, prepared)
         if written:
             self.write_seq += 1
@@ -437,135 +388,16 @@ class EmbeddedIndex:
 
     def _write_batch(self, records: Sequence[Record]) -> int:
         """Prepare and commit in the calling thread (tests, benchmarks)."""
-        return self._commit(self._prepare(records))
+        return self._commit(self.batches.prepare(records))
 
-    def _prepare(self, records: Sequence[Record]) -> _Prepared:
-        """Everything about a batch that needs no database: runs beside the previous commit.
-
-        Rows get their first-choice time key (probed past keys taken inside the
-        batch), their dictionary ids and their JSON; the writer only inserts.
-        """
-        started = time.monotonic()
-        encodings: Sequence[bytes | memoryview] | None = None
-        if hasattr(records, "encodings"):
-            encodings = cast("EncodedBatch", records).encodings()
-        rejected: dict[str, list[Any]] = {}
-        decoded = records if isinstance(records, list) else list(records)
-        crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
-        dumps, minute_ns, max_ts = orjson.dumps, MINUTE_NS, _MAX_TS_NS
-        seen: set[str] = set()
-        duplicates = 0
-        taken: set[int] = set()
-        rows: list[Row] = []
-        fts_rows: list[tuple[int, str, str]] = []
-        unpublished: dict[int, tuple[str, str]] = {}
-        # Records of one container share every filter value: resolve each combination once.
-        combinations = self._combinations
-        if len(combinations) > _COMBINATIONS_KEPT:
-            combinations.clear()
-        pending: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
-        classes: dict[tuple[str | None, Any], str] = {}
-        head_keys: dict[int, Chain] = {}
-        tails: dict[Chain, tuple[int, int, int]] = {}
-        disordered: set[Chain] = set()
-        for position, record in enumerate(decoded):
-            if type(record) is not dict:
-                rejected.setdefault("missing_event_id", []).append(None)
-                continue
-            event = record.get("event")
-            event_id = event.get("id") if type(event) is dict else None
-            ts = record.get("timestamp_ns")
-            if type(event_id) is not str or not event_id:
-                rejected.setdefault("missing_event_id", []).append(event_id)
-                continue
-            if type(ts) is not int or not 0 <= ts <= max_ts:
-                rejected.setdefault("invalid_timestamp", []).append(event_id)
-                continue
-            if event_id in seen:
-                duplicates += 1
-                continue
-            seen.add(event_id)
-            key = ts // unit * tiebreak + crc(event_id.encode()) % tiebreak
-            if key in taken:
-                free = self._free_key(None, key, taken)
-                if free is None:
-                    rejected.setdefault("timestamp_crowded", []).append(event_id)
-                    continue
-                key = free
-            try:
-                doc = dumps(record).decode() if encodings is None else str(encodings[position], "utf-8")
-            except TypeError as exc:
-                rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
-                continue
-            taken.add(key)
-            values = filter_values(record)
-            found = combinations.get(values) or pending.get(values)
-            if found is None:
-                new: dict[int, tuple[str, str]] = {}
-                ids = self.dictionary.resolve(values, new)
-                found = (ids, meta_tokens(ids))
-                if new:
-                    unpublished.update(new)
-                    pending[values] = found
-                else:
-                    combinations[values] = found
-            podlog = record.get("podlog")
-            class_key = (values[0], podlog.get("retention") if type(podlog) is dict else None)
-            retention = classes.get(class_key)
-            if retention is None:
-                retention = classes[class_key] = retention_class(self.retention, record)
-            log = record.get("log")
-            if type(log) is dict:
-                offset, generation, file = log.get("offset"), log.get("generation"), log.get("file")
-                if type(offset) is not int:
-                    offset = _int(offset)
-                if type(generation) is not int:
-                    generation = _int(generation)
-                identity = file.get("identity") if type(file) is dict else None
-                if type(identity) is not str:
-                    identity = str(identity or "")
-            else:
-                offset = generation = 0
-                identity = ""
-            ids = found[0]
-            chain = (identity, ids[-1] or 0)
-            prior = tails.get(chain)
-            if prior is None:
-                head_keys[key] = chain
-                prev = None
-            else:
-                prev = prior[0]
-                if (generation, offset) <= prior[1:]:
-                    disordered.add(chain)
-            tails[chain] = (key, generation, offset)
-            rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
-            message = record.get("message")
-            fts_rows.append((key, message if type(message) is str else "", found[1]))
-        # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
-        # grouped by stream, so its rows would otherwise jump back and forth in time).
-        rows.sort(key=_first)
-        fts_rows.sort(key=_first)
-        heads = {head_keys[row[0]]: i for i, row in enumerate(rows) if row[0] in head_keys}
-        return _Prepared(
-            rows,
-            fts_rows,
-            unpublished,
-            heads,
-            tails,
-            disordered,
-            rejected,
-            duplicates,
-            time.monotonic() - started,
-        )
-
-    def _commit(self, batch: _Prepared) -> int:
+    def _commit(self, batch: Prepared) -> int:
         conn = self._write_conn
         assert conn is not None
         started = time.monotonic()
         rows, fts_rows = batch.rows, batch.fts_rows
         duplicates = batch.duplicates
         rejected = batch.rejected
-        chains: dict[Chain, _Link] = {}
+        chains: dict[Chain, Link] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.values:
@@ -615,7 +447,7 @@ class EmbeddedIndex:
         self.events.batch_written(len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started)
         return len(rows)
 
-    def _link_heads(self, batch: _Prepared, chains: dict[Chain, _Link]) -> tuple[list[Row], list[Row]]:
+    def _link_heads(self, batch: Prepared, chains: dict[Chain, Link]) -> tuple[list[Row], list[Row]]:
         """Link each chain's first row to the chain's stored last line.
 
         Returns the rows that extend their chain, ready to insert, and the rows of
@@ -636,7 +468,7 @@ class EmbeddedIndex:
                 rows[index] = (*head[:-1], last.key)
         for chain, tail in batch.tails.items():
             if chain not in disordered:
-                chains[chain] = _Link(*tail)
+                chains[chain] = Link(*tail)
         if not disordered:
             return rows, []
         ordered: list[Row] = []
@@ -645,7 +477,7 @@ class EmbeddedIndex:
             (unordered if (row[6], row[_STREAM] or 0) in disordered else ordered).append(row)
         return ordered, unordered
 
-    def _insert_in_file_order(self, conn: sqlite3.Connection, rows: list[Row], chains: dict[Chain, _Link]) -> None:
+    def _insert_in_file_order(self, conn: sqlite3.Connection, rows: list[Row], chains: dict[Chain, Link]) -> None:
         """Insert ``rows`` one by one, each linked at its place in its chain (the slow path)."""
         for row in rows:
             chain: Chain = (row[6], row[_STREAM] or 0)
@@ -653,7 +485,7 @@ class EmbeddedIndex:
             last = chains.get(chain) or self._chains.get(chain)
             if last is None or position > (last.generation, last.offset):
                 conn.execute(_INSERT_ROW, (*row[:-1], None if last is None else last.key))
-                chains[chain] = _Link(row[0], row[5], row[4])
+                chains[chain] = Link(row[0], row[5], row[4])
                 continue
             # Out of file order: walk back to the line before it, and link the one after to it.
             after, node = last.key, last.key
@@ -688,7 +520,7 @@ class EmbeddedIndex:
                 continue
             if conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone():
                 taken.discard(key)
-                free = self._free_key(conn, key, taken)
+                free = free_key(conn, key, taken)
                 if free is None:
                     self.events.record_rejected("timestamp_crowded", 1, event_id)
                     continue
@@ -698,19 +530,6 @@ class EmbeddedIndex:
             keep.append(row)
             keep_fts.append(fts_row)
         return keep, keep_fts, len(rows) - len(keep)
-
-    @staticmethod
-    def _free_key(conn: sqlite3.Connection | None, wanted: int, taken: set[int]) -> int | None:
-        """The next key after ``wanted`` in its millisecond that is not taken (nor stored)."""
-        base = wanted - wanted % TIEBREAK
-        key = wanted
-        for _ in range(TIEBREAK):
-            if key not in taken:
-                if conn is None or conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone() is None:
-                    return key
-                taken.add(key)
-            key = base + (key - base + 1) % TIEBREAK
-        return None
 
     # -- retention --------------------------------------------------------------
 
@@ -742,7 +561,7 @@ class EmbeddedIndex:
         )
         deleted: dict[str, int] = dict.fromkeys(configured, 0)
         for name, mark, days, condition, params in passes:
-            cutoff = min(now_ns - int(days * 86_400 * 1_000_000_000), _MAX_TS_NS)
+            cutoff = min(now_ns - int(days * 86_400 * 1_000_000_000), MAX_TS_NS)
             if cutoff <= 0:
                 continue
             low = self._retention_marks.get(mark, 0)
@@ -1076,13 +895,6 @@ def _count_minutes(conn: sqlite3.Connection, rowids: Iterable[int], sign: int) -
         " ON CONFLICT (minute) DO UPDATE SET n = n + excluded.n",
         [(minute, sign * n) for minute, n in per_minute.items()],
     )
-
-
-_first = operator.itemgetter(0)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _message(doc: str) -> str:

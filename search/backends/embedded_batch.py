@@ -1,0 +1,244 @@
+"""Preparing a batch for the embedded index, off the writer thread.
+
+:class:`BatchPreparer` turns records into rows for ``r`` and ``f`` while the
+previous batch commits: it checks ``event.id`` and the timestamp, gives each
+record its time key (probed past keys taken inside the batch), its JSON (the
+spool's encoding when the batch carries it), its dictionary ids (allocated in
+memory, see :class:`~search.backends.embedded_schema.Dictionary`) and its
+``prev`` link to the previous line of its file and stream inside the batch,
+then sorts the rows by rowid.  The writer only links each chain's first row to
+what is stored and inserts (:mod:`search.backends.embedded`).
+"""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple, Protocol, cast
+
+import orjson
+
+from podlog.record import Record
+from podlog.retention import RetentionConfig, retention_class
+from search.backends.embedded_schema import TIEBREAK, TIME_UNIT_NS, Dictionary, filter_values, meta_tokens
+
+__all__ = [
+    "MAX_TS_NS",
+    "MINUTE_NS",
+    "BatchPreparer",
+    "Chain",
+    "EncodedBatch",
+    "Link",
+    "Prepared",
+    "Row",
+    "free_key",
+]
+
+MAX_TS_NS = 8_700_000_000_000_000_000
+"""Latest accepted timestamp (year 2245): its time key fits a signed 64-bit rowid."""
+
+MINUTE_NS = 60_000_000_000
+"""Unit of the ``minutes`` table and of ``r.m`` (records per minute, for histograms of everything)."""
+
+COMBINATIONS_KEPT = 100_000
+"""Most distinct filter-value combinations remembered between batches."""
+
+Row = tuple[Any, ...]
+"""A row of ``r``: ``(rowid, m, eid, ts, off, gen, ident, cls, *dictionary ids, doc, prev)``."""
+
+Chain = tuple[str, int]
+"""A file and stream: ``(log.file.identity, stream id or 0)``."""
+
+
+class Link(NamedTuple):
+    """The last line of a chain: its rowid and file position."""
+
+    key: int
+    generation: int
+    offset: int
+
+
+class Prepared(NamedTuple):
+    """A batch made ready outside the writer thread: rows for ``r`` and ``f``, in step.
+
+    Inside the batch each row links to the previous row of its chain; the
+    writer links each chain's first row (``heads``) to what is stored.
+    """
+
+    rows: list[Row]
+    fts_rows: list[tuple[int, str, str]]
+    values: dict[int, tuple[str, str]]
+    """Dictionary entries the rows use that were not committed when they were prepared."""
+    heads: dict[Chain, int]
+    """Per chain, the index of its first row."""
+    tails: dict[Chain, tuple[int, int, int]]
+    """Per chain, its last row: ``(rowid, generation, offset)``."""
+    disordered: set[Chain]
+    """Chains whose rows are not in file order within the batch."""
+    rejected: dict[str, list[Any]]
+    duplicates: int
+    prepare_seconds: float
+
+
+class EncodedBatch(Protocol):
+    """Records that also carry their JSON encodings (what the spool read from disk)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+    def encodings(self) -> Sequence[bytes | memoryview]:
+        """Each record's ``orjson.dumps`` encoding, in iteration order."""
+        ...
+
+
+def free_key(conn: sqlite3.Connection | None, wanted: int, taken: set[int]) -> int | None:
+    """The next key after ``wanted`` in its millisecond that is not taken (nor stored, given ``conn``)."""
+    base = wanted - wanted % TIEBREAK
+    key = wanted
+    for _ in range(TIEBREAK):
+        if key not in taken:
+            if conn is None or conn.execute("SELECT 1 FROM r WHERE rowid = ?", (key,)).fetchone() is None:
+                return key
+            taken.add(key)
+        key = base + (key - base + 1) % TIEBREAK
+    return None
+
+
+class BatchPreparer:
+    """Rows from records; one thread at a time (the index's preparing thread)."""
+
+    def __init__(self, dictionary: Dictionary, retention: RetentionConfig) -> None:
+        self.dictionary = dictionary
+        self.retention = retention
+        self._combinations: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
+        """Filter values -> (dictionary ids, meta tokens), for combinations already committed."""
+
+    def prepare(self, records: Sequence[Record]) -> Prepared:
+        """Everything about a batch that needs no database: runs beside the previous commit.
+
+        Rows get their first-choice time key (probed past keys taken inside the
+        batch), their dictionary ids and their JSON; the writer only inserts.
+        """
+        started = time.monotonic()
+        encodings: Sequence[bytes | memoryview] | None = None
+        if hasattr(records, "encodings"):
+            encodings = cast("EncodedBatch", records).encodings()
+        rejected: dict[str, list[Any]] = {}
+        decoded = records if isinstance(records, list) else list(records)
+        crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
+        dumps, minute_ns, max_ts = orjson.dumps, MINUTE_NS, MAX_TS_NS
+        seen: set[str] = set()
+        duplicates = 0
+        taken: set[int] = set()
+        rows: list[Row] = []
+        fts_rows: list[tuple[int, str, str]] = []
+        unpublished: dict[int, tuple[str, str]] = {}
+        # Records of one container share every filter value: resolve each combination once.
+        combinations = self._combinations
+        if len(combinations) > COMBINATIONS_KEPT:
+            combinations.clear()
+        pending: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
+        classes: dict[tuple[str | None, Any], str] = {}
+        head_keys: dict[int, Chain] = {}
+        tails: dict[Chain, tuple[int, int, int]] = {}
+        disordered: set[Chain] = set()
+        for position, record in enumerate(decoded):
+            if type(record) is not dict:
+                rejected.setdefault("missing_event_id", []).append(None)
+                continue
+            event = record.get("event")
+            event_id = event.get("id") if type(event) is dict else None
+            ts = record.get("timestamp_ns")
+            if type(event_id) is not str or not event_id:
+                rejected.setdefault("missing_event_id", []).append(event_id)
+                continue
+            if type(ts) is not int or not 0 <= ts <= max_ts:
+                rejected.setdefault("invalid_timestamp", []).append(event_id)
+                continue
+            if event_id in seen:
+                duplicates += 1
+                continue
+            seen.add(event_id)
+            key = ts // unit * tiebreak + crc(event_id.encode()) % tiebreak
+            if key in taken:
+                free = free_key(None, key, taken)
+                if free is None:
+                    rejected.setdefault("timestamp_crowded", []).append(event_id)
+                    continue
+                key = free
+            try:
+                doc = dumps(record).decode() if encodings is None else str(encodings[position], "utf-8")
+            except TypeError as exc:
+                rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
+                continue
+            taken.add(key)
+            values = filter_values(record)
+            found = combinations.get(values) or pending.get(values)
+            if found is None:
+                new: dict[int, tuple[str, str]] = {}
+                ids = self.dictionary.resolve(values, new)
+                found = (ids, meta_tokens(ids))
+                if new:
+                    unpublished.update(new)
+                    pending[values] = found
+                else:
+                    combinations[values] = found
+            podlog = record.get("podlog")
+            class_key = (values[0], podlog.get("retention") if type(podlog) is dict else None)
+            retention = classes.get(class_key)
+            if retention is None:
+                retention = classes[class_key] = retention_class(self.retention, record)
+            log = record.get("log")
+            if type(log) is dict:
+                offset, generation, file = log.get("offset"), log.get("generation"), log.get("file")
+                if type(offset) is not int:
+                    offset = _int(offset)
+                if type(generation) is not int:
+                    generation = _int(generation)
+                identity = file.get("identity") if type(file) is dict else None
+                if type(identity) is not str:
+                    identity = str(identity or "")
+            else:
+                offset = generation = 0
+                identity = ""
+            ids = found[0]
+            chain = (identity, ids[-1] or 0)
+            prior = tails.get(chain)
+            if prior is None:
+                head_keys[key] = chain
+                prev = None
+            else:
+                prev = prior[0]
+                if (generation, offset) <= prior[1:]:
+                    disordered.add(chain)
+            tails[chain] = (key, generation, offset)
+            rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
+            message = record.get("message")
+            fts_rows.append((key, message if type(message) is str else "", found[1]))
+        # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
+        # grouped by stream, so its rows would otherwise jump back and forth in time).
+        rows.sort(key=_first)
+        fts_rows.sort(key=_first)
+        heads = {head_keys[row[0]]: i for i, row in enumerate(rows) if row[0] in head_keys}
+        return Prepared(
+            rows,
+            fts_rows,
+            unpublished,
+            heads,
+            tails,
+            disordered,
+            rejected,
+            duplicates,
+            time.monotonic() - started,
+        )
+
+
+_first = operator.itemgetter(0)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
