@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from podlog.errors import TransportError
 from podlog.record import Record
 from shipper.embedded import EmbeddedTransport
+from shipper.records import EncodedRecords
 from tests.unit.embedded.conftest import T0, open_index, rec, req
 
 
@@ -34,6 +36,25 @@ async def test_send_returns_once_records_are_searchable(tmp_path: Path) -> None:
         assert (await index.search(req())).total == 10
         await transport.stop()
         await transport.stop()
+
+
+async def test_spooled_records_are_stored_as_the_spool_encoded_them(tmp_path: Path) -> None:
+    """Records sent as spool encodings are stored byte for byte and searchable like dicts."""
+    records = [rec(i, T0 + i, f"line {i}", stream="stderr" if i % 3 else "stdout") for i in range(12)]
+    encoded = EncodedRecords.from_records(records)
+    spooled = EncodedRecords(encoded.runs, encoded.groups)  # as read from disk: not decoded yet
+    expected = {bytes(f).decode() for run in encoded.runs for f in run.fragments()}
+    async with open_index(tmp_path) as index:
+        await EmbeddedTransport(index).send(spooled)
+        page = await index.search(req())
+        assert sorted(page.hits, key=lambda r: r["log"]["offset"]) == records
+    conn = sqlite3.connect(index.path)
+    try:
+        rows = conn.execute("SELECT eid, doc FROM r").fetchall()
+        assert {doc for _, doc in rows} == expected
+        assert all(json.loads(doc)["event"]["id"] == eid for eid, doc in rows)  # each row its own JSON
+    finally:
+        conn.close()
 
 
 async def test_index_failure_is_a_retriable_transport_error() -> None:
