@@ -21,7 +21,7 @@ from typing import Any, overload
 
 import orjson
 
-from podlog.record import Record, encode_batch, stream_key
+from podlog.record import Record, SharedMap, encode_batch, stream_key
 
 __all__ = ["BATCH_PREFIX", "BATCH_SUFFIX", "EncodedRecords", "Run", "group_of", "join_batch"]
 
@@ -90,8 +90,19 @@ class EncodedRecords(Sequence[Record]):
         positions: dict[Group, int] = {}
         members: list[list[bytes]] = []
         ordered: list[list[Record]] = []
+        # The records of one file share their read-only kubernetes and podlog
+        # maps: their group is computed once per pair of maps, not per record.
+        # (The records hold the maps for the whole call, so ids are not reused.)
+        shared: dict[tuple[int, int], Group] = {}
         for record in records:
-            group = group_of(record)
+            k8s, podlog = record.get("kubernetes"), record.get("podlog")
+            if type(k8s) is SharedMap and type(podlog) is SharedMap:
+                key = (id(k8s), id(podlog))
+                group = shared.get(key)
+                if group is None:
+                    group = shared[key] = group_of(record)
+            else:
+                group = group_of(record)
             position = positions.get(group)
             if position is None:
                 position = positions[group] = len(positions)
