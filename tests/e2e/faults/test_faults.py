@@ -45,6 +45,8 @@ def proxy(fresh_opensearch: str) -> Iterator[ProxyThread]:
     try:
         yield thread
     finally:
+        for error in thread.proxy.errors[:20]:  # the proxy's own failures, answered 502
+            print(f"[proxy] {error}")
         thread.close()
 
 

@@ -37,9 +37,12 @@ class FaultyProxy:
         self.items_faked = 0
         self.items_forwarded = 0
         self.forwarded_bulks = 0
+        self.errors: list[str] = []
+        """What went wrong inside the proxy itself (answered 502), for the test to show."""
         self._attempts: dict[str, int] = {}
         self._server: asyncio.Server | None = None
-        self._client = httpx.AsyncClient(timeout=30)
+        # Longer than any client's own timeout: the proxy never gives up first.
+        self._client = httpx.AsyncClient(timeout=300)
         self._release = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
 
@@ -86,7 +89,13 @@ class FaultyProxy:
                     self.bulk_requests += 1
                     self.requests_failed += 1
                     break
-                status, reply, ctype = await self._handle(method, target, headers, body)
+                try:
+                    status, reply, ctype = await self._handle(method, target, headers, body)
+                except (httpx.HTTPError, ValueError, LookupError) as exc:
+                    # Answer as a real proxy would (502), and keep the cause for the test.
+                    self.errors.append(f"{method} {target}: {exc!r}")
+                    status, ctype = 502, "application/json"
+                    reply = orjson.dumps({"error": f"proxy: {exc!r}", "status": 502})
                 head = (
                     f"HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {len(reply)}\r\n\r\n"
                 ).encode()
