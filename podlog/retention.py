@@ -13,7 +13,7 @@ from typing import Any
 
 from podlog.config import setting
 
-__all__ = ["RetentionConfig", "retention_class"]
+__all__ = ["RetentionConfig", "class_for", "retention_class"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,10 +47,20 @@ def retention_class(config: RetentionConfig, record: Mapping[str, Any]) -> str:
     """The class of a record: its ``podlog.retention`` (from the pod or namespace
     annotation ``podlog.io/retention``) if it names a known class, else the
     first namespace pattern that matches, else the default."""
-    chosen = (record.get("podlog") or {}).get("retention")
-    if chosen in config.classes:
-        return str(chosen)
-    namespace = (record.get("kubernetes") or {}).get("namespace") or ""
+    podlog = record.get("podlog")
+    kubernetes = record.get("kubernetes")
+    return class_for(
+        config,
+        kubernetes.get("namespace") if isinstance(kubernetes, Mapping) else None,
+        podlog.get("retention") if isinstance(podlog, Mapping) else None,
+    )
+
+
+def class_for(config: RetentionConfig, namespace: Any, chosen: Any) -> str:
+    """:func:`retention_class` from a record's namespace and ``podlog.retention``."""
+    if isinstance(chosen, str) and chosen in config.classes:
+        return chosen
+    namespace = namespace if isinstance(namespace, str) else ""
     for pattern, name in config.namespaces.items():
         if fnmatch.fnmatchcase(namespace, pattern):
             return name

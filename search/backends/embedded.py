@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import math
 import re
 import sqlite3
@@ -92,10 +93,8 @@ _CHUNK = 500
 
 _ROW = "r.rowid, r.ts, r.off, r.eid, r.doc"
 
-_INSERT_ROW = (
-    f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, prev)"  # noqa: S608 - fixed column names
-    f" VALUES ({','.join('?' * (10 + len(ROW_COLUMNS)))})"
-)
+_INSERT_ROW_HEAD = f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, prev)"
+_INSERT_ROW = f"{_INSERT_ROW_HEAD} VALUES ({','.join('?' * (10 + len(ROW_COLUMNS)))})"
 
 _STREAM = 8 + ROW_COLUMNS.index("strm")
 """Position of the stream's dictionary id in a row."""
@@ -409,7 +408,7 @@ class EmbeddedIndex:
             try:
                 conn.execute("SAVEPOINT batch")
                 ordered, unordered = self._link_heads(batch, chains)
-                conn.executemany(_INSERT_ROW, ordered)
+                insert_rows(conn, _INSERT_ROW_HEAD, ordered)
                 if unordered:
                     self._insert_in_file_order(conn, unordered, chains)
                 conn.execute("RELEASE batch")
@@ -422,6 +421,7 @@ class EmbeddedIndex:
                 rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
                 duplicates += stored
                 self._insert_in_file_order(conn, rows, chains)
+            # executemany: a multi-row VALUES into an FTS5 table costs twice as much per row.
             conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
             _count_minutes(conn, (row[0] for row in rows), 1)
             conn.executemany(
@@ -885,6 +885,33 @@ class EmbeddedIndex:
         if not rows:
             return [], after
         return [orjson.loads(row[4]) for row in rows], _key(rows[-1])
+
+
+_ROWS_PER_STATEMENT = (1024, 128, 16, 1)
+"""Rows per multi-row INSERT, largest first (a few statement texts, all cached).
+
+One statement for up to 1,024 rows binds them all and then runs without the
+GIL; ``executemany`` takes the GIL back after every row, and while the
+preparing thread runs Python each retake waits up to the interpreter's switch
+interval (5 ms), which stalled inserts to the preparer's pace."""
+
+
+@functools.cache
+def _values_statement(head: str, width: int, rows: int) -> str:
+    one = "(" + ",".join("?" * width) + ")"
+    return f"{head} VALUES {','.join([one] * rows)}"
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``head`` (``INSERT INTO t (a, b)``) for every row, with few multi-row statements."""
+    if not rows:
+        return
+    width, at, total = len(rows[0]), 0, len(rows)
+    flat = itertools.chain.from_iterable
+    for size in _ROWS_PER_STATEMENT:
+        while total - at >= size:
+            conn.execute(_values_statement(head, width, size), list(flat(rows[at : at + size])))
+            at += size
 
 
 def _count_minutes(conn: sqlite3.Connection, rowids: Iterable[int], sign: int) -> None:

@@ -22,7 +22,8 @@ from typing import Any, NamedTuple, Protocol, cast
 import orjson
 
 from podlog.record import Record
-from podlog.retention import RetentionConfig, retention_class
+from podlog.retention import RetentionConfig, class_for
+from search.backends.embedded_fields import read_encoded, read_records
 from search.backends.embedded_schema import TIEBREAK, TIME_UNIT_NS, Dictionary, filter_values, meta_tokens
 
 __all__ = [
@@ -124,11 +125,17 @@ class BatchPreparer:
         batch), their dictionary ids and their JSON; the writer only inserts.
         """
         started = time.monotonic()
+        # Read only the fields the index uses (the stored JSON is the record's
+        # encoding when the batch carries one, so nothing else is decoded).
+        decoded: Sequence[Record] = ()
         encodings: Sequence[bytes | memoryview] | None = None
         if hasattr(records, "encodings"):
             encodings = cast("EncodedBatch", records).encodings()
+            fields = read_encoded(encodings)
+        else:
+            decoded = records if isinstance(records, list) else list(records)
+            fields = read_records(decoded)
         rejected: dict[str, list[Any]] = {}
-        decoded = records if isinstance(records, list) else list(records)
         crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
         dumps, minute_ns, max_ts = orjson.dumps, MINUTE_NS, MAX_TS_NS
         seen: set[str] = set()
@@ -142,17 +149,17 @@ class BatchPreparer:
         if len(combinations) > COMBINATIONS_KEPT:
             combinations.clear()
         pending: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
-        classes: dict[tuple[str | None, Any], str] = {}
+        classes: dict[tuple[str | None, str | None], str] = {}
         head_keys: dict[int, Chain] = {}
         tails: dict[Chain, tuple[int, int, int]] = {}
         disordered: set[Chain] = set()
-        for position, record in enumerate(decoded):
-            if type(record) is not dict:
+        for position, record in enumerate(fields):
+            if record is None:
                 rejected.setdefault("missing_event_id", []).append(None)
                 continue
-            event = record.get("event")
-            event_id = event.get("id") if type(event) is dict else None
-            ts = record.get("timestamp_ns")
+            event = record.event
+            event_id = None if event is None else event.id
+            ts = record.timestamp_ns
             if type(event_id) is not str or not event_id:
                 rejected.setdefault("missing_event_id", []).append(event_id)
                 continue
@@ -171,7 +178,7 @@ class BatchPreparer:
                     continue
                 key = free
             try:
-                doc = dumps(record).decode() if encodings is None else str(encodings[position], "utf-8")
+                doc = dumps(decoded[position]).decode() if encodings is None else str(encodings[position], "utf-8")
             except TypeError as exc:
                 rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
                 continue
@@ -187,19 +194,20 @@ class BatchPreparer:
                     pending[values] = found
                 else:
                     combinations[values] = found
-            podlog = record.get("podlog")
-            class_key = (values[0], podlog.get("retention") if type(podlog) is dict else None)
+            podlog = record.podlog
+            chosen = None if podlog is None else podlog.retention
+            class_key = (values[0], chosen if type(chosen) is str else None)
             retention = classes.get(class_key)
             if retention is None:
-                retention = classes[class_key] = retention_class(self.retention, record)
-            log = record.get("log")
-            if type(log) is dict:
-                offset, generation, file = log.get("offset"), log.get("generation"), log.get("file")
+                retention = classes[class_key] = class_for(self.retention, *class_key)
+            log = record.log
+            if log is not None:
+                offset, generation, file = log.offset, log.generation, log.file
                 if type(offset) is not int:
                     offset = _int(offset)
                 if type(generation) is not int:
                     generation = _int(generation)
-                identity = file.get("identity") if type(file) is dict else None
+                identity = None if file is None else file.identity
                 if type(identity) is not str:
                     identity = str(identity or "")
             else:
@@ -217,7 +225,7 @@ class BatchPreparer:
                     disordered.add(chain)
             tails[chain] = (key, generation, offset)
             rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
-            message = record.get("message")
+            message = record.message
             fts_rows.append((key, message if type(message) is str else "", found[1]))
         # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
         # grouped by stream, so its rows would otherwise jump back and forth in time).

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from podlog.record import Record
+from search.backends.embedded_fields import Fields
 from search.backends.embedded_query import ALL_TOKEN, TOKEN_FIELDS
 
 __all__ = [
@@ -129,50 +129,29 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-_EMPTY: Mapping[str, Any] = {}
-
-
-def filter_values(record: Record) -> tuple[str | None, ...]:
+def filter_values(fields: Fields) -> tuple[str | None, ...]:
     """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order.
 
     A record without a namespace gets ``""``, so callers allowed ``*`` see it.
     """
-    try:
-        k8s = record.get("kubernetes") or _EMPTY
-        values: tuple[Any, ...] = (
-            k8s.get("namespace") or "",
-            (k8s.get("pod") or _EMPTY).get("name"),
-            (k8s.get("container") or _EMPTY).get("name"),
-            (k8s.get("node") or _EMPTY).get("name"),
-            (k8s.get("workload") or _EMPTY).get("name"),
-            record.get("level"),
-            record.get("stream"),
+    k8s = fields.kubernetes
+    if k8s is None:
+        values: tuple[Any, ...] = ("", None, None, None, None, fields.level, fields.stream)
+    else:
+        pod, container, node, workload = k8s.pod, k8s.container, k8s.node, k8s.workload
+        values = (
+            k8s.namespace or "",
+            None if pod is None else pod.name,
+            None if container is None else container.name,
+            None if node is None else node.name,
+            None if workload is None else workload.name,
+            fields.level,
+            fields.stream,
         )
-    except AttributeError:  # a section that is not a mapping: read it the careful way
-        return _filter_values_slowly(record)
     for value in values:
         if value is not None and type(value) is not str:
-            return tuple(_text(v) for v in values)
+            return (_text(values[0]) or "", *(_text(v) for v in values[1:]))
     return values
-
-
-def _filter_values_slowly(record: Record) -> tuple[str | None, ...]:
-    k8s = record.get("kubernetes")
-    k8s = k8s if isinstance(k8s, Mapping) else _EMPTY
-
-    def name(section: str) -> str | None:
-        value = k8s.get(section)
-        return _text(value.get("name")) if isinstance(value, Mapping) else None
-
-    return (
-        _text(k8s.get("namespace")) or "",
-        name("pod"),
-        name("container"),
-        name("node"),
-        name("workload"),
-        _text(record.get("level")),
-        _text(record.get("stream")),
-    )
 
 
 class Dictionary:
