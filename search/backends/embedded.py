@@ -61,6 +61,7 @@ from search.backends.embedded_batch import (
     Row,
     free_key,
 )
+from search.backends.embedded_checkpoint import Checkpointer
 from search.backends.embedded_events import IndexEvents
 from search.backends.embedded_query import (
     TOKEN_FIELDS,
@@ -239,6 +240,7 @@ class EmbeddedIndex:
         self._stopping = asyncio.Event()
         self._written = asyncio.Event()
         self.batches = BatchPreparer(self.dictionary, retention)
+        self._checkpointer = Checkpointer(self._connect, self.events)
         self._chains: dict[Chain, Link] = {}
         """Committed last line of each file and stream (the writer's copy of ``chains``)."""
         self._retention_marks: dict[str, int] = {}
@@ -286,9 +288,9 @@ class EmbeddedIndex:
 
     def _open_writer(self) -> None:
         conn = self._connect()
-        # Checkpoint the WAL every ~40 MB instead of 4 MB: fewer checkpoint fsyncs while
-        # indexing; the WAL file is cut back to 64 MB after each checkpoint.
-        conn.execute("PRAGMA wal_autocheckpoint = 10000")
+        # The checkpointer thread copies the WAL into the file, not the committing writer;
+        # the WAL file is cut back to 64 MB whenever it restarts.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute(f"PRAGMA journal_size_limit = {64 << 20}")
         with conn:
             create_schema(conn)
@@ -296,6 +298,7 @@ class EmbeddedIndex:
         for ident, stream, last, generation, offset in conn.execute("SELECT ident, strm, last, gen, off FROM chains"):
             self._chains[(ident, stream)] = Link(last, generation, offset)
         self._write_conn = conn
+        self._checkpointer.start()
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -332,6 +335,7 @@ class EmbeddedIndex:
         assert self._writer is not None and self._readers is not None
         await loop.run_in_executor(None, self._readers.shutdown, True)
         await loop.run_in_executor(None, self._writer.shutdown, True)
+        await loop.run_in_executor(None, self._checkpointer.stop)
         if self._preparer is not None:
             await loop.run_in_executor(None, self._preparer.shutdown, True)
         with self._connections_lock:
@@ -437,6 +441,7 @@ class EmbeddedIndex:
             raise
         self._chains.update(chains)
         self.dictionary.publish(batch.values)
+        self._committed(conn, len(rows))
         if rows and self._retention_marks:
             # Old lines arrive late (a backfill): let the next retention pass look at them.
             oldest = min(row[0] for row in rows)
@@ -446,6 +451,12 @@ class EmbeddedIndex:
             self.events.record_rejected(reason, len(examples), examples[0])
         self.events.batch_written(len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started)
         return len(rows)
+
+    def _committed(self, conn: sqlite3.Connection, rows: int) -> None:
+        """After a commit on the writer thread: count it toward the next checkpoint."""
+        self._checkpointer.committed(rows)
+        if self._checkpointer.restart_due:
+            self._checkpointer.restart(conn)
 
     def _link_heads(self, batch: Prepared, chains: dict[Chain, Link]) -> tuple[list[Row], list[Row]]:
         """Link each chain's first row to the chain's stored last line.
@@ -578,6 +589,7 @@ class EmbeddedIndex:
                 if not rows:
                     break
                 self._delete_rows(conn, rows)
+                self._committed(conn, len(rows))
                 low = rows[-1][0] + 1
                 total += len(rows)
             # Everything of this pass before the cutoff's millisecond is gone: start there next time.

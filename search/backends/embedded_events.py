@@ -37,6 +37,16 @@ _query_seconds = histogram(
     ["kind"],
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.3, 1.0, 3.0, 10.0),
 )
+_checkpoint_seconds = histogram(
+    "podlog_embedded_checkpoint_seconds",
+    "Time to copy the write-ahead log into the index file, by mode (passive, restart).",
+    ["mode"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+_checkpoint_failures = counter(
+    "podlog_embedded_checkpoint_failures_total",
+    "Checkpoints that failed (the log keeps the data; the next one tries again).",
+)
 _timeouts = counter(
     "podlog_embedded_queries_timed_out_total",
     "Backend calls interrupted at their time limit, by kind.",
@@ -79,6 +89,13 @@ class IndexEvents:
     def query_timed_out(self, kind: str, timeout_seconds: float) -> None:
         _timeouts.labels(kind=kind).inc()
         self.log.warning("query_timed_out", kind=kind, timeout_seconds=timeout_seconds)
+
+    def checkpointed(self, mode: str, seconds: float) -> None:
+        _checkpoint_seconds.labels(mode=mode).observe(seconds)
+
+    def checkpoint_failed(self, error: BaseException) -> None:
+        _checkpoint_failures.inc()
+        self.log.warning("checkpoint_failed", error=repr(error))
 
     def index_closed(self, path: str) -> None:
         self.log.info("index_closed", path=path)
