@@ -7,11 +7,13 @@ into :class:`Fields`, structs holding only what the index uses: msgspec skips
 everything else without building Python objects for it, which takes about a
 third of the time ``orjson.loads`` needs to build whole records.
 
-The structs only check the shape of the sections they open (``kubernetes``,
+The structs check, in C, the shape of the sections they open (``kubernetes``,
 ``log``, ``event``, ``podlog``, and ``pod``/``container``/... inside
-``kubernetes``); every leaf is ``Any`` and the caller checks its type.  A
-record whose section has another shape (``"kubernetes": []``) is read the
-careful way, by :func:`read_record`, which never raises.
+``kubernetes``) and that the values that become filter tokens (namespace,
+the four names, level, stream) are text or null; other leaves are ``Any`` and
+the caller checks them.  A record that does not fit (``"kubernetes": []``, a
+numeric level) is read the careful way, by :func:`read_record`, which never
+raises and hands back the same structs with those values made text.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ __all__ = ["Fields", "read_encoded", "read_record", "read_records"]
 
 
 class _Name(msgspec.Struct, gc=False):
-    name: Any = None
+    name: str | None = None
 
 
 class _Kubernetes(msgspec.Struct, gc=False):
-    namespace: Any = None
+    namespace: str | None = None
     pod: _Name | None = None
     container: _Name | None = None
     node: _Name | None = None
@@ -59,8 +61,8 @@ class Fields(msgspec.Struct, gc=False):
 
     timestamp_ns: Any = None
     message: Any = None
-    level: Any = None
-    stream: Any = None
+    level: str | None = None
+    stream: str | None = None
     event: _Event | None = None
     log: _Log | None = None
     kubernetes: _Kubernetes | None = None
@@ -110,16 +112,23 @@ def read_record(record: Mapping[str, Any]) -> Fields:
     return Fields(
         timestamp_ns=record.get("timestamp_ns"),
         message=record.get("message"),
-        level=record.get("level"),
-        stream=record.get("stream"),
+        level=_text(record.get("level")),
+        stream=_text(record.get("stream")),
         event=_Event(event.get("id")),
         log=_Log(log.get("offset"), log.get("generation"), _File(file.get("identity"))),
         kubernetes=_Kubernetes(
-            k8s.get("namespace"),
-            *(_Name(_section(k8s, key).get("name")) for key in ("pod", "container", "node", "workload")),
+            _text(k8s.get("namespace")),
+            *(_Name(_text(_section(k8s, key).get("name"))) for key in ("pod", "container", "node", "workload")),
         ),
         podlog=_Podlog(podlog.get("retention")),
     )
+
+
+def _text(value: Any) -> str | None:
+    """A filter value as text: a number or a boolean as written, a map or a list as absent."""
+    if value is None or isinstance(value, (dict, list, Mapping)):
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
 def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -31,7 +31,6 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from search.backends.embedded_fields import Fields
 from search.backends.embedded_query import ALL_TOKEN, TOKEN_FIELDS
@@ -123,35 +122,25 @@ def meta_tokens(ids: Iterable[int | None]) -> str:
     return " ".join([ALL_TOKEN, *(f"v{i}" for i in ids if i is not None)])
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
 def filter_values(fields: Fields) -> tuple[str | None, ...]:
     """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order.
 
     A record without a namespace gets ``""``, so callers allowed ``*`` see it.
+    (:mod:`~search.backends.embedded_fields` made every value text or None.)
     """
     k8s = fields.kubernetes
     if k8s is None:
-        values: tuple[Any, ...] = ("", None, None, None, None, fields.level, fields.stream)
-    else:
-        pod, container, node, workload = k8s.pod, k8s.container, k8s.node, k8s.workload
-        values = (
-            k8s.namespace or "",
-            None if pod is None else pod.name,
-            None if container is None else container.name,
-            None if node is None else node.name,
-            None if workload is None else workload.name,
-            fields.level,
-            fields.stream,
-        )
-    for value in values:
-        if value is not None and type(value) is not str:
-            return (_text(values[0]) or "", *(_text(v) for v in values[1:]))
-    return values
+        return ("", None, None, None, None, fields.level, fields.stream)
+    pod, container, node, workload = k8s.pod, k8s.container, k8s.node, k8s.workload
+    return (
+        k8s.namespace or "",
+        None if pod is None else pod.name,
+        None if container is None else container.name,
+        None if node is None else node.name,
+        None if workload is None else workload.name,
+        fields.level,
+        fields.stream,
+    )
 
 
 class Dictionary:
