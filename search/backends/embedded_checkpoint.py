@@ -11,7 +11,7 @@ A passive checkpoint cannot restart the log while commits keep arriving (the
 log restarts only when a writer finds every frame copied), so when the log
 holds more than ``max_wal_pages`` frames the checkpointer marks a restart as
 due, and the writer, between two transactions, runs a RESTART checkpoint
-(:meth:`Checkpointer.restart`): it copies the few frames committed since the
+(:meth:`Checkpointer.restart`): it copies the frames committed since the
 last passive checkpoint, and the next commit writes from the start of the file
 again (cut back to ``journal_size_limit``).  It is the writer's to run because
 a RESTART from another connection waits for a gap between transactions, which
@@ -80,8 +80,7 @@ class Checkpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        conn = self._connect()
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_seconds * 1000)}")
+        conn: sqlite3.Connection | None = None
         while True:
             with self._wake:
                 while self._pending < self.every_rows and not self._stopping:
@@ -89,6 +88,14 @@ class Checkpointer:
                 if self._stopping:
                     return
                 self._pending = 0
+            if conn is None:
+                try:
+                    conn = self._connect()
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_seconds * 1000)}")
+                except sqlite3.Error as exc:  # the next rows try again
+                    self._events.checkpoint_failed(exc)
+                    conn = None
+                    continue
             self.checkpoint(conn)
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
