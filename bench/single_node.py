@@ -113,13 +113,10 @@ def generate(count: int, seed: int = 1, size: int = BATCH) -> Iterator[list[dict
 
 def _tune_gc() -> None:
     """The GC setting ``podlog run`` has (the collector's ``gc_gen0_threshold``, heap frozen)."""
-    import gc
-
     from collector.config import CollectorConfig
+    from collector.pipeline import tune_gc
 
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(CollectorConfig().gc_gen0_threshold, gc.get_threshold()[0]), gen1, gen2)
+    tune_gc(CollectorConfig().gc_gen0_threshold)
 
 
 def _cpu() -> float:
