@@ -89,7 +89,7 @@ class ShipperConfig:
     max_send_records: int = setting(20_000, "Most records handed to the transport in one send.")
     max_send_bytes: int = setting(8 << 20, "Most spooled bytes handed to the transport in one send.")
     max_in_flight_sends: int = setting(
-        2,
+        3,
         "Sends in flight at once (acknowledged in order); 1 never lets a retried send land "
         "after a later one.",
     )

@@ -417,6 +417,8 @@ class KafkaTransport:
                         futures.append(await producer.send(message.topic, message.value, key=message.key))
                 else:
                     batches = await self._pack(producer, records)
+                    if isinstance(records, EncodedRecords):
+                        records.drop_resident_pages()
                     count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
                     await _after(previous)
                     for packed in batches:

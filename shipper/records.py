@@ -16,6 +16,7 @@ decodes everything once, on first use.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
@@ -129,6 +130,24 @@ class EncodedRecords(Sequence[Record]):
             remap = [positions.setdefault(group, len(positions)) for group in part.groups]
             runs.extend(Run(run.data, remap[run.group], run.lengths) for run in part.runs)
         return cls(runs, list(positions))
+
+    def drop_resident_pages(self) -> None:
+        """Let the kernel take back the pages of runs mapped from spool segments.
+
+        Once a send is framed its source bytes are not read again unless the
+        send is retried; until then their pages only inflate the resident set
+        (``max_in_flight_sends + 1`` sends of up to ``max_send_bytes`` each).
+        The runs stay valid: a shared file mapping faults dropped pages back
+        in from the page cache (or the file) when they are read.
+        """
+        seen: set[int] = set()
+        for run in self.runs:
+            data = run.data
+            mapped = data.obj if isinstance(data, memoryview) else None
+            if isinstance(mapped, mmap.mmap) and id(mapped) not in seen:
+                seen.add(id(mapped))
+                if not mapped.closed:
+                    mapped.madvise(mmap.MADV_DONTNEED)
 
     def records(self) -> list[Record]:
         """All records decoded (once, in one pass), run by run."""

@@ -255,7 +255,7 @@ def scan_segment(data: bytes) -> ScanResult:
     return ScanResult(frames=frames, damage=damage, valid_end=valid_end, size=size)
 
 
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+_MAP_FLAGS = mmap.MAP_SHARED
 
 
 def read_range(path: Path, start: int, end: int) -> memoryview:

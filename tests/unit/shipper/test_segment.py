@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
+import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podlog.protocols import FileMark
+from shipper.records import EncodedRecords, join_batch
 from shipper.segment import (
     HEADER_SIZE,
     decode_marks,
     decode_payload,
+    decode_records,
     encode_frame,
     encode_payload,
+    read_range,
     scan_segment,
 )
 from tests.unit.shipper.helpers import record
@@ -121,3 +127,38 @@ def test_any_damage_keeps_every_untouched_frame(
     found = [f.seq for f in scan.frames]
     assert set(intact) <= set(found)
     assert found == sorted(found)
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_dropped_pages_leave_the_resident_set_and_stay_readable(tmp_path: Path) -> None:
+    """After a send is framed its mapped spool pages are given back; a retry still reads them."""
+    records = [record("c", i, "x" * 900 + str(i)) for i in range(8192)]
+    payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)})
+    path = tmp_path / "segment"
+    path.write_bytes(b"\0" * HEADER_SIZE + payload)
+    encoded = decode_records(read_range(path, 0, HEADER_SIZE + len(payload))[HEADER_SIZE:])
+    before = _rss_file_kib()
+    joined = join_batch([run.data for run in encoded.runs])  # what framing a send reads
+    touched = _rss_file_kib()
+    encoded.drop_resident_pages()
+    dropped = _rss_file_kib()
+    size_kib = len(payload) // 1024
+    assert touched - before > size_kib // 2, (before, touched)
+    assert touched - dropped > size_kib // 2, (touched, dropped)
+    assert join_batch([run.data for run in encoded.runs]) == joined
+    assert orjson.loads(joined)["records"] == records
+
+
+def test_dropping_pages_of_unmapped_runs_does_nothing() -> None:
+    """Runs built in memory (not read from a segment) are left alone."""
+    encoded = EncodedRecords.from_records([record("c", 1), record("c", 2)])
+    encoded.drop_resident_pages()
+    assert list(encoded) == [record("c", 1), record("c", 2)]
