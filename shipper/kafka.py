@@ -180,6 +180,12 @@ def _split(
     return parts
 
 
+def _release_pages(records: Sequence[Record]) -> None:
+    """The records are copied into messages or batches: give back the spool pages they were read from."""
+    if isinstance(records, EncodedRecords):
+        records.drop_resident_pages()
+
+
 async def _after(previous: asyncio.Future[None] | None) -> None:
     """Wait until the previous send has enqueued its messages (it always resolves ``previous``)."""
     if previous is not None and not previous.done():
@@ -411,14 +417,14 @@ class KafkaTransport:
             try:
                 if self.idempotent or self.config.compression not in CODECS:
                     messages = self.encode(records)
+                    _release_pages(records)
                     count, nbytes = len(messages), sum(len(m.value) for m in messages)
                     await _after(previous)
                     for message in messages:
                         futures.append(await producer.send(message.topic, message.value, key=message.key))
                 else:
                     batches = await self._pack(producer, records)
-                    if isinstance(records, EncodedRecords):
-                        records.drop_resident_pages()
+                    _release_pages(records)
                     count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
                     await _after(previous)
                     for packed in batches:
