@@ -90,6 +90,11 @@ class EmbeddedConfig:
     wildcard_expansion_limit: int = setting(
         1000, "Most distinct filter values a field:pattern query expands to before it scans."
     )
+    switch_interval_ms: float = setting(
+        0.5,
+        "Python's thread switch interval while the index runs, in ms (0: the interpreter's 5 ms); "
+        "a commit waits up to this long per SQLite statement while another thread runs Python.",
+    )
     demo_logs: str = setting(
         "", "Directory the built-in demo generator writes to; empty disables it (`podlog run --demo`)."
     )

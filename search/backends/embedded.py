@@ -30,6 +30,7 @@ import itertools
 import math
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter
@@ -258,6 +259,11 @@ class EmbeddedIndex:
             if self._closed:
                 raise RuntimeError("the embedded index was closed")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.config.switch_interval_ms > 0:
+                # Process-wide: every SQLite call gives the GIL up, and taking it back
+                # while the preparing (or collecting) thread runs Python waits for
+                # that thread's switch interval; 5 ms per statement stalls a commit.
+                sys.setswitchinterval(self.config.switch_interval_ms / 1000)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-writer")
             self._preparer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-prepare")
             self._readers = ThreadPoolExecutor(
@@ -425,15 +431,9 @@ class EmbeddedIndex:
                 rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
                 duplicates += stored
                 self._insert_in_file_order(conn, rows, chains)
-            # executemany: a multi-row VALUES into an FTS5 table costs twice as much per row.
-            conn.executemany("INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)", fts_rows)
+            insert_json(conn, _INSERT_FTS, fts_rows)
             _count_minutes(conn, (row[0] for row in rows), 1)
-            conn.executemany(
-                "INSERT INTO chains (ident, strm, last, gen, off) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (ident, strm) DO UPDATE"
-                " SET last = excluded.last, gen = excluded.gen, off = excluded.off",
-                [(*chain, *link) for chain, link in chains.items()],
-            )
+            insert_json(conn, _UPSERT_CHAINS, [(*chain, *link) for chain, link in chains.items()])
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -897,6 +897,48 @@ class EmbeddedIndex:
         if not rows:
             return [], after
         return [orjson.loads(row[4]) for row in rows], _key(rows[-1])
+
+
+_INSERT_FTS = "INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)"
+_UPSERT_CHAINS = (
+    "INSERT INTO chains (ident, strm, last, gen, off) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (ident, strm) DO UPDATE"
+    " SET last = excluded.last, gen = excluded.gen, off = excluded.off"
+)
+
+
+@functools.cache
+def _from_json(statement: str) -> str:
+    """``statement`` (``INSERT ... VALUES (?, ...) [ON CONFLICT ...]``) reading its rows from one JSON array."""
+    head, rest = statement.split(" VALUES ", 1)
+    width = rest.count("?")
+    tail = rest[rest.index(")") + 1 :]
+    columns = ", ".join(f"value ->> {i}" for i in range(width))
+    # "WHERE true": an upsert after a SELECT needs it to parse.
+    return f"{head} SELECT {columns} FROM json_each(?) WHERE true{tail}"  # noqa: S608 - fixed statements; values are parameters
+
+
+def insert_json(conn: sqlite3.Connection, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """``statement`` for every row, as one statement over a JSON array of the rows.
+
+    One call that holds the GIL only to bind one text: ``executemany`` gives
+    the GIL up and takes it back for every row, and each time it is taken back
+    while the preparing or collecting thread runs Python it waits for that
+    thread's switch interval, so a batch's commit stalled for as long as the
+    next batch took to prepare.  Rows that JSON cannot carry exactly (a NUL,
+    which SQLite's ``->>`` cuts text at, or a lone surrogate) go through
+    ``executemany``.
+    """
+    if not rows:
+        return
+    try:
+        encoded = orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        encoded = None
+    if encoded is None or b"\\u0000" in encoded:
+        conn.executemany(statement, rows)
+        return
+    conn.execute(_from_json(statement), (encoded.decode(),))
 
 
 _ROWS_PER_STATEMENT = (1024, 128, 16, 1)

@@ -318,6 +318,16 @@ async def test_user_text_cannot_change_the_statement(index: EmbeddedIndex) -> No
     assert (await index.search(req())).total == 1
 
 
+async def test_message_text_is_indexed_whole_whatever_its_characters(index: EmbeddedIndex) -> None:
+    """Escapes, non-ASCII and NUL reach the full-text index as written (a batch is one JSON text)."""
+    await index.write([rec(0, T0, 'tab\tand "quotes" \\ ünïcode 日本'), rec(10, T0 + MS, "before\x00after")])
+    await index.write([rec(20, T0 + 2 * MS, "plain ünïcode")])
+    assert (await index.search(req("ünïcode"))).total == 2
+    assert (await index.search(req("quotes"))).total == 1
+    assert (await index.search(req("after"))).total == 1  # not cut at the NUL
+    assert (await index.search(req("before"))).total == 1
+
+
 async def test_writes_after_stop_are_refused(tmp_path: Path) -> None:
     """A stopped index does not reopen silently."""
     index = open_index(tmp_path)
