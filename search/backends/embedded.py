@@ -93,10 +93,15 @@ _ROWIDS_PER_MINUTE = MINUTE_NS // TIME_UNIT_NS * TIEBREAK
 _CHUNK = 500
 """Parameters per ``IN (...)`` list."""
 
-_ROW = "r.rowid, r.ts, r.off, r.eid, r.doc"
+_ROW = "r.rowid, r.ts, r.off, r.eid, r.doc, r.k"
 
-_INSERT_ROW_HEAD = f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, prev)"
-_INSERT_ROW = f"{_INSERT_ROW_HEAD} VALUES ({','.join('?' * (10 + len(ROW_COLUMNS)))})"
+_INSERT_ROW_HEAD = f"INSERT INTO r (rowid, m, eid, ts, off, gen, ident, cls, {', '.join(ROW_COLUMNS)}, doc, k, prev)"
+_INSERT_ROW = f"{_INSERT_ROW_HEAD} VALUES ({','.join('?' * (11 + len(ROW_COLUMNS)))})"
+
+MAX_ROWID = (1 << 63) - 1
+
+_SHARED_KEPT = 4096
+"""``shared`` sections the readers keep decoded-ready (JSON text) between searches."""
 
 _STREAM = 8 + ROW_COLUMNS.index("strm")
 """Position of the stream's dictionary id in a row."""
@@ -244,6 +249,9 @@ class EmbeddedIndex:
         self._checkpointer = Checkpointer(self._connect, self.events)
         self._chains: dict[Chain, Link] = {}
         """Committed last line of each file and stream (the writer's copy of ``chains``)."""
+        self._shared_texts: dict[int, str] = {}
+        """``shared`` sections the readers fetched: id -> JSON (ids are never reused while open)."""
+        self._shared_lock = threading.Lock()
         self._retention_marks: dict[str, int] = {}
         """Per retention pass: the rowid below which nothing is left to expire."""
         self.write_seq = 0
@@ -301,6 +309,7 @@ class EmbeddedIndex:
         with conn:
             create_schema(conn)
         self.dictionary.load(conn)
+        self.batches.load(conn)
         for ident, stream, last, generation, offset in conn.execute("SELECT ident, strm, last, gen, off FROM chains"):
             self._chains[(ident, stream)] = Link(last, generation, offset)
         self._write_conn = conn
@@ -432,6 +441,7 @@ class EmbeddedIndex:
                 duplicates += stored
                 self._insert_in_file_order(conn, rows, chains)
             insert_json(conn, _INSERT_FTS, fts_rows)
+            insert_json(conn, _UPSERT_SHARED, [(ident, *used) for ident, used in batch.shared.items()])
             _count_minutes(conn, (row[0] for row in rows), 1)
             insert_json(conn, _UPSERT_CHAINS, [(*chain, *link) for chain, link in chains.items()])
             conn.execute("COMMIT")
@@ -597,6 +607,11 @@ class EmbeddedIndex:
             if total:
                 self.events.retention_applied(name, total, cutoff)
             deleted[name] += total
+        if any(deleted.values()):
+            # Sections last used before the oldest record left are used by none.
+            conn.execute(
+                "DELETE FROM shared WHERE last < coalesce((SELECT min(rowid) FROM r), ?)", (MAX_ROWID,)
+            )
         return deleted
 
     @staticmethod
@@ -674,7 +689,7 @@ class EmbeddedIndex:
         rows = self._newest(conn, query, request.size + 1, before=request.search_after)
         more = len(rows) > request.size
         rows = rows[: request.size]
-        hits = [orjson.loads(row[4]) for row in rows]
+        hits = self._documents(conn, [(row[4], row[5]) for row in rows])
         total, exact = self._count(conn, query)
         next_cursor = _key(rows[-1]) if more and rows else None
         return SearchPage(hits=hits, total=total, total_exact=exact, next_cursor=next_cursor)
@@ -827,44 +842,75 @@ class EmbeddedIndex:
         allowed_namespaces: Sequence[str] | None,
     ) -> ContextResult | None:
         anchor = conn.execute(
-            "SELECT r.rowid, r.ident, r.strm, r.prev, r.ns, r.doc"
+            "SELECT r.rowid, r.ident, r.strm, r.prev, r.ns, r.doc, r.k"
             " FROM minutes CROSS JOIN r ON r.m = minutes.minute AND r.eid = ? LIMIT 1",
             (event_id,),
         ).fetchone()
         if anchor is None:
             return None
-        key, ident, stream, prev, namespace_id, doc = anchor
+        key, ident, stream, prev, namespace_id, doc, shared = anchor
         if allowed_namespaces is not None:
             namespace = self.dictionary.value_of(namespace_id) if namespace_id is not None else ""
             if not glob_match(list(allowed_namespaces), namespace or ""):
                 return None
         # The lines of one file and stream are linked in file order (see embedded_schema).
-        older: list[str] = []
+        older: list[tuple[str, int | None]] = []
         node = prev
         while node is not None and len(older) < before:
             row = conn.execute(
-                "SELECT prev, doc FROM r WHERE rowid = ? AND ident = ? AND strm IS ?", (node, ident, stream)
+                "SELECT prev, doc, k FROM r WHERE rowid = ? AND ident = ? AND strm IS ?", (node, ident, stream)
             ).fetchone()
             if row is None:
                 break  # expired
             node = row[0]
-            older.append(row[1])
-        newer: list[str] = []
+            older.append((row[1], row[2]))
+        newer: list[tuple[str, int | None]] = []
         node = key
         while len(newer) < after:
             row = conn.execute(
-                "SELECT rowid, doc FROM r WHERE prev = ? AND ident = ? AND strm IS ? ORDER BY gen, off LIMIT 1",
+                "SELECT rowid, doc, k FROM r WHERE prev = ? AND ident = ? AND strm IS ? ORDER BY gen, off LIMIT 1",
                 (node, ident, stream),
             ).fetchone()
             if row is None:
                 break
             node = row[0]
-            newer.append(row[1])
+            newer.append((row[1], row[2]))
+        documents = self._documents(conn, [*reversed(older), (doc, shared), *newer])
         return ContextResult(
-            before=[orjson.loads(text) for text in reversed(older)],
-            anchor=orjson.loads(doc),
-            after=[orjson.loads(text) for text in newer],
+            before=documents[: len(older)],
+            anchor=documents[len(older)],
+            after=documents[len(older) + 1 :],
         )
+
+    def _documents(self, conn: sqlite3.Connection, stored: Sequence[tuple[str, int | None]]) -> list[Record]:
+        """Records from ``(doc, k)`` pairs: each ``doc`` with its shared ``kubernetes`` put back."""
+        wanted = {k for _, k in stored if k is not None}
+        sections: dict[int, str] = {}
+        if wanted:
+            cache = self._shared_texts
+            with self._shared_lock:
+                sections = {k: cache[k] for k in wanted if k in cache}
+            missing = sorted(wanted - sections.keys())
+            for at in range(0, len(missing), _CHUNK):
+                chunk = missing[at : at + _CHUNK]
+                found = conn.execute(
+                    f"SELECT id, doc FROM shared WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608 - placeholders only
+                    chunk,
+                ).fetchall()
+                sections.update(found)
+                with self._shared_lock:
+                    if len(cache) + len(found) > _SHARED_KEPT:
+                        cache.clear()
+                    cache.update(found)
+        documents: list[Record] = []
+        for doc, k in stored:
+            record = orjson.loads(doc)
+            if k is not None and type(record) is dict:
+                text = sections.get(k)
+                # Absent only if retention removed the section between two reads.
+                record["kubernetes"] = None if text is None else orjson.loads(text)
+            documents.append(record)
+        return documents
 
     async def tail(
         self, request: SearchRequest, after: Cursor | None
@@ -896,10 +942,14 @@ class EmbeddedIndex:
         rows = rows[:limit]
         if not rows:
             return [], after
-        return [orjson.loads(row[4]) for row in rows], _key(rows[-1])
+        return self._documents(conn, [(row[4], row[5]) for row in rows]), _key(rows[-1])
 
 
 _INSERT_FTS = "INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)"
+_UPSERT_SHARED = (
+    "INSERT INTO shared (id, doc, last) VALUES (?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET last = max(last, excluded.last)"
+)
 _UPSERT_CHAINS = (
     "INSERT INTO chains (ident, strm, last, gen, off) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (ident, strm) DO UPDATE"

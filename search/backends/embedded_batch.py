@@ -3,7 +3,8 @@
 :class:`BatchPreparer` turns records into rows for ``r`` and ``f`` while the
 previous batch commits: it checks ``event.id`` and the timestamp, gives each
 record its time key (probed past keys taken inside the batch), its JSON (the
-spool's encoding when the batch carries it), its dictionary ids (allocated in
+spool's encoding when the batch carries it) with the ``kubernetes`` section
+cut out and named by its id in ``shared``, its dictionary ids (allocated in
 memory, see :class:`~search.backends.embedded_schema.Dictionary`) and its
 ``prev`` link to the previous line of its file and stream inside the batch,
 then sorts the rows by rowid.  The writer only links each chain's first row to
@@ -23,7 +24,7 @@ import orjson
 
 from podlog.record import Record
 from podlog.retention import RetentionConfig, class_for
-from search.backends.embedded_fields import read_encoded, read_records
+from search.backends.embedded_fields import Kubernetes, read_encoded, read_kubernetes, read_records
 from search.backends.embedded_schema import TIEBREAK, TIME_UNIT_NS, Dictionary, filter_values, meta_tokens
 
 __all__ = [
@@ -47,8 +48,14 @@ MINUTE_NS = 60_000_000_000
 COMBINATIONS_KEPT = 100_000
 """Most distinct filter-value combinations remembered between batches."""
 
+SHARED_KEPT = 10_000
+"""Most distinct ``kubernetes`` sections remembered between batches (past it, a
+section seen again is stored again, under a new id)."""
+
+_KEY = b'"kubernetes":'
+
 Row = tuple[Any, ...]
-"""A row of ``r``: ``(rowid, m, eid, ts, off, gen, ident, cls, *dictionary ids, doc, prev)``."""
+"""A row of ``r``: ``(rowid, m, eid, ts, off, gen, ident, cls, *dictionary ids, doc, k, prev)``."""
 
 Chain = tuple[str, int]
 """A file and stream: ``(log.file.identity, stream id or 0)``."""
@@ -73,6 +80,8 @@ class Prepared(NamedTuple):
     fts_rows: list[tuple[int, str, str]]
     values: dict[int, tuple[str, str]]
     """Dictionary entries the rows use that were not committed when they were prepared."""
+    shared: dict[int, tuple[str, int]]
+    """Every ``shared`` row the rows use: id -> (section JSON, end of the newest row's millisecond)."""
     heads: dict[Chain, int]
     """Per chain, the index of its first row."""
     tails: dict[Chain, tuple[int, int, int]]
@@ -117,6 +126,26 @@ class BatchPreparer:
         self.retention = retention
         self._combinations: dict[tuple[str | None, ...], tuple[tuple[int | None, ...], str]] = {}
         """Filter values -> (dictionary ids, meta tokens), for combinations already committed."""
+        self._sections: dict[bytes, _Section] = {}
+        """Encoded ``kubernetes`` section -> what it holds and its ``shared`` id."""
+        self._texts: dict[int, str] = {}
+        """``shared`` id -> its section's JSON, for the sections in ``_sections``."""
+        self._next_shared = 1
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        """Continue ``shared`` ids after the largest stored one."""
+        (largest,) = conn.execute("SELECT max(id) FROM shared").fetchone()
+        self._next_shared = max(self._next_shared, int(largest or 0) + 1)
+
+    def _section(self, raw: bytes) -> _Section:
+        """What an encoded ``kubernetes`` section holds; objects get a ``shared`` id."""
+        ident = None
+        if raw[:1] == b"{":
+            ident = self._next_shared
+            self._next_shared += 1
+            self._texts[ident] = str(raw, "utf-8")
+        found = self._sections[raw] = _Section(read_kubernetes(raw), ident)
+        return found
 
     def prepare(self, records: Sequence[Record]) -> Prepared:
         """Everything about a batch that needs no database: runs beside the previous commit.
@@ -137,6 +166,11 @@ class BatchPreparer:
             fields = read_records(decoded)
         rejected: dict[str, list[Any]] = {}
         crc, unit, tiebreak = zlib.crc32, TIME_UNIT_NS, TIEBREAK  # time_key, inlined: hot loop
+        if len(self._sections) > SHARED_KEPT:
+            # Between batches: the ids this batch hands out keep their text to its end.
+            self._sections.clear()
+            self._texts.clear()
+        sections, section_of = self._sections, self._section
         dumps, minute_ns, max_ts = orjson.dumps, MINUTE_NS, MAX_TS_NS
         seen: set[str] = set()
         duplicates = 0
@@ -178,12 +212,28 @@ class BatchPreparer:
                     continue
                 key = free
             try:
-                doc = dumps(decoded[position]).decode() if encodings is None else str(encodings[position], "utf-8")
+                encoded = dumps(decoded[position]) if encodings is None else bytes(encodings[position])
             except TypeError as exc:
                 rejected.setdefault("unencodable", []).append(f"{event_id}: {exc}")
                 continue
             taken.add(key)
-            values = filter_values(record)
+            raw_bytes = bytes(record.kubernetes)
+            k8s = shared_id = None
+            if raw_bytes != b"null":
+                section = sections.get(raw_bytes) or section_of(raw_bytes)
+                k8s, shared_id = section.kubernetes, section.ident
+                if shared_id is not None:
+                    # The first "kubernetes": key, holding the section, with no such key
+                    # after it, can only be the record's own: nothing is guessed (and
+                    # a record where it is not so keeps its section).
+                    at = encoded.find(_KEY) + len(_KEY)
+                    end = at + len(raw_bytes)
+                    if at < len(_KEY) or not encoded.startswith(raw_bytes, at) or encoded.find(_KEY, end) >= 0:
+                        shared_id = None
+                    else:
+                        encoded = encoded[:at] + b"null" + encoded[end:]
+            doc = str(encoded, "utf-8")
+            values = filter_values(record, k8s)
             found = combinations.get(values) or pending.get(values)
             if found is None:
                 new: dict[int, tuple[str, str]] = {}
@@ -224,18 +274,27 @@ class BatchPreparer:
                 if (generation, offset) <= prior[1:]:
                     disordered.add(chain)
             tails[chain] = (key, generation, offset)
-            rows.append((key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, prev))
+            place = (offset, generation, identity, retention)
+            rows.append((key, ts // minute_ns, event_id, ts, *place, *ids, doc, shared_id, prev))
             message = record.message
             fts_rows.append((key, message if type(message) is str else "", found[1]))
         # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
         # grouped by stream, so its rows would otherwise jump back and forth in time).
         rows.sort(key=_first)
         fts_rows.sort(key=_first)
+        shared: dict[int, tuple[str, int]] = {}
+        if rows:
+            # Every section used is kept at least as long as the batch's newest record.
+            newest = rows[-1][0]
+            last = newest - newest % tiebreak + tiebreak - 1
+            texts = self._texts
+            shared = {ident: (texts[ident], last) for ident in {row[-2] for row in rows} if ident is not None}
         heads = {head_keys[row[0]]: i for i, row in enumerate(rows) if row[0] in head_keys}
         return Prepared(
             rows,
             fts_rows,
             unpublished,
+            shared,
             heads,
             tails,
             disordered,
@@ -246,6 +305,14 @@ class BatchPreparer:
 
 
 _first = operator.itemgetter(0)
+
+
+class _Section(NamedTuple):
+    """An encoded ``kubernetes`` section, read."""
+
+    kubernetes: Kubernetes | None
+    ident: int | None
+    """Its ``shared`` id; None when it is not an object (the record keeps it)."""
 
 
 def _int(value: Any) -> int:

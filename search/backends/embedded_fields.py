@@ -1,36 +1,41 @@
 """What the embedded index reads of a record, decoded without the rest of it.
 
 A record as the spool holds it is about 850 bytes of JSON, most of it
-kubernetes metadata (labels, image, ids) that the index stores as is but never
-looks into.  :func:`read_encoded` decodes a batch of encodings with msgspec
+kubernetes metadata (labels, image, ids) that every line of a container
+repeats.  :func:`read_encoded` decodes a batch of encodings with msgspec
 into :class:`Fields`, structs holding only what the index uses: msgspec skips
 everything else without building Python objects for it, which takes about a
-third of the time ``orjson.loads`` needs to build whole records.
+third of the time ``orjson.loads`` needs to build whole records.  The
+``kubernetes`` section is kept as its raw bytes: the index stores it once per
+distinct value, and :func:`read_kubernetes` decodes it once per value too.
 
-The structs check, in C, the shape of the sections they open (``kubernetes``,
-``log``, ``event``, ``podlog``, and ``pod``/``container``/... inside
-``kubernetes``) and that the values that become filter tokens (namespace,
-the four names, level, stream) are text or null; other leaves are ``Any`` and
-the caller checks them.  A record that does not fit (``"kubernetes": []``, a
+The structs check, in C, the shape of the sections they open (``log``,
+``event``, ``podlog``) and that level and stream are text or null; other
+leaves are ``Any`` and the caller checks them.  A record that does not fit (a
 numeric level) is read the careful way, by :func:`read_record`, which never
-raises and hands back the same structs with those values made text.
+raises and hands back the same structs with those values made text; so does
+:func:`read_kubernetes` for the namespace and the four names.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
+import orjson
 
-__all__ = ["Fields", "read_encoded", "read_record", "read_records"]
+__all__ = ["Fields", "Kubernetes", "read_encoded", "read_kubernetes", "read_record", "read_records"]
 
 
 class _Name(msgspec.Struct, gc=False):
     name: str | None = None
 
 
-class _Kubernetes(msgspec.Struct, gc=False):
+class Kubernetes(msgspec.Struct, gc=False):
+    """The filter values inside a record's ``kubernetes`` section."""
+
     namespace: str | None = None
     pod: _Name | None = None
     container: _Name | None = None
@@ -56,6 +61,9 @@ class _Podlog(msgspec.Struct, gc=False):
     retention: Any = None
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class Fields(msgspec.Struct, gc=False):
     """The parts of a record the embedded index uses; ``None`` where absent."""
 
@@ -65,12 +73,14 @@ class Fields(msgspec.Struct, gc=False):
     stream: str | None = None
     event: _Event | None = None
     log: _Log | None = None
-    kubernetes: _Kubernetes | None = None
+    kubernetes: msgspec.Raw = _NULL
+    """The section's JSON as encoded, unread (see :func:`read_kubernetes`); ``null`` when absent."""
     podlog: _Podlog | None = None
 
 
 _many = msgspec.json.Decoder(list[Fields])
 _one = msgspec.json.Decoder(Fields)
+_kubernetes = msgspec.json.Decoder(Kubernetes)
 _EMPTY: Mapping[str, Any] = {}
 
 
@@ -104,11 +114,19 @@ def read_records(records: Iterable[Any]) -> Sequence[Fields | None]:
 
 
 def read_record(record: Mapping[str, Any]) -> Fields:
-    """Fields of one decoded record; sections that are not mappings count as absent."""
-    event, log, k8s, podlog = (
-        _section(record, key) for key in ("event", "log", "kubernetes", "podlog")
-    )
+    """Fields of one decoded record; sections that are not mappings count as absent.
+
+    ``kubernetes`` is the section encoded again with orjson (what the
+    record's own orjson encoding holds), or ``null`` when it is not a mapping
+    or cannot be encoded.
+    """
+    event, log, podlog = (_section(record, key) for key in ("event", "log", "podlog"))
     file = _section(log, "file")
+    k8s = record.get("kubernetes")
+    raw = _NULL
+    if isinstance(k8s, Mapping):
+        with contextlib.suppress(TypeError):
+            raw = msgspec.Raw(orjson.dumps(k8s))
     return Fields(
         timestamp_ns=record.get("timestamp_ns"),
         message=record.get("message"),
@@ -116,11 +134,29 @@ def read_record(record: Mapping[str, Any]) -> Fields:
         stream=_text(record.get("stream")),
         event=_Event(event.get("id")),
         log=_Log(log.get("offset"), log.get("generation"), _File(file.get("identity"))),
-        kubernetes=_Kubernetes(
-            _text(k8s.get("namespace")),
-            *(_Name(_text(_section(k8s, key).get("name"))) for key in ("pod", "container", "node", "workload")),
-        ),
+        kubernetes=raw,
         podlog=_Podlog(podlog.get("retention")),
+    )
+
+
+def read_kubernetes(raw: bytes) -> Kubernetes | None:
+    """The filter values of an encoded ``kubernetes`` section; None when it is not an object.
+
+    Values that are not text are made text (a number as written) or absent (a map or a list).
+    """
+    try:
+        return _kubernetes.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:
+        k8s = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(k8s, Mapping):
+        return None
+    return Kubernetes(
+        _text(k8s.get("namespace")),
+        *(_Name(_text(_section(k8s, key).get("name"))) for key in ("pod", "container", "node", "workload")),
     )
 
 

@@ -222,6 +222,9 @@ def _not_clause(clause: Clause) -> Clause:
     return Clause(sql=f"NOT {sql}", params=params)
 
 
+_KUBERNETES = '$."kubernetes"'
+
+
 def _json_path(path: str) -> str | None:
     """SQLite JSON path of a dotted record field; label and annotation keys stay whole."""
     for family in ("kubernetes.labels.", "kubernetes.annotations."):
@@ -336,6 +339,13 @@ class _Translator:
         json_path = _json_path(path)
         if json_path is None:
             return None, ()
+        if json_path == _KUBERNETES or json_path.startswith((f"{_KUBERNETES}.", f"{_KUBERNETES}[")):
+            # The section is in ``shared`` when the row names one (see embedded_schema).
+            inner = "$" + json_path[len(_KUBERNETES) :]
+            return (
+                "(CASE WHEN r.k IS NULL THEN json_extract(r.doc, ?)"
+                " ELSE (SELECT json_extract(shared.doc, ?) FROM shared WHERE shared.id = r.k) END)"
+            ), (json_path, inner)
         return "json_extract(r.doc, ?)", (json_path,)
 
     def value_field(

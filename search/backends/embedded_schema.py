@@ -10,7 +10,9 @@
          index stays time-local (a random ``eid`` alone would scatter every
          batch over the whole index).  Finding a record by ``event.id`` walks
          the ``minutes`` table and probes ``(m, eid)`` per minute.  Filter
-         fields are dictionary ids; the record is kept as JSON.  ``prev`` is
+         fields are dictionary ids; the record is kept as JSON (``doc``), its
+         ``kubernetes`` section as ``null`` and ``k`` naming its row in
+         ``shared`` (``k`` NULL: ``doc`` is the whole record).  ``prev`` is
          the rowid of the previous line of the same file and stream (by
          ``(gen, off)``): context walks these links backwards, and forwards
          through the ``r_prev`` index.  Both point at recent rows, so a batch
@@ -20,6 +22,11 @@
 ``f``    FTS5, contentless: ``message`` (unicode61 words) and ``meta`` (one
          token per filter value, ``v<id>``, plus ``zall``), by the same rowid.
 ``vals`` the dictionary: ``(column, value) -> id``.
+``shared`` each distinct ``kubernetes`` section (JSON), stored once instead of
+         on every line of its container: about half of a record's bytes.
+         ``last`` is the end of the millisecond of the newest row using it;
+         retention deletes the rows no longer used (``last`` older than the
+         oldest record).
 ``minutes`` records per minute of timestamp, kept with every write and delete:
          histograms and totals of everything without reading rows.
 ``info`` key/value: the layout version.
@@ -32,7 +39,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 
-from search.backends.embedded_fields import Fields
+from search.backends.embedded_fields import Fields, Kubernetes
 from search.backends.embedded_query import ALL_TOKEN, TOKEN_FIELDS
 
 __all__ = [
@@ -46,7 +53,7 @@ __all__ = [
     "time_key",
 ]
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 TIME_UNIT_NS = 1_000_000
 """The time key's unit: one millisecond, the API's finest time granularity."""
@@ -76,8 +83,10 @@ CREATE TABLE IF NOT EXISTS r (
     cls TEXT NOT NULL,
     {", ".join(f"{c} INTEGER" for c in ROW_COLUMNS)},
     doc TEXT NOT NULL,
-    prev INTEGER
+    prev INTEGER,
+    k INTEGER
 );
+CREATE TABLE IF NOT EXISTS shared (id INTEGER PRIMARY KEY, doc TEXT NOT NULL, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chains (
     ident TEXT NOT NULL,
     strm INTEGER NOT NULL,
@@ -100,13 +109,17 @@ merge passes per token while indexing; a query reads a few more segments."""
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables if absent; refuse a file written by a newer layout."""
+    """Create the tables if absent, bring a layout 2 file to 3; refuse any other layout."""
     conn.executescript(_DDL)
     row = conn.execute("SELECT value FROM info WHERE key = 'layout'").fetchone()
     if row is None:
         conn.execute("INSERT INTO info (key, value) VALUES ('layout', ?)", (str(LAYOUT_VERSION),))
         conn.execute("INSERT INTO f (f, rank) VALUES ('automerge', ?)", (_FTS_MERGE,))
-    elif int(row[0]) != LAYOUT_VERSION:
+    elif row[0] == "2":
+        # Layout 2 had no shared sections: its rows keep whole documents (k NULL).
+        conn.execute("ALTER TABLE r ADD COLUMN k INTEGER")
+        conn.execute("UPDATE info SET value = ? WHERE key = 'layout'", (str(LAYOUT_VERSION),))
+    elif row[0] != str(LAYOUT_VERSION):
         raise RuntimeError(
             f"index layout version {row[0]} is not {LAYOUT_VERSION}; use a new data directory"
         )
@@ -122,13 +135,13 @@ def meta_tokens(ids: Iterable[int | None]) -> str:
     return " ".join([ALL_TOKEN, *(f"v{i}" for i in ids if i is not None)])
 
 
-def filter_values(fields: Fields) -> tuple[str | None, ...]:
+def filter_values(fields: Fields, k8s: Kubernetes | None) -> tuple[str | None, ...]:
     """The record's value of each dictionary column, in :data:`ROW_COLUMNS` order.
 
-    A record without a namespace gets ``""``, so callers allowed ``*`` see it.
+    ``k8s`` is its ``kubernetes`` section, read.  A record without a namespace
+    gets ``""``, so callers allowed ``*`` see it.
     (:mod:`~search.backends.embedded_fields` made every value text or None.)
     """
-    k8s = fields.kubernetes
     if k8s is None:
         return ("", None, None, None, None, fields.level, fields.stream)
     pod, container, node, workload = k8s.pod, k8s.container, k8s.node, k8s.workload

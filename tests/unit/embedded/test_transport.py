@@ -41,7 +41,10 @@ async def test_send_returns_once_records_are_searchable(tmp_path: Path) -> None:
 
 
 async def test_spooled_records_are_stored_as_the_spool_encoded_them(tmp_path: Path) -> None:
-    """Records sent as spool encodings are stored byte for byte and searchable like dicts."""
+    """Records sent as spool encodings are stored byte for byte and searchable like dicts.
+
+    Byte for byte once the ``kubernetes`` section, stored once for all, is put back.
+    """
     records = [rec(i, T0 + i, f"line {i}", stream="stderr" if i % 3 else "stdout") for i in range(12)]
     encoded = EncodedRecords.from_records(records)
     spooled = EncodedRecords(encoded.runs, encoded.groups)  # as read from disk: not decoded yet
@@ -52,9 +55,13 @@ async def test_spooled_records_are_stored_as_the_spool_encoded_them(tmp_path: Pa
         assert sorted(page.hits, key=lambda r: r["log"]["offset"]) == records
     conn = sqlite3.connect(index.path)
     try:
-        rows = conn.execute("SELECT eid, doc FROM r").fetchall()
-        assert {doc for _, doc in rows} == expected
-        assert all(json.loads(doc)["event"]["id"] == eid for eid, doc in rows)  # each row its own JSON
+        (section,), *others = conn.execute("SELECT doc FROM shared").fetchall()
+        assert not others  # one container: one section
+        rows = conn.execute("SELECT eid, doc, k FROM r").fetchall()
+        assert {k for _, _, k in rows} == {1}
+        assert all('"kubernetes":null' in doc and section not in doc for _, doc, _ in rows)
+        assert {doc.replace('"kubernetes":null', f'"kubernetes":{section}') for _, doc, _ in rows} == expected
+        assert all(json.loads(doc)["event"]["id"] == eid for eid, doc, _ in rows)  # each row its own JSON
     finally:
         conn.close()
 
