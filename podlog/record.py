@@ -274,13 +274,19 @@ def stream_key(record: Record) -> bytes:
     """The Kafka message key that keeps one container stream in order.
 
     Pod UID (or namespace/pod when the UID is unknown) plus container name:
-    every record of a container lands in one partition, in file order.
+    every record of a container lands in one partition, in file order.  A
+    section that is not a map counts as absent (such records share one key).
     """
-    k8s = record.get("kubernetes") or {}
-    pod = k8s.get("pod") or {}
+    k8s = _section(record, "kubernetes")
+    pod = _section(k8s, "pod")
     owner = pod.get("uid") or f"{k8s.get('namespace', '')}/{pod.get('name', '')}"
-    container = (k8s.get("container") or {}).get("name", "")
-    return f"{owner}/{container}".encode()
+    container = _section(k8s, "container").get("name", "")
+    return f"{owner}/{container}".encode(errors="replace")
+
+
+def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def encode_batch(records: Sequence[Record]) -> bytes:

@@ -42,7 +42,8 @@ def join_batch(parts: Sequence[bytes | memoryview]) -> bytes:
 
 def group_of(record: Record) -> Group:
     """``(stream key, retention class or "")``: what decides a record's message and topic."""
-    retention = (record.get("podlog") or {}).get("retention") or ""
+    podlog = record.get("podlog")
+    retention = (podlog.get("retention") if isinstance(podlog, dict) else None) or ""
     return stream_key(record).decode("utf-8", "replace"), str(retention)
 
 

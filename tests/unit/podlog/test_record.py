@@ -203,3 +203,18 @@ def test_stream_key_groups_a_container_and_falls_back_to_names() -> None:
     assert stream_key(_record()) == b"u1/c"
     no_uid = _record(kubernetes={"namespace": "b", "pod": {"name": "a"}, "container": {"name": "c"}})
     assert stream_key(no_uid) == b"b/a/c"
+
+
+@pytest.mark.parametrize(
+    ("kubernetes", "key"),
+    [
+        (["not", "a", "map"], b"//"),
+        ("text", b"//"),
+        ({"namespace": "b", "pod": "p", "container": ["c"]}, b"b//"),
+        ({"pod": {"uid": 7, "name": None}, "container": {"name": "\ud800"}}, b"7/?"),
+    ],
+)
+def test_stream_key_of_a_malformed_section_is_a_key_not_a_crash(kubernetes: object, key: bytes) -> None:
+    """A record from elsewhere whose sections are not maps still gets a key (one for all such)."""
+    record = {**_record(), "kubernetes": kubernetes}
+    assert stream_key(record) == key

@@ -28,6 +28,14 @@ def test_one_message_per_stream_keyed_by_stream_key() -> None:
     assert [m.records for m in messages] == [3, 2]
 
 
+def test_records_whose_sections_are_not_maps_are_sent_not_dropped() -> None:
+    """A record from elsewhere with a list for ``kubernetes`` or ``podlog`` gets a message of its own key."""
+    odd = [{**record("a", 0), "kubernetes": ["x"]}, {**record("a", 1), "podlog": "standard"}]
+    messages = _encode([record("b", 0), *odd])
+    assert [m.key for m in messages] == [stream_key(record("b", 0)), b"//", stream_key(record("a", 1))]
+    assert [r for m in messages for r in decode_batch(m.value)] == [record("b", 0), *odd]
+
+
 def test_large_group_is_split_under_the_limit_in_order() -> None:
     """A group over max_message_bytes is split into messages that each fit, keeping order."""
     records = [record("a", i, "x" * 300) for i in range(50)]
