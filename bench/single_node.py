@@ -7,7 +7,8 @@ writes them in batches of 2048, as the shipper does, into:
   unique event.id index, the file-order links, dictionary tokens), fed as
   the shipper feeds it: each batch as the spool reads it (JSON encodings,
   not yet decoded; encoding them is not timed) through
-  :class:`shipper.embedded.EmbeddedTransport`, two batches in flight; then,
+  :class:`shipper.embedded.EmbeddedTransport`, ``shipper.max_in_flight_sends``
+  batches in flight; then,
   on the last run, it answers timed queries;
 * ``baseline``: the floor: the same records encoded with orjson into a plain
   SQLite table (no full-text, no indexes), same WAL and fsync settings.
@@ -138,9 +139,11 @@ async def child_embedded(
     from podlog.retention import RetentionConfig
     from search.backends.embedded import EmbeddedIndex
     from search.config import EmbeddedConfig
+    from shipper.config import ShipperConfig
     from shipper.embedded import EmbeddedTransport
     from shipper.records import EncodedRecords
 
+    window = ShipperConfig().max_in_flight_sends
     index = EmbeddedIndex(EmbeddedConfig(synchronous=synchronous), RetentionConfig(), directory)
     transport = EmbeddedTransport(index)
     await index.start()
@@ -149,8 +152,8 @@ async def child_embedded(
     batches = generate(lines, size=batch_size)
     while True:
         # Generate and encode a chunk (not timed), as the spool holds it: encodings only,
-        # decoded by the receiver.  Then send it with two batches in flight, as the
-        # shipper does (shipper.max_in_flight_sends), commits in order.
+        # decoded by the receiver.  Then send it with as many batches in flight as
+        # the shipper keeps (shipper.max_in_flight_sends), commits in order.
         chunk: list[EncodedRecords] = []
         for _, batch in zip(range(25), batches, strict=False):
             encoded = EncodedRecords.from_records(batch)
@@ -161,7 +164,7 @@ async def child_embedded(
         c0, t0 = _cpu(), time.perf_counter()
         in_flight: list[asyncio.Task[None]] = []
         for encoded_batch in chunk:
-            if len(in_flight) == 2:
+            if len(in_flight) == window:
                 await in_flight.pop(0)
             in_flight.append(asyncio.create_task(transport.send(encoded_batch)))
         await asyncio.gather(*in_flight)

@@ -33,7 +33,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,6 +105,9 @@ _SHARED_KEPT = 4096
 
 _STREAM = 8 + ROW_COLUMNS.index("strm")
 """Position of the stream's dictionary id in a row."""
+
+_GROUP_BATCHES = 8
+"""Most waiting batches committed in one transaction."""
 
 _CHAIN_WALK_LIMIT = 100_000
 """Most links followed back to place one line that arrives out of file order."""
@@ -254,6 +257,9 @@ class EmbeddedIndex:
         self._shared_lock = threading.Lock()
         self._retention_marks: dict[str, int] = {}
         """Per retention pass: the rowid below which nothing is left to expire."""
+        self._waiting: deque[tuple[Prepared, asyncio.Future[int]]] = deque()
+        """Prepared batches waiting for the writer, in order, with what their writers await."""
+        self._committer: asyncio.Task[None] | None = None
         self.write_seq = 0
         """Incremented after every commit that added records (for live tails)."""
 
@@ -385,10 +391,11 @@ class EmbeddedIndex:
         await self.start()
         assert self._writer is not None and self._preparer is not None
         loop = asyncio.get_running_loop()
-        # Two executors: a batch is prepared while the previous one commits (the
-        # shipper keeps two sends in flight); each is FIFO, so commits keep their order.
+        # A batch is prepared while earlier ones commit (the shipper keeps several
+        # sends in flight); the preparer is FIFO and so is the queue, so commits
+        # keep their order.
         prepared = await loop.run_in_executor(self._preparer, self.batches.prepare, records)
-        written = await loop.run_in_executor(self._writer, self._commit, prepared)
+        written = await self._commit_in_turn(prepared)
         if written:
             self.write_seq += 1
             waiting, self._written = self._written, asyncio.Event()
@@ -404,63 +411,119 @@ class EmbeddedIndex:
             return False
         return True
 
+    async def _commit_in_turn(self, batch: Prepared) -> int:
+        """Commit ``batch`` together with the batches waiting with it; its rows written."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((batch, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting(), name="embedded-commit")
+        return await done
+
+    async def _commit_waiting(self) -> None:
+        """Commit what waits, in order, several batches to a transaction (one fsync)."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        while waiting:
+            group = [waiting.popleft() for _ in range(min(len(waiting), _GROUP_BATCHES))]
+            assert self._writer is not None
+            try:
+                written = await loop.run_in_executor(self._writer, self._commit_group, [b for b, _ in group])
+            except Exception as exc:  # noqa: BLE001 - handed to each writer; the shipper retries
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            except BaseException:
+                for _, done in [*group, *waiting]:
+                    done.cancel()
+                waiting.clear()
+                raise
+            for (_, done), rows in zip(group, written, strict=True):
+                if not done.done():
+                    done.set_result(rows)
+
     def _write_batch(self, records: Sequence[Record]) -> int:
         """Prepare and commit in the calling thread (tests, benchmarks)."""
-        return self._commit(self.batches.prepare(records))
+        return self._commit_group([self.batches.prepare(records)])[0]
 
-    def _commit(self, batch: Prepared) -> int:
+    def _commit_group(self, batches: Sequence[Prepared]) -> list[int]:
+        """Commit ``batches`` in one transaction; the rows each wrote.
+
+        Group commit: while one transaction commits (its fsync is most of a
+        COMMIT's time), the next batches are prepared and wait; they then
+        share one.  Each batch keeps its own savepoint for replays and links
+        to the chains the batches before it in the group extended.
+        """
         conn = self._write_conn
         assert conn is not None
         started = time.monotonic()
-        rows, fts_rows = batch.rows, batch.fts_rows
-        duplicates = batch.duplicates
-        rejected = batch.rejected
-        chains: dict[Chain, Link] = {}
+        undo: dict[Chain, Link | None] = {}
+        outcomes: list[tuple[int, int]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if batch.values:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO vals (id, col, value) VALUES (?, ?, ?)",
-                    [(ident, column, value) for ident, (column, value) in batch.values.items()],
-                )
-            # Fast path: a new batch (the common case) goes in without looking anything up.
-            try:
-                conn.execute("SAVEPOINT batch")
-                ordered, unordered = self._link_heads(batch, chains)
-                insert_rows(conn, _INSERT_ROW_HEAD, ordered)
-                if unordered:
-                    self._insert_in_file_order(conn, unordered, chains)
-                conn.execute("RELEASE batch")
-            except sqlite3.IntegrityError:
-                # A replay (an event.id already stored) or a time key taken by a stored
-                # row: undo, then skip what is stored and probe for free keys.
-                conn.execute("ROLLBACK TO batch")
-                conn.execute("RELEASE batch")
-                chains.clear()
-                rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
-                duplicates += stored
-                self._insert_in_file_order(conn, rows, chains)
-            insert_json(conn, _INSERT_FTS, fts_rows)
-            insert_json(conn, _UPSERT_SHARED, [(ident, *used) for ident, used in batch.shared.items()])
-            _count_minutes(conn, (row[0] for row in rows), 1)
-            insert_json(conn, _UPSERT_CHAINS, [(*chain, *link) for chain, link in chains.items()])
+            for batch in batches:
+                chains, rows, duplicates = self._insert_batch(conn, batch)
+                for chain in chains.keys() - undo.keys():
+                    undo[chain] = self._chains.get(chain)
+                self._chains.update(chains)
+                outcomes.append((rows, duplicates))
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            for chain, link in undo.items():
+                if link is None:
+                    self._chains.pop(chain, None)
+                else:
+                    self._chains[chain] = link
             raise
-        self._chains.update(chains)
-        self.dictionary.publish(batch.values)
-        self._committed(conn, len(rows))
+        seconds = (time.monotonic() - started) / len(batches)
+        for batch, (rows, duplicates) in zip(batches, outcomes, strict=True):
+            self.dictionary.publish(batch.values)
+            for reason, examples in batch.rejected.items():
+                self.events.record_rejected(reason, len(examples), examples[0])
+            self.events.batch_written(rows, duplicates, batch.prepare_seconds + seconds)
+        written = [rows for rows, _ in outcomes]
+        self._committed(conn, sum(written))
+        return written
+
+    def _insert_batch(self, conn: sqlite3.Connection, batch: Prepared) -> tuple[dict[Chain, Link], int, int]:
+        """Insert one batch in the open transaction: the chains it extended, rows written, duplicates."""
+        rows, fts_rows = batch.rows, batch.fts_rows
+        duplicates = batch.duplicates
+        chains: dict[Chain, Link] = {}
+        if batch.values:
+            conn.executemany(
+                "INSERT OR IGNORE INTO vals (id, col, value) VALUES (?, ?, ?)",
+                [(ident, column, value) for ident, (column, value) in batch.values.items()],
+            )
+        # Fast path: a new batch (the common case) goes in without looking anything up.
+        try:
+            conn.execute("SAVEPOINT batch")
+            ordered, unordered = self._link_heads(batch, chains)
+            insert_rows(conn, _INSERT_ROW_HEAD, ordered)
+            if unordered:
+                self._insert_in_file_order(conn, unordered, chains)
+            conn.execute("RELEASE batch")
+        except sqlite3.IntegrityError:
+            # A replay (an event.id already stored) or a time key taken by a stored
+            # row: undo, then skip what is stored and probe for free keys.
+            conn.execute("ROLLBACK TO batch")
+            conn.execute("RELEASE batch")
+            chains.clear()
+            rows, fts_rows, stored = self._unstored(conn, rows, fts_rows)
+            duplicates += stored
+            self._insert_in_file_order(conn, rows, chains)
+        insert_json(conn, _INSERT_FTS, fts_rows)
+        insert_json(conn, _UPSERT_SHARED, [(ident, *used) for ident, used in batch.shared.items()])
+        _count_minutes(conn, (row[0] for row in rows), 1)
+        insert_json(conn, _UPSERT_CHAINS, [(*chain, *link) for chain, link in chains.items()])
         if rows and self._retention_marks:
             # Old lines arrive late (a backfill): let the next retention pass look at them.
             oldest = min(row[0] for row in rows)
             for mark, low in self._retention_marks.items():
                 self._retention_marks[mark] = min(low, oldest)
-        for reason, examples in rejected.items():
-            self.events.record_rejected(reason, len(examples), examples[0])
-        self.events.batch_written(len(rows), duplicates, batch.prepare_seconds + time.monotonic() - started)
-        return len(rows)
+        return chains, len(rows), duplicates
 
     def _committed(self, conn: sqlite3.Connection, rows: int) -> None:
         """After a commit on the writer thread: count it toward the next checkpoint."""

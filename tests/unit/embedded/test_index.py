@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,78 @@ async def test_context_places_lines_that_arrive_out_of_file_order(index: Embedde
     ctx = await index.context(lines[30]["event"]["id"], 2, 1, None)
     assert ctx is not None
     assert [r["log"]["offset"] for r in [*ctx.before, *ctx.after]] == [10, 20, 40]
+
+
+async def test_waiting_batches_share_a_transaction_and_link_across_it(
+    index: EmbeddedIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent writes commit in fewer transactions, in order, their lines linked in file order.
+
+    The fourth batch replays part of the third inside the same group: its savepoint undoes
+    only itself, and the group's other batches stay.
+    """
+    groups: list[int] = []
+    commit_group = index._commit_group
+
+    lines = [rec(off, T0 + off * MS, f"line {off}") for off in range(0, 400, 10)]
+    batches = [lines[at : at + 8] for at in range(0, 40, 8)]
+    batches.insert(3, lines[20:26])  # a replay, between its neighbours
+
+    def counted(group: list[object]) -> list[int]:
+        if not groups:  # the first commit is slow: the others are prepared by its end
+            deadline = time.monotonic() + 10
+            while len(index._waiting) < len(batches) - 1 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        groups.append(len(group))
+        return commit_group(group)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index, "_commit_group", counted)
+    written = await asyncio.gather(*(index.write(batch) for batch in batches))
+    assert written == [None] * len(batches)
+    assert groups == [1, len(batches) - 1]
+    assert (await index.search(req())).total == 40
+    expected = list(range(0, 400, 10))
+    for record in lines[::7]:
+        assert await context_offsets(index, record, around=50) == expected
+
+
+async def test_a_failed_group_leaves_nothing_behind(index: EmbeddedIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one batch of a group fails, none of the group stays: not its rows, not its chains;
+    every writer waiting on it gets the error, and the same batches written again link as if
+    never tried."""
+    await index.write([rec(0, T0, "line 0")])
+    chains = dict(index._chains)
+    lines = [rec(off, T0 + off * MS, f"line {off}") for off in range(10, 70, 10)]
+    first, second = lines[:3], lines[3:]
+    insert_batch = index._insert_batch
+    calls = 0
+
+    def failing(conn: sqlite3.Connection, batch: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return insert_batch(conn, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index, "_insert_batch", failing)
+    group = [index.batches.prepare(first), index.batches.prepare(second)]
+    assert index._writer is not None
+    with pytest.raises(sqlite3.OperationalError):
+        await asyncio.get_running_loop().run_in_executor(index._writer, index._commit_group, group)
+    assert calls == 2
+    assert index._chains == chains
+    assert (await index.search(req())).total == 1
+
+    def refused(batches: object) -> list[int]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(index, "_commit_group", refused)
+    outcomes = await asyncio.gather(index.write(first), index.write(second), return_exceptions=True)
+    assert [str(o) for o in outcomes] == ["database or disk is full"] * 2
+    monkeypatch.undo()
+    await index.write(first)
+    await index.write(second)
+    assert await context_offsets(index, lines[0]) == list(range(0, 70, 10))
 
 
 async def test_context_links_survive_a_restart_and_a_replay(tmp_path: Path) -> None:
