@@ -28,6 +28,7 @@ import contextlib
 import functools
 import itertools
 import math
+import os
 import re
 import sqlite3
 import sys
@@ -238,6 +239,11 @@ class EmbeddedIndex:
         self.dictionary = Dictionary()
         self._writer: ThreadPoolExecutor | None = None
         self._preparer: ThreadPoolExecutor | None = None
+        self._syncer: ThreadPoolExecutor | None = None
+        self._sync_wal = config.synchronous.lower() == "full"
+        """``full``: the writer commits without waiting for the disk and the syncer
+        thread fsyncs the WAL before the batch's writer returns (see _commit_waiting)."""
+        self._wal_fd: int | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._connections: list[sqlite3.Connection] = []
@@ -280,6 +286,7 @@ class EmbeddedIndex:
                 sys.setswitchinterval(self.config.switch_interval_ms / 1000)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-writer")
             self._preparer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-prepare")
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="podlog-index-sync")
             self._readers = ThreadPoolExecutor(
                 max(1, self.config.readers), thread_name_prefix="podlog-index-reader"
             )
@@ -312,6 +319,10 @@ class EmbeddedIndex:
         # the WAL file is cut back to 64 MB whenever it restarts.
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute(f"PRAGMA journal_size_limit = {64 << 20}")
+        if self._sync_wal:
+            # The WAL is fsynced by the syncer thread, not inside COMMIT (same guarantee:
+            # no write returns before its transaction is on disk).
+            conn.execute("PRAGMA synchronous = NORMAL")
         with conn:
             create_schema(conn)
         self.dictionary.load(conn)
@@ -359,6 +370,11 @@ class EmbeddedIndex:
         await loop.run_in_executor(None, self._checkpointer.stop)
         if self._preparer is not None:
             await loop.run_in_executor(None, self._preparer.shutdown, True)
+        if self._syncer is not None:
+            await loop.run_in_executor(None, self._syncer.shutdown, True)
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         with self._connections_lock:
             for conn in self._connections:
                 with contextlib.suppress(sqlite3.Error):
@@ -438,9 +454,23 @@ class EmbeddedIndex:
                     done.cancel()
                 waiting.clear()
                 raise
-            for (_, done), rows in zip(group, written, strict=True):
-                if not done.done():
-                    done.set_result(rows)
+            if self._sync_wal and self._syncer is not None:
+                # The next group commits while this one's WAL frames go to disk; fsyncs
+                # run one after another, so writers are answered in commit order.
+                try:
+                    synced = loop.run_in_executor(self._syncer, self._fsync_wal)
+                except RuntimeError as exc:  # stopped: the syncer takes no more work
+                    synced = loop.create_future()
+                    synced.set_exception(exc)
+                synced.add_done_callback(functools.partial(_settle, group, written))
+            else:
+                _settle(group, written, None)
+
+    def _fsync_wal(self) -> None:
+        """Make every committed transaction durable (on the syncer thread)."""
+        if self._wal_fd is None:
+            self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+        os.fsync(self._wal_fd)
 
     def _write_batch(self, records: Sequence[Record]) -> int:
         """Prepare and commit in the calling thread (tests, benchmarks)."""
@@ -1006,6 +1036,26 @@ class EmbeddedIndex:
         if not rows:
             return [], after
         return self._documents(conn, [(row[4], row[5]) for row in rows]), _key(rows[-1])
+
+
+def _settle(
+    group: Sequence[tuple[Prepared, asyncio.Future[int]]],
+    written: Sequence[int],
+    synced: asyncio.Future[None] | None,
+) -> None:
+    """Answer each writer of a committed group: its rows, or why its commit is not durable."""
+    error: BaseException | None = None
+    if synced is not None:
+        error = asyncio.CancelledError() if synced.cancelled() else synced.exception()
+    for (_, done), rows in zip(group, written, strict=True):
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(rows)
+        elif isinstance(error, asyncio.CancelledError):
+            done.cancel()
+        else:
+            done.set_exception(error)
 
 
 _INSERT_FTS = "INSERT INTO f (rowid, message, meta) VALUES (?, ?, ?)"

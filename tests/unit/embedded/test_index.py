@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -288,6 +289,39 @@ async def test_a_failed_group_leaves_nothing_behind(index: EmbeddedIndex, monkey
     await index.write(first)
     await index.write(second)
     assert await context_offsets(index, lines[0]) == list(range(0, 70, 10))
+
+
+async def test_a_write_returns_only_once_its_transaction_is_on_disk(
+    index: EmbeddedIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """synchronous=full: the WAL is fsynced off the writer thread, but before write() returns;
+    a failed fsync fails the write (the shipper resends it; the replay is not a second copy)."""
+    import search.backends.embedded as embedded
+
+    fsync = embedded.os.fsync
+    called, release = threading.Event(), threading.Event()
+    failures: list[OSError] = []
+
+    def held(fd: int) -> None:
+        called.set()
+        assert release.wait(10)
+        if failures:
+            raise failures.pop()
+        fsync(fd)
+
+    monkeypatch.setattr(embedded.os, "fsync", held)
+    batch = [rec(0, T0, "line 0")]
+    write = asyncio.create_task(index.write(batch))
+    assert await asyncio.to_thread(called.wait, 10)
+    assert (await index.search(req())).total == 1  # committed, visible, not yet durable
+    assert not write.done()
+    release.set()
+    await write
+    failures.append(OSError(5, "Input/output error"))
+    with pytest.raises(OSError, match="Input/output"):
+        await index.write([rec(10, T0 + MS, "line 10")])
+    await index.write([rec(10, T0 + MS, "line 10")])
+    assert (await index.search(req())).total == 2
 
 
 async def test_context_links_survive_a_restart_and_a_replay(tmp_path: Path) -> None:
