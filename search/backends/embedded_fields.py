@@ -20,8 +20,8 @@ raises and hands back the same structs with those values made text; so does
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -61,6 +61,8 @@ class _Podlog(msgspec.Struct, gc=False):
     retention: Any = None
 
 
+T = TypeVar("T")
+
 _NULL = msgspec.Raw(b"null")
 
 
@@ -97,15 +99,22 @@ def read_encoded(encodings: Sequence[bytes | memoryview]) -> Sequence[Fields | N
 
 
 def _read_one(encoding: bytes | memoryview) -> Fields | None:
+    return _decode(_one, encoding, read_record)
+
+
+def _decode(
+    decoder: msgspec.json.Decoder[T], data: bytes | memoryview, careful: Callable[[Mapping[str, Any]], T]
+) -> T | None:
+    """``data`` through ``decoder``; when it does not fit, a JSON object read by ``careful``, else None."""
     try:
-        return _one.decode(encoding)
+        return decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass
     try:
-        record = msgspec.json.decode(encoding)
+        value = msgspec.json.decode(data)
     except msgspec.DecodeError:
         return None
-    return read_record(record) if isinstance(record, Mapping) else None
+    return careful(value) if isinstance(value, Mapping) else None
 
 
 def read_records(records: Iterable[Any]) -> Sequence[Fields | None]:
@@ -144,16 +153,10 @@ def read_kubernetes(raw: bytes) -> Kubernetes | None:
 
     Values that are not text are made text (a number as written) or absent (a map or a list).
     """
-    try:
-        return _kubernetes.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        pass
-    try:
-        k8s = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None
-    if not isinstance(k8s, Mapping):
-        return None
+    return _decode(_kubernetes, raw, _read_kubernetes)
+
+
+def _read_kubernetes(k8s: Mapping[str, Any]) -> Kubernetes:
     return Kubernetes(
         _text(k8s.get("namespace")),
         *(_Name(_text(_section(k8s, key).get("name"))) for key in ("pod", "container", "node", "workload")),
