@@ -479,10 +479,10 @@ class EmbeddedIndex:
     def _commit_group(self, batches: Sequence[Prepared]) -> list[int]:
         """Commit ``batches`` in one transaction; the rows each wrote.
 
-        Group commit: while one transaction commits (its fsync is most of a
-        COMMIT's time), the next batches are prepared and wait; they then
-        share one.  Each batch keeps its own savepoint for replays and links
-        to the chains the batches before it in the group extended.
+        Group commit: while one transaction commits, the next batches are
+        prepared and wait; they then share one (and one WAL fsync).  Each
+        batch keeps its own savepoint for replays and links to the chains the
+        batches before it in the group extended.
         """
         conn = self._write_conn
         assert conn is not None

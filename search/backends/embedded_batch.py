@@ -81,7 +81,7 @@ class Prepared(NamedTuple):
     values: dict[int, tuple[str, str]]
     """Dictionary entries the rows use that were not committed when they were prepared."""
     shared: dict[int, tuple[str, int]]
-    """Every ``shared`` row the rows use: id -> (section JSON, end of the newest row's millisecond)."""
+    """Every ``shared`` row the rows use: id -> (section JSON, end of the batch's newest millisecond)."""
     heads: dict[Chain, int]
     """Per chain, the index of its first row."""
     tails: dict[Chain, tuple[int, int, int]]

@@ -24,7 +24,7 @@
 ``vals`` the dictionary: ``(column, value) -> id``.
 ``shared`` each distinct ``kubernetes`` section (JSON), stored once instead of
          on every line of its container: about half of a record's bytes.
-         ``last`` is the end of the millisecond of the newest row using it;
+         ``last`` is at least the end of the millisecond of the newest row using it;
          retention deletes the rows no longer used (``last`` older than the
          oldest record).
 ``minutes`` records per minute of timestamp, kept with every write and delete:
