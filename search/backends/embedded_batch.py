@@ -218,18 +218,18 @@ class BatchPreparer:
                 continue
             taken.add(key)
             raw_bytes = bytes(record.kubernetes)
-            k8s = shared_id = None
+            k8s = k = None  # k: the section's id in shared, as r.k holds it
             if raw_bytes != b"null":
                 section = sections.get(raw_bytes) or section_of(raw_bytes)
-                k8s, shared_id = section.kubernetes, section.ident
-                if shared_id is not None:
+                k8s, k = section.kubernetes, section.ident
+                if k is not None:
                     # The first "kubernetes": key, holding the section, with no such key
                     # after it, can only be the record's own: nothing is guessed (and
                     # a record where it is not so keeps its section).
                     at = encoded.find(_KEY) + len(_KEY)
                     end = at + len(raw_bytes)
                     if at < len(_KEY) or not encoded.startswith(raw_bytes, at) or encoded.find(_KEY, end) >= 0:
-                        shared_id = None
+                        k = None
                     else:
                         encoded = encoded[:at] + b"null" + encoded[end:]
             doc = str(encoded, "utf-8")
@@ -274,8 +274,9 @@ class BatchPreparer:
                 if (generation, offset) <= prior[1:]:
                     disordered.add(chain)
             tails[chain] = (key, generation, offset)
-            place = (offset, generation, identity, retention)
-            rows.append((key, ts // minute_ns, event_id, ts, *place, *ids, doc, shared_id, prev))
+            rows.append(
+                (key, ts // minute_ns, event_id, ts, offset, generation, identity, retention, *ids, doc, k, prev)
+            )
             message = record.message
             fts_rows.append((key, message if type(message) is str else "", found[1]))
         # In rowid order: each leaf of ``r`` fills before the next (a batch arrives
