@@ -424,7 +424,6 @@ class KafkaTransport:
                         futures.append(await producer.send(message.topic, message.value, key=message.key))
                 else:
                     batches = await self._pack(producer, records)
-                    _release_pages(records)
                     count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
                     await _after(previous)
                     for packed in batches:
@@ -441,7 +440,7 @@ class KafkaTransport:
         events.messages_delivered(messages=count, nbytes=nbytes, seconds=time.perf_counter() - started)
 
     async def _pack(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> list[PackedBatch]:
-        """Plan, partition, frame and compress ``records`` on worker threads."""
+        """Plan, partition, frame and compress ``records`` on worker threads, then drop their pages."""
         messages = await asyncio.to_thread(
             plan_messages,
             records,
@@ -450,13 +449,18 @@ class KafkaTransport:
             max_message_bytes=self.max_message_bytes,
         )
         partitions = {topic: list(await producer.partitions_for(topic)) for topic in {m.topic for m in messages}}
-        return await asyncio.to_thread(
-            build_batches,
-            messages,
-            partitions,
-            codec=self.config.compression,
-            max_batch_bytes=self.config.max_batch_bytes,
-        )
+
+        def frame() -> list[PackedBatch]:
+            batches = build_batches(
+                messages,
+                partitions,
+                codec=self.config.compression,
+                max_batch_bytes=self.config.max_batch_bytes,
+            )
+            _release_pages(records)
+            return batches
+
+        return await asyncio.to_thread(frame)
 
     def _send_error(self, exc: kafka_errors.KafkaError) -> KafkaSendError:
         reason = _classify(exc)

@@ -74,15 +74,34 @@ class Run:
 class EncodedRecords(Sequence[Record]):
     """Records as runs of JSON encodings plus their groups; decoded only on demand."""
 
-    __slots__ = ("_count", "_decoded", "groups", "runs")
+    __slots__ = ("_count", "_decoded", "_groups", "_parts", "_runs", "mapped")
 
-    def __init__(self, runs: list[Run], groups: list[Group]) -> None:
-        self.runs = runs
-        """The records, run by run."""
-        self.groups = groups
-        """Distinct ``(stream key, retention class)`` pairs."""
+    def __init__(
+        self, runs: list[Run], groups: list[Group], *, mapped: tuple[mmap.mmap, ...] = ()
+    ) -> None:
+        self._runs: list[Run] | None = runs
+        self._groups: list[Group] | None = groups
+        self._parts: Sequence[EncodedRecords] = ()
         self._count = sum(len(run.lengths) for run in runs)
         self._decoded: list[Record] | None = None
+        self.mapped = mapped
+        """The spool segment mappings the runs are views into (none for bytes built in memory)."""
+
+    @property
+    def runs(self) -> list[Run]:
+        """The records, run by run."""
+        if self._runs is None:
+            self._merge()
+        assert self._runs is not None
+        return self._runs
+
+    @property
+    def groups(self) -> list[Group]:
+        """Distinct ``(stream key, retention class)`` pairs."""
+        if self._groups is None:
+            self._merge()
+        assert self._groups is not None
+        return self._groups
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> EncodedRecords:
@@ -122,18 +141,30 @@ class EncodedRecords(Sequence[Record]):
 
     @classmethod
     def concat(cls, parts: Sequence[EncodedRecords]) -> EncodedRecords:
-        """All ``parts`` in order, as one (groups merged; no record is copied)."""
+        """All ``parts`` in order, as one (groups merged; no record is copied).
+
+        The merge itself waits until runs or groups are first asked for, so a
+        sender that plans its messages on a worker thread does it there, not
+        on the event loop (a send joins hundreds of runs).
+        """
         if len(parts) == 1:
             return parts[0]
+        out = cls([], [], mapped=tuple(dict.fromkeys(m for part in parts for m in part.mapped)))
+        out._runs = out._groups = None
+        out._parts = parts
+        out._count = sum(len(part) for part in parts)
+        return out
+
+    def _merge(self) -> None:
         positions: dict[Group, int] = {}
         runs: list[Run] = []
-        for part in parts:
+        for part in self._parts:
             remap = [positions.setdefault(group, len(positions)) for group in part.groups]
             runs.extend(Run(run.data, remap[run.group], run.lengths) for run in part.runs)
-        return cls(runs, list(positions))
+        self._runs, self._groups, self._parts = runs, list(positions), ()
 
     def drop_resident_pages(self) -> None:
-        """Let the kernel take back the pages of runs mapped from spool segments.
+        """Let the kernel take back the pages of the spool segments the runs are mapped from.
 
         Once a send is framed its source bytes are not read again unless the
         send is retried; until then their pages only inflate the resident set
@@ -141,14 +172,9 @@ class EncodedRecords(Sequence[Record]):
         The runs stay valid: a shared file mapping faults dropped pages back
         in from the page cache (or the file) when they are read.
         """
-        seen: set[int] = set()
-        for run in self.runs:
-            data = run.data
-            mapped = data.obj if isinstance(data, memoryview) else None
-            if isinstance(mapped, mmap.mmap) and id(mapped) not in seen:
-                seen.add(id(mapped))
-                if not mapped.closed:
-                    mapped.madvise(mmap.MADV_DONTNEED)
+        for mapped in self.mapped:
+            if not mapped.closed:
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def records(self) -> list[Record]:
         """All records decoded (once, in one pass), run by run."""

@@ -179,7 +179,9 @@ def decode_records(payload: bytes | memoryview) -> EncodedRecords:
         at += size + 1
     if used != len(lengths) or len(view) < 2 or (at if runs else 2) != len(view):
         raise ValueError("record lengths do not add up to the record bytes")
-    return EncodedRecords(runs, [(str(k), str(r)) for k, r in groups])
+    source = view.obj
+    mapped = (source,) if isinstance(source, mmap.mmap) else ()
+    return EncodedRecords(runs, [(str(k), str(r)) for k, r in groups], mapped=mapped)
 
 
 def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:

@@ -126,3 +126,20 @@ def test_spooled_payload_round_trips_through_runs() -> None:
     assert [(run.group, len(run.lengths)) for run in again.runs] == [(0, 2), (1, 1)]
     assert list(again) == [records[0], records[2], records[1]]  # grouped by stream
     assert len(decode_records(encode_payload([], {}))) == 0
+
+
+def test_concatenated_parts_merge_groups_and_keep_each_streams_order() -> None:
+    """Parts read from several spool batches become one send: one group per stream, records in order."""
+    first = [record("a", 0), record("b", 1), record("a", 2)]
+    second = [record("c", 3), record("a", 4)]
+    third = [record("b", 5)]
+    parts = [decode_records(encode_payload(batch, {})) for batch in (first, second, third)]
+    joined = EncodedRecords.concat(parts)
+    assert len(joined) == 6
+    assert joined.groups == [group_of(first[0]), group_of(first[1]), group_of(second[0])]
+    offsets: list[list[int]] = [[] for _ in joined.groups]
+    for run in joined.runs:
+        offsets[run.group] += [r["log"]["offset"] for r in orjson.loads(join_batch([run.data]))["records"]]
+    assert offsets == [[0, 2, 4], [1, 5], [3]]
+    assert sorted(joined, key=lambda r: r["log"]["offset"]) == first + second + third
+    assert EncodedRecords.concat(parts[:1]) is parts[0]

@@ -157,6 +157,25 @@ def test_dropped_pages_leave_the_resident_set_and_stay_readable(tmp_path: Path) 
     assert orjson.loads(joined)["records"] == records
 
 
+def test_a_send_of_several_batches_drops_the_pages_of_every_segment(tmp_path: Path) -> None:
+    """Batches from two segments, concatenated into one send, give back both segments' pages."""
+    parts = []
+    for name in ("one", "two"):
+        records = [record(name, i, "x" * 900 + str(i)) for i in range(4096)]
+        payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)})
+        path = tmp_path / name
+        path.write_bytes(b"\0" * HEADER_SIZE + payload)
+        parts.append(decode_records(read_range(path, 0, HEADER_SIZE + len(payload))[HEADER_SIZE:]))
+    send = EncodedRecords.concat(parts)
+    assert len(send.mapped) == 2
+    before = _rss_file_kib()
+    joined = join_batch([run.data for run in send.runs])
+    touched = _rss_file_kib()
+    send.drop_resident_pages()
+    dropped = _rss_file_kib()
+    assert touched - dropped > (len(joined) // 1024) * 3 // 4, (before, touched, dropped)
+
+
 def test_dropping_pages_of_unmapped_runs_does_nothing() -> None:
     """Runs built in memory (not read from a segment) are left alone."""
     encoded = EncodedRecords.from_records([record("c", 1), record("c", 2)])
