@@ -18,6 +18,17 @@ which put a cold bare loop at about half its warm speed (0.21 against 0.11
 CPU s) and made the ceiling bimodal, while a running agent reuses its
 memory.
 
+Each child also runs with glibc's malloc thresholds fixed
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``; ``--default-malloc``
+leaves them alone).  By default glibc serves large buffers (compressed
+batches, joined values) with fresh ``mmap`` calls until its adaptive
+threshold has grown past them, and each fresh mapping is paid for in page
+faults.  Whether a child's warm-up run moved the threshold far enough
+differed between runs: the same bare loop measured about 500k records/s at
+0.20 CPU s in one hour and 900k at 0.11 in another.  With the thresholds
+fixed both variants reuse their heap, the ceiling stays at its fast mode,
+and the ratio compares code, not allocator state.
+
 Both use ``acks=all``, the configured compression and idempotence ``auto``
 (on where the broker supports it; tansu does not, so both fall back).
 
@@ -265,6 +276,10 @@ def _topic() -> str:
     return f"b{os.urandom(4).hex()}"
 
 
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+"""Large buffers from the heap, and a heap that is not trimmed back, in every child."""
+
+
 def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> dict[str, Any]:
     cmd = [
         sys.executable, __file__, "--child", mode, "--records", str(args.records),
@@ -273,7 +288,8 @@ def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> 
         "--send-bytes", str(args.send_bytes), "--in-flight", str(args.in_flight),
         *(["--cold"] if args.cold else []),
     ]  # fmt: skip
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    env = os.environ if args.default_malloc else {**os.environ, **MALLOC_ENV}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -321,6 +337,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=0, help="shipper max_in_flight_sends")
     parser.add_argument("--cold", action="store_true",
                         help="time each variant's first run in its process (no untimed run before it)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's adaptive malloc thresholds alone in the children")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--topic", default="bench", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -336,7 +354,8 @@ def main() -> None:
     try:
         print(
             f"# {args.records} records, median of {args.runs} runs, broker {args.bootstrap}, "
-            f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs",
+            f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs, "
+            f"malloc {'adaptive' if args.default_malloc else 'fixed thresholds'}",
             flush=True,
         )
         codecs = ["zstd", "lz4", "snappy", "gzip", "none"] if args.codecs else [args.compression]
