@@ -12,15 +12,15 @@ The producer uses ``acks=all``; idempotence is ``on``, ``off`` or ``auto``
 (try it, and fall back with one warning on brokers without InitProducerId,
 such as tansu).
 
-Without idempotence, a send's messages are framed into Kafka record batches
-per partition (the partition aiokafka's default partitioner would pick)
-straight from the spooled bytes and compressed, on a worker thread
-(:mod:`shipper.recordbatch`), then handed over whole with ``send_batch``:
-each byte is copied once on its way from the spool to the codec, and the event
-loop only moves finished batches.  An idempotent producer numbers its batches
-when it drains them, so there the messages are joined and go through
-``producer.send``.  Either way one send enqueues all its messages before the
-next send starts, so a stream's messages reach its partition in spool order.
+A send's messages are framed into Kafka record batches per partition (the
+partition aiokafka's default partitioner would pick) straight from the
+spooled bytes and compressed, on a worker thread (:mod:`shipper.recordbatch`),
+then handed over whole with ``send_batch``: each byte is copied once on its
+way from the spool to the codec, and the event loop only moves finished
+batches.  An idempotent producer numbers each batch as it drains it, which
+writes the producer id and sequence into the batch's header.  One send
+enqueues all its batches before the next send starts, so a stream's messages
+reach its partition in spool order.
 
 Credentials come from the settings, files or the environment and never
 appear in logs or errors.
@@ -44,7 +44,7 @@ from podlog.kafka_security import security_kwargs
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import events
-from shipper.recordbatch import CODECS, MessageParts, PackedBatch, build_batches
+from shipper.recordbatch import MessageParts, PackedBatch, build_batches
 from shipper.records import EncodedRecords, Run
 
 __all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages", "plan_messages"]
@@ -181,7 +181,7 @@ def _split(
 
 
 def _release_pages(records: Sequence[Record]) -> None:
-    """The records are copied into messages or batches: give back the spool pages they were read from."""
+    """The records are copied into batches: give back the spool pages they were read from."""
     if isinstance(records, EncodedRecords):
         records.drop_resident_pages()
 
@@ -415,21 +415,13 @@ class KafkaTransport:
         started = time.perf_counter()
         try:
             try:
-                if self.idempotent or self.config.compression not in CODECS:
-                    messages = self.encode(records)
-                    _release_pages(records)
-                    count, nbytes = len(messages), sum(len(m.value) for m in messages)
-                    await _after(previous)
-                    for message in messages:
-                        futures.append(await producer.send(message.topic, message.value, key=message.key))
-                else:
-                    batches = await self._pack(producer, records)
-                    count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
-                    await _after(previous)
-                    for packed in batches:
-                        futures.append(
-                            await producer.send_batch(packed.batch, packed.topic, partition=packed.partition)
-                        )
+                batches = await self._pack(producer, records)
+                count, nbytes = sum(b.messages for b in batches), sum(b.nbytes for b in batches)
+                await _after(previous)
+                for packed in batches:
+                    futures.append(
+                        await producer.send_batch(packed.batch, packed.topic, partition=packed.partition)
+                    )
             finally:
                 _pass_turn(turn, previous)
             await asyncio.gather(*futures)

@@ -10,10 +10,11 @@ same messages, without its copies (join the value, append it to the batch,
 slice the batch for the codec).  Blocking: meant for a worker thread, where
 the codecs and the copies run beside the event loop.
 
-The batches carry no producer id (idempotence off): an idempotent producer
-numbers its batches itself when it drains them, so that path is not used
-with idempotence on.  :class:`BuiltBatch` is what ``AIOKafkaProducer.send_batch``
-is given.
+The batches are built without a producer id.  An idempotent producer numbers
+each batch when it drains it (``_set_producer_state``): :class:`BuiltBatch`
+then writes the producer id, epoch and base sequence into its header and
+computes the CRC again, as aiokafka's own builder would have built it.
+:class:`BuiltBatch` is what ``AIOKafkaProducer.send_batch`` is given.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _CRC_OFFSET = 17
 _ATTRIBUTES_OFFSET = 21
 _LENGTH_END = 12
+_PRODUCER = struct.Struct(">qhi")  # ProducerId, ProducerEpoch, BaseSequence
+_PRODUCER_OFFSET = struct.calcsize(">qiibIhiqq")
 _ENVELOPE = len(BATCH_PREFIX) + len(BATCH_SUFFIX)
 
 CODECS: Mapping[str, tuple[int, Callable[[memoryview], bytes] | None]] = {
@@ -95,6 +98,11 @@ class BuiltBatch:
     def closed(self) -> bool:
         """Always: the batch is complete."""
         return True
+
+    def _set_producer_state(self, producer_id: int, producer_epoch: int, base_sequence: int) -> None:
+        """Number the batch for an idempotent producer (called when the producer drains it)."""
+        _PRODUCER.pack_into(self._buffer, _PRODUCER_OFFSET, producer_id, producer_epoch, base_sequence)
+        _write_crc(self._buffer)
 
     def _build(self) -> bytearray:
         return self._buffer
@@ -170,8 +178,13 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
         0, len(out) - _LENGTH_END, -1, 2, 0, attributes, len(batch) - 1,
         timestamp_ms, timestamp_ms, -1, -1, 0, len(batch),
     )  # fmt: skip
-    struct.pack_into(">I", out, _CRC_OFFSET, calc_crc32c(memoryview(out)[_ATTRIBUTES_OFFSET:]))
+    _write_crc(out)
     return out
+
+
+def _write_crc(batch: bytearray) -> None:
+    """The CRC-32C of everything after the CRC field, written into it."""
+    struct.pack_into(">I", batch, _CRC_OFFSET, calc_crc32c(memoryview(batch)[_ATTRIBUTES_OFFSET:]))
 
 
 def build_batches(

@@ -28,6 +28,7 @@ from tests.fixtures.servers import (
     kafka_container,
     opensearch_container,
     start_noida,
+    start_noida_kafka,
     start_osmem,
     start_tansu,
 )
@@ -84,6 +85,22 @@ def kafka_bootstrap(kafka_backend: str, server_logs: Path) -> Iterator[str]:
             yield broker.url
         finally:
             broker.stop()
+
+
+@pytest.fixture(scope="session")
+def idempotent_kafka_bootstrap(
+    request: pytest.FixtureRequest, kafka_backend: str, server_logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A broker that supports the idempotent producer: the session's Kafka, or locally noida-db's."""
+    if kafka_backend != "tansu":
+        yield request.getfixturevalue("kafka_bootstrap")
+        return
+    broker = start_noida_kafka(server_logs, tmp_path_factory.mktemp("noida-kafka"))
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from podlog.errors import TransportError
 from podlog.lifecycle import Health
 from podlog.record import Record, stream_key
+from shipper import recordbatch
 from shipper.config import KafkaProducerConfig, ShipperConfig, SpoolConfig
 from shipper.kafka import KafkaTransport
 from shipper.shipper import Shipper
@@ -234,3 +235,46 @@ async def test_concurrent_sends_keep_each_stream_in_order(kafka_bootstrap: str, 
     for stream in ("a", "b"):
         key = stream_key(record(stream, 0))
         assert content.first_seen_offsets(key) == list(range(1200))
+
+
+async def test_idempotent_producer_numbers_every_batch_and_loses_nothing(
+    idempotent_kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With idempotence on, batches framed from the spool carry the producer id and consecutive sequences.
+
+    The broker checks the numbering: a batch whose sequence repeats an earlier
+    one is dropped as a duplicate, so a wrong numbering shows as missing records.
+    """
+    numbered: list[tuple[int, int, int, int]] = []
+    real = recordbatch.BuiltBatch._set_producer_state
+
+    def spy(batch: recordbatch.BuiltBatch, producer_id: int, epoch: int, sequence: int) -> None:
+        numbered.append((producer_id, epoch, sequence, batch.record_count()))
+        real(batch, producer_id, epoch, sequence)
+
+    monkeypatch.setattr(recordbatch.BuiltBatch, "_set_producer_state", spy)
+    topic = unique_topic("idem-on")
+    transport = KafkaTransport(
+        KafkaProducerConfig(
+            bootstrap_servers=idempotent_kafka_bootstrap,
+            topic=topic,
+            idempotence="on",
+            max_batch_bytes=16 << 10,  # many batches per send
+        )
+    )
+    await transport.start()
+    assert transport.idempotent
+    streams = [f"s{i}" for i in range(10)]  # one message per stream per send, several per batch
+    sends = [[record(s, n * 10 + i, "y" * 100) for i in range(10) for s in streams] for n in range(4)]
+    try:
+        await asyncio.gather(*(transport.send(records) for records in sends))
+    finally:
+        await transport.stop()
+    assert sum(messages for *_, messages in numbered) == 4 * len(streams)  # every batch was numbered
+    assert max(messages for *_, messages in numbered) > 1
+    assert len({(producer_id, epoch) for producer_id, epoch, _, _ in numbered}) == 1
+    assert numbered[0][0] >= 0
+    content = read_topic(idempotent_kafka_bootstrap, topic, expect_ids=400, timeout=60)
+    assert sum(len(records) for records in content.by_key.values()) == 400  # no duplicate either
+    for stream in streams:
+        assert content.first_seen_offsets(stream_key(record(stream, 0))) == list(range(40))

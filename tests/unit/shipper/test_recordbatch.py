@@ -114,3 +114,22 @@ def test_planned_messages_join_to_the_encoded_messages() -> None:
     encoded = encode_messages(records, **kwargs)  # type: ignore[arg-type]
     assert [(m.topic, m.key, m.value(), m.records) for m in planned] == [tuple(m) for m in encoded]
     assert all(m.value_size() == len(m.value()) for m in planned)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "none"])
+def test_numbered_batches_are_byte_identical_to_aiokafkas_builder(codec: str) -> None:
+    """An idempotent producer's numbering (producer id, epoch, base sequence, CRC) matches aiokafka's."""
+    messages = _messages(40, streams=3)
+    built = build_batches(messages, {"t": [0]}, codec=codec, max_batch_bytes=1 << 20, timestamp_ms=NOW_MS)
+    assert len(built) == 1
+    reference = BatchBuilder(1 << 20, CODECS[codec][0])
+    for message in messages:
+        assert reference.append(timestamp=NOW_MS, key=message.key, value=message.value()) is not None
+    reference._set_producer_state(4711, 3, 1200)
+    batch = built[0].batch
+    batch._set_producer_state(4711, 3, 1200)
+    data = bytes(batch._build())
+    assert data == bytes(reference._build())
+    parsed = DefaultRecordBatch(data)
+    assert (parsed.producer_id, parsed.producer_epoch, parsed.base_sequence) == (4711, 3, 1200)
+    assert parsed.validate_crc()
