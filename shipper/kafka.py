@@ -390,15 +390,6 @@ class KafkaTransport:
 
     # -- sending -----------------------------------------------------------
 
-    def encode(self, records: Sequence[Record]) -> list[Message]:
-        """The messages ``records`` become (grouped per stream, split or truncated to fit)."""
-        return encode_messages(
-            records,
-            topic=self.config.topic,
-            default_retention=self.config.default_retention,
-            max_message_bytes=self.max_message_bytes,
-        )
-
     async def send(self, records: Sequence[Record]) -> None:
         """Return once the brokers acknowledged every record (``acks=all``).
 
