@@ -289,6 +289,13 @@ def profile(directory: Path, expected: int, top: int = 30) -> None:
 
 
 def child(args: argparse.Namespace) -> None:
+    from podlog.allocator import tune_malloc
+    from podlog.config import CommonConfig
+
+    # The allocator settings every podlog process starts with (``podlog agent`` and
+    # ``podlog run`` apply them before anything else); the bare loop gets them too.
+    common = CommonConfig()
+    tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
     directory = Path(args.dir)
     if args.child in ("latency", "idle"):
         state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))

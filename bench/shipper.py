@@ -18,16 +18,16 @@ which put a cold bare loop at about half its warm speed (0.21 against 0.11
 CPU s) and made the ceiling bimodal, while a running agent reuses its
 memory.
 
-Each child also runs with glibc's malloc thresholds fixed
-(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``; ``--default-malloc``
-leaves them alone).  By default glibc serves large buffers (compressed
-batches, joined values) with fresh ``mmap`` calls until its adaptive
-threshold has grown past them, and each fresh mapping is paid for in page
-faults.  Whether a child's warm-up run moved the threshold far enough
-differed between runs: the same bare loop measured about 500k records/s at
-0.20 CPU s in one hour and 900k at 0.11 in another.  With the thresholds
-fixed both variants reuse their heap, the ceiling stays at its fast mode,
-and the ratio compares code, not allocator state.
+Each child also runs with glibc's malloc thresholds fixed as every podlog
+process fixes them (``podlog.allocator.tune_malloc`` with the
+``podlog.malloc_*`` defaults; ``--default-malloc`` leaves them alone).  By
+default glibc serves large buffers (compressed batches, joined values) with
+fresh ``mmap`` calls until its adaptive threshold has grown past them, and
+each fresh mapping is paid for in page faults.  Whether a child's warm-up
+run moved the threshold far enough differed between runs: the same bare
+loop measured about 500k records/s at 0.20 CPU s in one hour and 900k at
+0.11 in another.  With the thresholds fixed both variants reuse their heap,
+the ceiling stays at its fast mode, and the ratio compares code, not allocator state.
 
 Both use ``acks=all``, the configured compression and idempotence ``auto``
 (on where the broker supports it; tansu does not, so both fall back).
@@ -227,6 +227,12 @@ def child(args: argparse.Namespace) -> None:
     from podlog.logging import configure_logging
 
     configure_logging("error", fmt="json")
+    if not args.default_malloc:
+        from podlog.allocator import tune_malloc
+        from podlog.config import CommonConfig
+
+        common = CommonConfig()  # what every podlog process starts with
+        tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     records = make_records(args.records)
     run = run_shipper if args.mode == "shipper" else run_bare
@@ -283,10 +289,6 @@ def _topic() -> str:
     return f"b{os.urandom(4).hex()}"
 
 
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-"""Large buffers from the heap, and a heap that is not trimmed back, in every child."""
-
-
 def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> dict[str, Any]:
     cmd = [
         sys.executable, __file__, "--child", mode, "--records", str(args.records),
@@ -294,9 +296,9 @@ def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> 
         "--compression", compression, "--fsync", args.fsync,
         "--send-bytes", str(args.send_bytes), "--in-flight", str(args.in_flight),
         *(["--cold"] if args.cold else []),
+        *(["--default-malloc"] if args.default_malloc else []),
     ]  # fmt: skip
-    env = os.environ if args.default_malloc else {**os.environ, **MALLOC_ENV}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env=env).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 

@@ -47,7 +47,7 @@ class CollectorConfig:
         2048, "Records per batch handed to the spool; a round also ends a batch."
     )
     queue_batches: int = setting(
-        4, "Batches buffered between reading and the spool; when full, reading pauses."
+        2, "Batches buffered between reading and the spool; when full, reading pauses."
     )
     multiline: str = setting(
         "none", "Default multiline rule: none, java, python, go, or a start-of-event regex."

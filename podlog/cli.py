@@ -21,6 +21,7 @@ from typing import Any
 import click
 import yaml
 
+from podlog.allocator import HeapTrimmer, tune_malloc
 from podlog.config import describe, field_default
 from podlog.errors import ConfigError
 from podlog.lifecycle import Health, Service, run_services
@@ -99,10 +100,15 @@ def build_run(settings: Settings, health: Health) -> list[Service]:
 
 def _serve(settings: Settings, build: Callable[[Settings, Health], list[Service]]) -> None:
     configure_logging(settings.podlog.log_level, fmt=settings.podlog.log_format)
+    common = settings.podlog
+    tuned = tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
     health = Health()
 
     async def main() -> None:
         services = build(settings, health)
+        if tuned and common.heap_trim_idle_seconds > 0:
+            # Last to start, first to stop; it only ever gives memory back.
+            services.append(HeapTrimmer(common.heap_trim_idle_seconds))
         await run_services(services, grace_seconds=settings.podlog.shutdown_grace_seconds)
 
     try:

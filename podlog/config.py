@@ -74,6 +74,22 @@ class CommonConfig:
     shutdown_grace_seconds: float = setting(
         25.0, "Time allowed for an ordered shutdown before remaining tasks are cancelled."
     )
+    malloc_trim_threshold_bytes: int = setting(
+        64 << 20,
+        "Freed memory glibc keeps for reuse instead of returning it to the kernel at once "
+        "(faulting it back in costs more than the records it holds); 0 leaves glibc's "
+        "adaptive default alone.",
+    )
+    malloc_mmap_threshold_bytes: int = setting(
+        32 << 20,
+        "Allocations at least this large get their own mapping; smaller ones reuse the heap "
+        "(applies only when malloc_trim_threshold_bytes is set).",
+    )
+    heap_trim_idle_seconds: float = setting(
+        10.0,
+        "Interval of the idle check: the first interval with under 5% CPU after a busy one "
+        "returns the kept memory to the kernel; 0 never trims.",
+    )
 
     def resolved_node_name(self) -> str:
         """The node name: the setting, else $NODE_NAME, else the host name."""
