@@ -17,7 +17,9 @@ decodes everything once, on first use.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, overload
 
 import orjson
@@ -33,6 +35,13 @@ BATCH_SUFFIX = _EMPTY[-2:]
 """``]}``: what follows them."""
 
 Group = tuple[str, str]
+
+_SHARED_MAPS = itemgetter("kubernetes", "podlog")
+"""What decides a record's group; compared by identity first (``groupby``), so cheap."""
+
+
+def _maps_or_none(record: Record) -> tuple[Any, Any]:
+    return record.get("kubernetes"), record.get("podlog")
 
 
 def join_batch(parts: Sequence[bytes | memoryview]) -> bytes:
@@ -105,39 +114,45 @@ class EncodedRecords(Sequence[Record]):
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> EncodedRecords:
-        """Encode ``records``, one run per group (already-encoded input is returned as is)."""
+        """Encode ``records``, one run per group (already-encoded input is returned as is).
+
+        Consecutive records that share their ``kubernetes`` and ``podlog`` maps
+        (the records of one file read share the very objects) are one chunk:
+        its group is computed once and its records are encoded in one C-level
+        ``map``, so the per-record cost is orjson's, not this loop's.
+        """
         if isinstance(records, EncodedRecords):
             return records
+        try:
+            return cls._encode(records, _SHARED_MAPS)
+        except KeyError:  # a record without one of the maps
+            return cls._encode(records, _maps_or_none)
+
+    @classmethod
+    def _encode(cls, records: Sequence[Record], maps: Callable[[Record], Any]) -> EncodedRecords:
         positions: dict[Group, int] = {}
         members: list[list[bytes]] = []
-        ordered: list[list[Record]] = []
-        # The records of one file share their read-only kubernetes and podlog
-        # maps: their group is computed once per pair of maps, not per record.
-        # (The records hold the maps for the whole call, so ids are not reused.)
+        # Groups of shared (read-only) map pairs, by identity: records of
+        # interleaved files do not recompute them per chunk.  (The records hold
+        # the maps for the whole call, so ids are not reused.)
         shared: dict[tuple[int, int], Group] = {}
-        for record in records:
-            k8s, podlog = record.get("kubernetes"), record.get("podlog")
+        for (k8s, podlog), same_maps in groupby(records, maps):
+            chunk = list(same_maps)
             if type(k8s) is SharedMap and type(podlog) is SharedMap:
                 key = (id(k8s), id(podlog))
                 group = shared.get(key)
                 if group is None:
-                    group = shared[key] = group_of(record)
+                    group = shared[key] = group_of(chunk[0])
             else:
-                group = group_of(record)
+                group = group_of(chunk[0])
             position = positions.get(group)
             if position is None:
                 position = positions[group] = len(positions)
                 members.append([])
-                ordered.append([])
-            members[position].append(orjson.dumps(record))
-            ordered[position].append(record)
-        runs = [
-            Run(b",".join(fragments), i, [len(f) for f in fragments])
-            for i, fragments in enumerate(members)
-        ]
-        out = cls(runs, list(positions))
-        out._decoded = [r for group in ordered for r in group]
-        return out
+            members[position].extend(map(orjson.dumps, chunk))
+        runs = [Run(b",".join(fragments), i, list(map(len, fragments)))
+                for i, fragments in enumerate(members)]
+        return cls(runs, list(positions))
 
     @classmethod
     def concat(cls, parts: Sequence[EncodedRecords]) -> EncodedRecords:

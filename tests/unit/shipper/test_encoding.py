@@ -143,3 +143,34 @@ def test_concatenated_parts_merge_groups_and_keep_each_streams_order() -> None:
     assert offsets == [[0, 2, 4], [1, 5], [3]]
     assert sorted(joined, key=lambda r: r["log"]["offset"]) == first + second + third
     assert EncodedRecords.concat(parts[:1]) is parts[0]
+
+
+def test_records_sharing_maps_are_grouped_by_stream_and_retention() -> None:
+    """Chunks of records that share their maps (a file read) keep each stream's order, even
+    when files interleave, a stream's retention changes mid-way, or a record lacks a map."""
+    from podlog.record import RecordBuilder, SharedMap, podlog_fields
+
+    def builder(container: str, retention: str | None) -> RecordBuilder:
+        k8s = SharedMap(namespace="ns", pod=SharedMap(name="p", uid="u"),
+                        container=SharedMap(name=container))
+        return RecordBuilder(cluster="c", node="n", identity=f"1:{container}:f", generation=0,
+                             path=f"/{container}.log", kubernetes=k8s,
+                             podlog=podlog_fields("api", retention))
+
+    a, b, a_long = builder("a", None), builder("b", None), builder("a", "long")
+    made = [a.build(i, "2026-11-27T00:00:00Z", 0, f"m{i}", "stdout") for i in range(3)]
+    made += [b.build(i, "2026-11-27T00:00:00Z", 0, f"m{i}", "stdout") for i in range(2)]
+    made += [a.build(3, "2026-11-27T00:00:00Z", 0, "m3", "stdout"),
+             a_long.build(4, "2026-11-27T00:00:00Z", 0, "m4", "stdout"),
+             b.build(2, "2026-11-27T00:00:00Z", 0, "m2", "stdout")]
+    encoded = EncodedRecords.from_records(made)
+    assert encoded.groups == [("u/a", ""), ("u/b", ""), ("u/a", "long")]
+    offsets = [[orjson.loads(f)["log"]["offset"] for f in run.fragments()] for run in encoded.runs]
+    assert offsets == [[0, 1, 2, 3], [0, 1, 2], [4]]
+    assert [bytes(f) for run in encoded.runs for f in run.fragments()] == [
+        orjson.dumps(r) for r in (*made[:3], made[5], *made[3:5], made[7], made[6])]
+
+    loose = [made[0], {"message": "no maps"}, made[1]]
+    again = EncodedRecords.from_records(loose)
+    assert again.groups == [("u/a", ""), ("//", "")]
+    assert sorted(again, key=lambda r: r["message"]) == sorted(loose, key=lambda r: r["message"])
