@@ -10,6 +10,9 @@ with P/F partials), then, each in a fresh subprocess so peak RSS is its own:
   into a sink that drops batches;
 * ``spool``: the same into the real on-disk spool (``fsync: interval``).
 
+Every child starts with the glibc malloc settings every podlog process has
+(``podlog.allocator.tune_malloc``), the bare loop too.
+
 Prints lines/s, MB/s, CPU seconds, CPU s per million lines and peak RSS,
 median of ``--runs`` runs, and the collector/bare ratio from the same command.
 

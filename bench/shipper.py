@@ -27,7 +27,8 @@ each fresh mapping is paid for in page faults.  Whether a child's warm-up
 run moved the threshold far enough differed between runs: the same bare
 loop measured about 500k records/s at 0.20 CPU s in one hour and 900k at
 0.11 in another.  With the thresholds fixed both variants reuse their heap,
-the ceiling stays at its fast mode, and the ratio compares code, not allocator state.
+the ceiling stays at its fast mode, and the ratio compares code, not
+allocator state.
 
 Both use ``acks=all``, the configured compression and idempotence ``auto``
 (on where the broker supports it; tansu does not, so both fall back).
