@@ -205,6 +205,12 @@ class Collector:
                 self._scan(now)
             progressed = False
             for tailer in tracker.round():
+                if len(self._records) >= batch_max and not await self._emit(wait=0.0):
+                    # The sink is behind and the queue full: reading pauses (the log
+                    # files are the buffer), but the stat pass above goes on, so a file
+                    # that appears meanwhile is opened and sized, and one rotated away
+                    # unread is counted.
+                    break
                 before = tailer.read_offset
                 records = self._read(tailer, budget)
                 if tailer.read_offset != before:
@@ -213,8 +219,6 @@ class Collector:
                     self._collect(records, tailer)
                 elif tailer.mark().offset != tailer.last_mark:
                     self._note_mark(tailer)
-                if len(self._records) >= batch_max:
-                    await self._emit()
                 if tailer.should_close(now, config.rotate_wait_seconds):
                     self._collect(tailer.finish(), tailer)
                     tracker.close(tailer, "rotated")
@@ -223,7 +227,8 @@ class Collector:
                 records = tailer.flush_due(now)
                 if records:
                     self._collect(records, tailer)
-            await self._emit()
+            if not await self._emit(wait=max(0.0, self._next_scan - time.monotonic())):
+                continue  # still no room at the next stat pass: scan, then offer again
             if not progressed:
                 await self._idle(now)
             else:
@@ -342,14 +347,29 @@ class Collector:
         tailer.last_mark = mark.offset
         self._marks[mark.identity] = mark
 
-    async def _emit(self) -> None:
+    async def _emit(self, wait: float | None = None) -> bool:
+        """Queue the pending records and marks as one batch.
+
+        Waits for room in the queue for at most ``wait`` seconds (None: as long
+        as it takes); False if there was none, and everything stays pending.
+        """
         if not self._records and not self._marks:
-            return
+            return True
         batch = Batch(records=self._records, marks=self._marks)
+        if wait is None:
+            await self._queue.put(batch)
+        elif self._queue.full():
+            try:
+                async with asyncio.timeout(wait):
+                    await self._queue.put(batch)
+            except TimeoutError:
+                return False
+        else:
+            self._queue.put_nowait(batch)
         self._records = []
         self._marks = {}
-        await self._queue.put(batch)
         QUEUED_BATCHES.set(self._queue.qsize())
+        return True
 
     # -- the sink ----------------------------------------------------------------
 

@@ -229,6 +229,32 @@ async def test_spool_full_pauses_and_retries_without_dropping(tmp_path: Path) ->
     assert sample("podlog_collector_sink_retries_total") == retries + 3
 
 
+async def test_files_appearing_while_the_spool_is_full_are_opened(tmp_path: Path) -> None:
+    """Reading pauses while the sink refuses, the stat pass does not: a new pod's file is
+    opened and sized then (so its loss would be counted if it rotated away unread), and
+    once the sink accepts again every line of both files arrives once."""
+    logs = tmp_path / "containers"
+    logs.mkdir()
+    first = container_path(logs, pod="first")
+    write_cri(first, lines("a", 0, 5000))
+    full = AckingSink(refuse=1_000_000)
+    retries = sample("podlog_collector_sink_retries_total")
+    async with running(tmp_path, full, batch_max_records=50, queue_batches=1,
+                       read_budget_bytes=4096) as (collector, sink):
+        # One batch retried by the sender, one in the queue, more of the file unread.
+        await wait_until(lambda: sample("podlog_collector_sink_retries_total") > retries
+                         and collector._queue.full()
+                         and collector.tracker.by_path[str(first)].read_offset
+                         < first.stat().st_size, 10)
+        second = container_path(logs, pod="second")
+        write_cri(second, lines("b", 0, 10))
+        await wait_until(lambda: str(second) in collector.tracker.by_path, 10)
+        assert full.records == []
+        sink.refuse = 0
+        messages = await delivered(sink, 5010)
+    assert sorted(messages) == sorted(lines("a", 0, 5000) + lines("b", 0, 10))
+
+
 async def test_stop_with_the_spool_full_leaves_unspooled_lines_for_the_restart(tmp_path: Path) -> None:
     """Stopping while the sink refuses everything ends promptly; a restart reads those lines."""
     logs = tmp_path / "containers"
