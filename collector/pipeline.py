@@ -205,11 +205,13 @@ class Collector:
                 self._scan(now)
             progressed = False
             for tailer in tracker.round():
-                if len(self._records) >= batch_max and not await self._emit(wait=0.0):
-                    # The sink is behind and the queue full: reading pauses (the log
-                    # files are the buffer), but the stat pass above goes on, so a file
-                    # that appears meanwhile is opened and sized, and one rotated away
-                    # unread is counted.
+                if len(self._records) >= batch_max and not await self._emit(
+                    wait=max(0.0, self._next_scan - time.monotonic())
+                ):
+                    # The sink is behind and the queue stayed full until the next stat
+                    # pass: reading pauses (the log files are the buffer), but the pass
+                    # goes on, so a file that appears meanwhile is opened and sized, and
+                    # one rotated away unread is counted.
                     break
                 before = tailer.read_offset
                 records = self._read(tailer, budget)
