@@ -304,15 +304,55 @@ def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> 
     return result
 
 
-def measure(args: argparse.Namespace, modes: list[str], compression: str) -> dict[str, dict[str, float]]:
+class LocalBroker:
+    """The broker started for the benchmark (tansu or noida-db's Kafka), restartable."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.data = tempfile.TemporaryDirectory(prefix="bench-broker-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bootstrap = ""
+        self.starts = 0
+
+    def start(self) -> str:
+        """Start a broker with empty storage; returns its bootstrap address."""
+        self.starts += 1
+        if self.kind == "noida":
+            from tests.fixtures.servers import start_noida_kafka
+
+            root = Path(self.data.name) / str(self.starts)
+            noida = start_noida_kafka(root / "logs", root / "data")
+            self.proc, self.bootstrap = noida.popen, noida.url
+        else:
+            self.proc, self.bootstrap = start_tansu()
+        return self.bootstrap
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+def measure(
+    args: argparse.Namespace, modes: list[str], compression: str, broker: LocalBroker | None = None,
+) -> dict[str, dict[str, float]]:
     """Median figures per mode; runs of the modes alternate so machine noise hits both.
 
     Which mode goes first flips every round: a broker slows as it collects
     topics (each run adds two), and a fixed order would always hand the
-    second mode the fuller broker.
+    second mode the fuller broker.  With ``--fresh-broker`` every round
+    after the first gets a new one instead.
     """
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for i in range(args.runs):
+        if args.fresh_broker and broker is not None and i > 0:
+            broker.stop()
+            args.bootstrap = broker.start()
         for mode in modes if i % 2 == 0 else modes[::-1]:
             runs[mode].append(_run_once(args, mode, compression, i))
     out = {}
@@ -355,6 +395,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=0, help="shipper max_in_flight_sends")
     parser.add_argument("--cold", action="store_true",
                         help="time each variant's first run in its process (no untimed run before it)")
+    parser.add_argument("--fresh-broker", action="store_true",
+                        help="start a new local broker before every round of runs: noida-db's "
+                        "background work grows with the topics each run adds")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's adaptive malloc thresholds alone in the children")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
@@ -367,42 +410,32 @@ def main() -> None:
     if args.full:
         args.records, args.runs = 1_000_000, 5
     broker = None
-    data = tempfile.TemporaryDirectory(prefix="bench-broker-")
     kind = "given" if args.bootstrap else args.broker
     if not args.bootstrap:
-        if args.broker == "noida":
-            from tests.fixtures.servers import start_noida_kafka
-
-            noida = start_noida_kafka(Path(data.name) / "logs", Path(data.name) / "data")
-            broker, args.bootstrap = noida.popen, noida.url
-        else:
-            broker, args.bootstrap = start_tansu()
+        broker = LocalBroker(args.broker)
+        args.bootstrap = broker.start()
     try:
         print(
             f"# {args.records} records, median of {args.runs} runs, broker {args.bootstrap} ({kind}), "
             f"acks=all, idempotence=auto, fsync={args.fsync}, {os.cpu_count()} CPUs, "
-            f"malloc {'adaptive' if args.default_malloc else 'fixed thresholds'}",
+            f"malloc {'adaptive' if args.default_malloc else 'fixed thresholds'}"
+            f"{', a fresh broker per round' if args.fresh_broker and broker else ''}",
             flush=True,
         )
         codecs = ["zstd", "lz4", "snappy", "gzip", "none"] if args.codecs else [args.compression]
         for codec in codecs:
-            m = measure(args, ["bare", "shipper"], codec)
+            m = measure(args, ["bare", "shipper"], codec, broker)
             report(f"bare aiokafka [{codec}]", m["bare"])
             report(f"shipper [{codec}]", m["shipper"])
             ratio = m["shipper"]["records_s"] / m["bare"]["records_s"]
             print(f"ratio shipper/bare [{codec}]: {ratio:.2f} (target >= 0.70)", flush=True)
         if args.wire:
-            m = measure(args, ["per-record"], args.compression)
+            m = measure(args, ["per-record"], args.compression, broker)
             report(f"bare per-record [{args.compression}]", m["per-record"])
     finally:
         if broker is not None:
-            broker.send_signal(signal.SIGTERM)
-            try:
-                broker.wait(10)
-            except subprocess.TimeoutExpired:
-                broker.kill()
-                broker.wait(10)
-        data.cleanup()
+            broker.stop()
+            broker.data.cleanup()
 
 
 if __name__ == "__main__":
