@@ -60,6 +60,9 @@ class Shipper:
         self._last_error = ""
         self.delivered_seq = spool.acked_seq
         """Sequence number of the last batch delivered and acknowledged."""
+        self._sent_seq = spool.acked_seq
+        """Sequence number of the last batch delivered (its acknowledgement may still run)."""
+        self._acking: asyncio.Task[None] | None = None
         health.add(self.name, self.readiness)
 
     # -- Service -----------------------------------------------------------
@@ -147,10 +150,11 @@ class Shipper:
         ahead: asyncio.Task[list[SpoolBatch]] | None = None
         try:
             while True:
+                self._check_acknowledgements()
                 if self._stopping.is_set() and time.monotonic() >= self._drain_deadline:
                     return
                 room = len(window) < self.config.max_in_flight_sends
-                cursor = window[-1][0][-1].seq if window else self.delivered_seq
+                cursor = window[-1][0][-1].seq if window else self._sent_seq
                 if ahead is None and self.spool.has_pending(cursor):
                     ahead = asyncio.create_task(self._read(cursor), name="shipper-read")
                 if ahead is not None and room and (ahead.done() or not window):
@@ -161,6 +165,7 @@ class Shipper:
                     continue
                 if not window:
                     if self._stopping.is_set():
+                        await self._acknowledged()
                         return
                     await self._wait_for_work()
                     continue
@@ -168,13 +173,15 @@ class Shipper:
                 waits: set[asyncio.Future[Any]] = {task}
                 if ahead is not None and room:
                     waits.add(ahead)
+                if self._acking is not None:
+                    waits.add(self._acking)  # a failed acknowledgement ends the loop at once
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if not task.done():
                     continue
                 error = task.exception()
                 if error is None:
                     window.popleft()
-                    await self._acknowledge(batches)
+                    self._acknowledge_soon(batches)
                     continue
                 if not isinstance(error, TransportError):
                     raise error
@@ -186,18 +193,49 @@ class Shipper:
                     if not await self._deliver(redo, delay=delay):
                         return
                     delay = 0.0
-                    await self._acknowledge(redo)
+                    self._acknowledge_soon(redo)
         finally:
             pending = [t for _, t in window] + ([ahead] if ahead is not None else [])
             for pending_task in pending:
                 pending_task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if self._acking is not None:  # settled above unless the loop failed or was cancelled
+                await asyncio.gather(self._acking, return_exceptions=True)
 
-    async def _acknowledge(self, batches: list[SpoolBatch]) -> None:
+    def _acknowledge_soon(self, batches: list[SpoolBatch]) -> None:
+        """Release ``batches`` and move the checkpoints, in spool order, off the loop's path.
+
+        The spool's part (the lock it shares with appends, segment unlinks, the
+        acknowledged position on disk) takes milliseconds; awaited here, it held
+        up the next send each time one completed (2.5 ms on average, a sixth of
+        a backlog drain into noida-db). Each acknowledgement waits for the one
+        before it, so they still happen strictly in order.
+        """
+        self._sent_seq = batches[-1].seq
+        self._acking = asyncio.create_task(
+            self._acknowledge(batches, self._acking), name="shipper-ack"
+        )
+
+    async def _acknowledge(self, batches: list[SpoolBatch], previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await previous  # re-raises a failed one, so the failure reaches the loop
         last = batches[-1].seq
         await self.spool.ack(last)
         self.delivered_seq = last
         self.acks.acknowledged(merge_marks(batches))
+
+    def _check_acknowledgements(self) -> None:
+        """Raise a failed acknowledgement in the loop; forget finished ones."""
+        acking = self._acking
+        if acking is not None and acking.done():
+            self._acking = None
+            acking.result()
+
+    async def _acknowledged(self) -> None:
+        """Wait until every acknowledgement started has happened (raising a failed one)."""
+        acking, self._acking = self._acking, None
+        if acking is not None:
+            await acking
 
     async def _read(self, after_seq: int) -> list[SpoolBatch]:
         return await self.spool.read(
@@ -207,10 +245,13 @@ class Shipper:
         )
 
     async def _wait_for_work(self) -> None:
-        data = asyncio.ensure_future(self.spool.wait(self.delivered_seq))
+        data = asyncio.ensure_future(self.spool.wait(self._sent_seq))
         stop = asyncio.ensure_future(self._stopping.wait())
+        waits: set[asyncio.Future[Any]] = {data, stop}
+        if self._acking is not None:
+            waits.add(self._acking)  # not idle while one could still fail
         try:
-            await asyncio.wait({data, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (data, stop):
                 task.cancel()

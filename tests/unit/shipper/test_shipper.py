@@ -257,3 +257,46 @@ async def test_a_failure_with_two_sends_in_flight_redelivers_both_in_order(tmp_p
     offsets = [r["log"]["offset"] for r in transport.received]
     assert offsets == [5, 6, 7, 8, 9, *range(10)]  # the second send landed, then both again
     assert [c["p:c:x"].offset for c in acks.calls] == [5, 10]
+
+
+async def test_a_slow_acknowledgement_does_not_hold_up_the_next_send(tmp_path: Path) -> None:
+    """While the spool releases one send (slowly), the next is already handed over; the
+    acknowledgements still happen once each, in spool order, after their sends."""
+    config = ShipperConfig(max_send_records=5, max_in_flight_sends=1, drain_timeout_seconds=2)
+    transport = FlakyTransport()
+    shipper, spool, acks, _ = _shipper(tmp_path, transport, config)
+    release = asyncio.Event()
+    real_ack = spool.ack
+
+    async def slow_ack(upto_seq: int) -> None:
+        await release.wait()
+        await real_ack(upto_seq)
+
+    spool.ack = slow_ack  # type: ignore[method-assign]
+    for i in range(3):
+        await spool.append(batch("c", i * 5, 5))
+    async with _Running(shipper):
+        await _until(lambda: len(transport.received) == 15)  # no acknowledgement yet
+        assert acks.calls == []
+        release.set()
+        await _until(lambda: acks.offset("p:c:x") == 15)
+    assert [r["log"]["offset"] for r in transport.received] == list(range(15))
+    assert [c["p:c:x"].offset for c in acks.calls] == [5, 10, 15]
+    assert spool.records == 0
+
+
+async def test_a_failed_acknowledgement_ends_the_run_even_when_idle(tmp_path: Path) -> None:
+    """An acknowledgement that raises is not lost in its task: run() fails with it."""
+    transport = FlakyTransport()
+    shipper, spool, acks, _ = _shipper(tmp_path, transport)
+
+    async def broken_ack(upto_seq: int) -> None:
+        raise OSError("state directory gone")
+
+    spool.ack = broken_ack  # type: ignore[method-assign]
+    await spool.append(batch("c", 0, 5))
+    await shipper.start()
+    with pytest.raises(OSError, match="state directory gone"):
+        await asyncio.wait_for(shipper.run(), 5)
+    await shipper.stop()
+    assert acks.calls == []
