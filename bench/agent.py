@@ -281,7 +281,8 @@ def main() -> None:
     collector_bench = _bench_module("collector")
     broker = None
     if not args.bootstrap:
-        broker, args.bootstrap = _bench_module("shipper").start_tansu()
+        broker = _bench_module("shipper").LocalBroker("tansu")
+        args.bootstrap = broker.start()
     try:
         with tempfile.TemporaryDirectory(prefix="podlog-bench-agent-") as tmp:
             directory = Path(tmp) / "containers"
@@ -324,8 +325,7 @@ def main() -> None:
                     print(f"ratio agent/bare: {walls['bare'] / walls['agent']:.2f}", flush=True)
     finally:
         if broker is not None:
-            broker.send_signal(signal.SIGTERM)
-            broker.wait(10)
+            broker.close()
 
 
 if __name__ == "__main__":

