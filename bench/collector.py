@@ -11,7 +11,7 @@ with P/F partials), then, each in a fresh subprocess so peak RSS is its own:
 * ``spool``: the same into the real on-disk spool (``fsync: interval``).
 
 Every child starts with the glibc malloc settings every podlog process has
-(``podlog.allocator.tune_malloc``), the bare loop too.
+(``podlog.allocator.tune_malloc_as_configured``), the bare loop too.
 
 Prints lines/s, MB/s, CPU seconds, CPU s per million lines and peak RSS,
 median of ``--runs`` runs, and the collector/bare ratio from the same command.
@@ -292,13 +292,12 @@ def profile(directory: Path, expected: int, top: int = 30) -> None:
 
 
 def child(args: argparse.Namespace) -> None:
-    from podlog.allocator import tune_malloc
+    from podlog.allocator import tune_malloc_as_configured
     from podlog.config import CommonConfig
 
     # The allocator settings every podlog process starts with (``podlog agent`` and
     # ``podlog run`` apply them before anything else); the bare loop gets them too.
-    common = CommonConfig()
-    tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
+    tune_malloc_as_configured(CommonConfig())
     directory = Path(args.dir)
     if args.child in ("latency", "idle"):
         state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))

@@ -19,8 +19,8 @@ CPU s) and made the ceiling bimodal, while a running agent reuses its
 memory.
 
 Each child also runs with glibc's malloc thresholds fixed as every podlog
-process fixes them (``podlog.allocator.tune_malloc`` with the
-``podlog.malloc_*`` defaults; ``--default-malloc`` leaves them alone).  By
+process fixes them (``podlog.allocator.tune_malloc_as_configured`` with
+the ``podlog.malloc_*`` defaults; ``--default-malloc`` leaves them alone).  By
 default glibc serves large buffers (compressed batches, joined values) with
 fresh ``mmap`` calls until its adaptive threshold has grown past them, and
 each fresh mapping is paid for in page faults.  Whether a child's warm-up
@@ -230,11 +230,10 @@ def child(args: argparse.Namespace) -> None:
 
     configure_logging("error", fmt="json")
     if not args.default_malloc:
-        from podlog.allocator import tune_malloc
+        from podlog.allocator import tune_malloc_as_configured
         from podlog.config import CommonConfig
 
-        common = CommonConfig()  # what every podlog process starts with
-        tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
+        tune_malloc_as_configured(CommonConfig())  # what every podlog process starts with
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     records = make_records(args.records)
     run = run_shipper if args.mode == "shipper" else run_bare

@@ -25,11 +25,14 @@ import ctypes.util
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podlog.logging import get_logger
 
-__all__ = ["HeapTrimmer", "resident_bytes", "tune_malloc"]
+if TYPE_CHECKING:
+    from podlog.config import CommonConfig
+
+__all__ = ["HeapTrimmer", "resident_bytes", "tune_malloc", "tune_malloc_as_configured"]
 
 log = get_logger("podlog.allocator")
 
@@ -68,6 +71,11 @@ def tune_malloc(trim_threshold: int, mmap_threshold: int) -> bool:
         log.warning("malloc_tuning_rejected", trim_threshold=trim_threshold,
                     mmap_threshold=mmap_threshold)
     return ok
+
+
+def tune_malloc_as_configured(common: CommonConfig) -> bool:
+    """:func:`tune_malloc` with the ``podlog.malloc_*`` settings, as every podlog process starts."""
+    return tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
 
 
 def resident_bytes() -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import click
 import yaml
 
-from podlog.allocator import HeapTrimmer, tune_malloc
+from podlog.allocator import HeapTrimmer, tune_malloc_as_configured
 from podlog.config import describe, field_default
 from podlog.errors import ConfigError
 from podlog.lifecycle import Health, Service, run_services
@@ -101,7 +101,7 @@ def build_run(settings: Settings, health: Health) -> list[Service]:
 def _serve(settings: Settings, build: Callable[[Settings, Health], list[Service]]) -> None:
     configure_logging(settings.podlog.log_level, fmt=settings.podlog.log_format)
     common = settings.podlog
-    tuned = tune_malloc(common.malloc_trim_threshold_bytes, common.malloc_mmap_threshold_bytes)
+    tuned = tune_malloc_as_configured(common)
     health = Health()
 
     async def main() -> None:

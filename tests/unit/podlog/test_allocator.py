@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from podlog.allocator import HeapTrimmer, _libc, tune_malloc
+from podlog.allocator import HeapTrimmer, _libc, tune_malloc, tune_malloc_as_configured
+from podlog.config import CommonConfig
 
 pytestmark = pytest.mark.skipif(_libc() is None, reason="needs glibc's mallopt")
 
@@ -59,6 +60,7 @@ def test_untuned_heap_returns_freed_memory_at_once() -> None:
 
 def test_tune_malloc_off_for_zero() -> None:
     assert tune_malloc(0, 32 << 20) is False
+    assert tune_malloc_as_configured(CommonConfig(malloc_trim_threshold_bytes=0)) is False
 
 
 async def test_trims_once_per_idle_period() -> None:
