@@ -269,6 +269,8 @@ class KafkaTransport:
         self._producer: AIOKafkaProducer | None = None
         self._enqueued: asyncio.Future[None] | None = None
         """Resolved once the latest send has handed all its messages to the producer."""
+        self._partitions: dict[str, list[int]] = {}
+        """Partitions of every topic sent to so far (refreshed from the metadata each send)."""
 
     # -- connecting --------------------------------------------------------
 
@@ -423,17 +425,23 @@ class KafkaTransport:
         events.messages_delivered(messages=count, nbytes=nbytes, seconds=time.perf_counter() - started)
 
     async def _pack(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> list[PackedBatch]:
-        """Plan, partition, frame and compress ``records`` on worker threads, then drop their pages."""
-        messages = await asyncio.to_thread(
-            plan_messages,
-            records,
-            topic=self.config.topic,
-            default_retention=self.config.default_retention,
-            max_message_bytes=self.max_message_bytes,
-        )
-        partitions = {topic: list(await producer.partitions_for(topic)) for topic in {m.topic for m in messages}}
+        """Plan, partition, frame and compress ``records`` on the framing thread, then drop their pages.
 
-        def frame() -> list[PackedBatch]:
+        One hand-off to the thread when every topic's partitions are already
+        known (the usual case); a topic seen for the first time makes the
+        plan come back first, so its partitions can be fetched.
+        """
+        known = self._known_partitions(producer)
+
+        def plan() -> list[MessageParts]:
+            return plan_messages(
+                records,
+                topic=self.config.topic,
+                default_retention=self.config.default_retention,
+                max_message_bytes=self.max_message_bytes,
+            )
+
+        def frame(messages: list[MessageParts], partitions: dict[str, list[int]]) -> list[PackedBatch]:
             batches = build_batches(
                 messages,
                 partitions,
@@ -443,7 +451,29 @@ class KafkaTransport:
             _release_pages(records)
             return batches
 
-        return await asyncio.to_thread(frame)
+        def plan_and_frame() -> tuple[list[MessageParts], list[PackedBatch] | None]:
+            messages = plan()
+            if any(m.topic not in known for m in messages):
+                return messages, None
+            return messages, frame(messages, known)
+
+        messages, batches = await asyncio.to_thread(plan_and_frame)
+        if batches is not None:
+            return batches
+        for topic in {m.topic for m in messages}:
+            self._partitions[topic] = known[topic] = sorted(await producer.partitions_for(topic))
+        return await asyncio.to_thread(frame, messages, known)
+
+    def _known_partitions(self, producer: AIOKafkaProducer) -> dict[str, list[int]]:
+        """Partitions of the topics sent to before, as the producer's metadata has them now."""
+        cluster = getattr(getattr(producer, "client", None), "cluster", None)
+        known = dict(self._partitions)
+        if cluster is not None:
+            for topic in known:
+                current = cluster.partitions_for_topic(topic)
+                if current:
+                    known[topic] = sorted(current)
+        return known
 
     def _send_error(self, exc: kafka_errors.KafkaError) -> KafkaSendError:
         reason = _classify(exc)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
@@ -137,7 +138,10 @@ def _record_size(offset_delta: int, message: MessageParts, value_size: int) -> t
 def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timestamp_ms: int) -> bytearray:
     """Header + (compressed) records of ``batch``: (message, value size, body length) in order."""
     total = _HEADER.size + sum(size_of_varint(body) + body for _, _, body in batch)
-    out = bytearray(total)  # header first, so an uncompressed batch is never copied again
+    attributes, encode = CODECS[codec]
+    # Uncompressed, the header goes first so the batch is never copied again;
+    # compressed, the records go to a reused buffer that is never zeroed.
+    out = bytearray(total) if encode is None else _scratch(total)
     records = memoryview(out)
     at = _HEADER.size
     head = bytearray()
@@ -164,15 +168,18 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
         records[at] = 0  # headers: varint 0
         at += 1
     assert at == total, "record sizes disagree with what was written"
-    attributes, encode = CODECS[codec]
     if encode is not None:
-        compressed = encode(records[_HEADER.size :])
+        compressed = encode(records[_HEADER.size : total])
         if len(compressed) < total - _HEADER.size:
-            out = bytearray(_HEADER.size + len(compressed))
-            out[_HEADER.size :] = compressed
+            fresh = bytearray(_HEADER.size + len(compressed))
+            fresh[_HEADER.size :] = compressed
         else:
             attributes = 0  # no gain: sent uncompressed, as aiokafka does
-    records.release()
+            fresh = bytearray(records[:total])
+        records.release()
+        out = fresh
+    else:
+        records.release()
     _HEADER.pack_into(
         out, 0,
         0, len(out) - _LENGTH_END, -1, 2, 0, attributes, len(batch) - 1,
@@ -180,6 +187,28 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
     )  # fmt: skip
     _write_crc(out)
     return out
+
+
+_local = threading.local()
+_SCRATCH_KEPT = 4 << 20
+"""Largest scratch buffer a framing thread keeps between batches."""
+
+
+def _scratch(size: int) -> bytearray:
+    """This thread's buffer of at least ``size`` bytes, for records that are compressed next.
+
+    ``bytearray(size)`` zeroes every byte before the records overwrite them:
+    a megabyte of memset per batch, about 4% of the shipper's CPU.  A batch
+    larger than :data:`_SCRATCH_KEPT` gets a buffer of its own, so an odd
+    huge one does not stay resident in every worker thread.
+    """
+    buffer: bytearray | None = getattr(_local, "buffer", None)
+    if buffer is not None and len(buffer) >= size:
+        return buffer
+    if size > _SCRATCH_KEPT:
+        return bytearray(size)
+    buffer = _local.buffer = bytearray(max(size, 1 << 20))
+    return buffer
 
 
 def _write_crc(batch: bytearray) -> None:
