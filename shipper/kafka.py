@@ -32,7 +32,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 import orjson
@@ -52,6 +54,7 @@ __all__ = ["KafkaSendError", "KafkaTransport", "Message", "encode_messages", "pl
 _EMPTY_BATCH = len(encode_batch([]))
 _MIN_MESSAGE_BYTES = 1024
 _SETTING = "shipper.kafka."
+_PLUS_ONE = (1).__add__
 
 
 class Message(NamedTuple):
@@ -148,35 +151,56 @@ def plan_messages(
         if size <= max_message_bytes:
             messages.append(MessageParts(name, key, [run.data for run in runs], count))
             continue
-        fragments = [fragment for run in runs for fragment in run.fragments()]
-        parts = _split(fragments, key, max_message_bytes)
+        parts = _split(runs, key, max_message_bytes)
         if len(parts) > 1:
             events.message_split(key=key.decode(errors="replace"), parts=len(parts))
-        messages.extend(MessageParts(name, key, part, len(part)) for part in parts)
+        messages.extend(MessageParts(name, key, pieces, count) for pieces, count in parts)
     return messages
 
 
-def _split(
-    fragments: list[bytes | memoryview], key: bytes, limit: int
-) -> list[list[bytes | memoryview]]:
+def _split(runs: list[Run], key: bytes, limit: int) -> list[tuple[list[bytes | memoryview], int]]:
+    """The records of ``runs`` in order, cut into messages of at most ``limit`` bytes.
+
+    Returns each message's pieces (comma-joined, they are its records) and its
+    record count.  Greedy, as if record by record: a message takes records
+    until the next one would not fit.  A piece is a slice of a run spanning
+    every record that fits, found by bisecting the run's cumulative record
+    ends, so a large group costs a few slices per message, not a view and a
+    copy per record.  A record that cannot fit even alone is truncated to
+    fit (:func:`_truncate`) and counted.
+    """
     budget = limit - _EMPTY_BATCH
-    parts: list[list[bytes | memoryview]] = []
+    parts: list[tuple[list[bytes | memoryview], int]] = []
     current: list[bytes | memoryview] = []
-    used = 0
-    for fragment in fragments:
-        size = len(fragment)
-        if size > budget:
-            fragment = orjson.dumps(_truncate(orjson.loads(fragment), budget))
+    used = count = 0
+    for run in runs:
+        data, lengths = run.data, run.lengths
+        # ends[k]: bytes up to and including record k and the comma after it.
+        ends = list(accumulate(map(_PLUS_ONE, lengths)))
+        index, total = 0, len(lengths)
+        while index < total:
+            start = ends[index - 1] if index else 0
+            separator = 1 if current else 0
+            # Largest last record whose piece data[start : ends[last] - 1] still fits.
+            last = bisect_right(ends, budget - used - separator + 1 + start, index) - 1
+            if last >= index:
+                current.append(data[start : ends[last] - 1])
+                used += separator + ends[last] - 1 - start
+                count += last + 1 - index
+                index = last + 1
+                continue
+            if current:  # the next record starts a message of its own
+                parts.append((current, count))
+                current, used, count = [], 0, 0
+                continue
+            size = lengths[index]  # alone, and still too large: truncate it
+            fragment = orjson.dumps(_truncate(orjson.loads(data[start : start + size]), budget))
             events.record_truncated(key=key.decode(errors="replace"), original_bytes=size, limit=limit)
-            size = len(fragment)
-        extra = size + (1 if current else 0)
-        if current and used + extra > budget:
-            parts.append(current)
-            current, used, extra = [], 0, size
-        current.append(fragment)
-        used += extra
+            current.append(fragment)
+            used, count = len(fragment), 1
+            index += 1
     if current:
-        parts.append(current)
+        parts.append((current, count))
     return parts
 
 

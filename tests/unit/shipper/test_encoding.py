@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from podlog.metrics import sample
 from podlog.record import Record, decode_batch, encode_batch, stream_key
-from shipper.kafka import Message, encode_messages
+from shipper.kafka import Message, encode_messages, plan_messages
 from shipper.records import EncodedRecords, group_of, join_batch
 from shipper.segment import decode_records, encode_payload
 from tests.unit.shipper.helpers import record
@@ -100,6 +100,43 @@ def test_any_input_fits_and_keeps_per_stream_order(
         assert got == [i for i, s in enumerate(streams) if s == stream]
     assert sum(m.records for m in messages) == len(records)
     assert all(orjson.loads(m.value)["schema"] == 1 for m in messages)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.integers(0, 400), min_size=1, max_size=25), min_size=1, max_size=4),
+    limit=st.integers(1024, 6000),
+)
+def test_split_packs_messages_as_record_by_record_greedy(batches: list[list[int]], limit: int) -> None:
+    """Cutting runs by bisection gives the messages a record-by-record greedy split gives.
+
+    The group's records arrive as several runs (one per spool batch); each
+    message takes records until the next would not fit.  (Every record fits
+    alone here; records that do not are the test above.)
+    """
+    offset = 0
+    spooled = []
+    for sizes in batches:
+        records = [record("a", offset + i, "m" * size) for i, size in enumerate(sizes)]
+        offset += len(sizes)
+        spooled.append(decode_records(encode_payload(records, {})))
+    joined = EncodedRecords.concat(spooled)
+    fragments = [orjson.dumps(r) for r in joined]
+    budget = limit - len(encode_batch([]))
+    expected: list[list[bytes]] = []
+    used = 0
+    for fragment in fragments:
+        extra = len(fragment) + (1 if expected and expected[-1] else 0)
+        if not expected or used + extra > budget:
+            expected.append([fragment])
+            used = len(fragment)
+        else:
+            expected[-1].append(fragment)
+            used += extra
+    messages = plan_messages(joined, topic="t", default_retention="standard", max_message_bytes=limit)
+    assert [m.value() for m in messages] == [join_batch(part) for part in expected]
+    assert [m.records for m in messages] == [len(part) for part in expected]
+    assert all(m.value_size() <= limit for m in messages)
 
 
 @settings(max_examples=40, deadline=None)
