@@ -489,14 +489,19 @@ class KafkaTransport:
         return await asyncio.to_thread(frame, messages, known)
 
     def _known_partitions(self, producer: AIOKafkaProducer) -> dict[str, list[int]]:
-        """Partitions of the topics sent to before, as the producer's metadata has them now."""
+        """Partitions of the topics sent to before, as the producer's metadata has them now.
+
+        A topic the metadata no longer lists is left out, so the send fetches
+        its partitions again (``partitions_for``) instead of framing for stale ones.
+        """
         cluster = getattr(getattr(producer, "client", None), "cluster", None)
-        known = dict(self._partitions)
-        if cluster is not None:
-            for topic in known:
-                current = cluster.partitions_for_topic(topic)
-                if current:
-                    known[topic] = sorted(current)
+        if cluster is None:
+            return dict(self._partitions)
+        known: dict[str, list[int]] = {}
+        for topic in self._partitions:
+            current = cluster.partitions_for_topic(topic)
+            if current:
+                known[topic] = sorted(current)
         return known
 
     def _send_error(self, exc: kafka_errors.KafkaError) -> KafkaSendError:

@@ -105,3 +105,61 @@ async def test_a_cancelled_send_keeps_the_order_of_the_others(monkeypatch: pytes
         await middle
     assert sorted(order[:2]) == ["built 10", "built 4"] and order[2:] == ["built 3"]
     assert producer.enqueued == [1, 2]  # first's batch, then last's: the middle one never enqueued
+
+
+class FakeCluster:
+    """The producer's metadata: partitions per topic, as ``client.cluster`` answers them."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[str, set[int]] = {}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions.get(topic)
+
+
+class MetadataProducer(FakeProducer):
+    """A fake producer with metadata; ``partitions_for`` counts its calls and fills the metadata."""
+
+    def __init__(self, partitions: set[int]) -> None:
+        super().__init__()
+        self.client = type("Client", (), {})()
+        self.client.cluster = FakeCluster()
+        self.fetched: list[str] = []
+        self.on_fetch = partitions
+        self.sent_to: list[int] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        self.fetched.append(topic)
+        self.client.cluster.partitions[topic] = set(self.on_fetch)
+        return set(self.on_fetch)
+
+    async def send_batch(self, batch: BuiltBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        self.sent_to.append(partition)
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+async def test_partitions_come_from_the_metadata_once_a_topic_is_known() -> None:
+    """The first send to a topic fetches its partitions; later sends use the producer's
+    metadata as it is then (a partition added counts at once), and a topic the metadata
+    lost is fetched again rather than framed for partitions that may be gone."""
+    producer = MetadataProducer({0})
+    transport = _transport(producer)
+    streams = [f"s{i}" for i in range(12)]
+    records = [record(s, i) for i, s in enumerate(streams)]
+    await transport.send(records)
+    await transport.send(records)
+    assert producer.fetched == ["t"]
+    assert set(producer.sent_to) == {0}
+
+    producer.client.cluster.partitions["t"] = {0, 1, 2}  # the topic grew; the metadata knows
+    producer.sent_to.clear()
+    await transport.send(records)
+    assert producer.fetched == ["t"]
+    assert set(producer.sent_to) == {0, 1, 2}  # 12 keys over 3 partitions
+
+    del producer.client.cluster.partitions["t"]  # the metadata lost the topic
+    producer.on_fetch = {0, 1}
+    producer.sent_to.clear()
+    await transport.send(records)
+    assert producer.fetched == ["t", "t"]
+    assert set(producer.sent_to) <= {0, 1}
