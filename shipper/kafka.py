@@ -457,14 +457,6 @@ class KafkaTransport:
         """
         known = self._known_partitions(producer)
 
-        def plan() -> list[MessageParts]:
-            return plan_messages(
-                records,
-                topic=self.config.topic,
-                default_retention=self.config.default_retention,
-                max_message_bytes=self.max_message_bytes,
-            )
-
         def frame(messages: list[MessageParts], partitions: dict[str, list[int]]) -> list[PackedBatch]:
             batches = build_batches(
                 messages,
@@ -476,7 +468,12 @@ class KafkaTransport:
             return batches
 
         def plan_and_frame() -> tuple[list[MessageParts], list[PackedBatch] | None]:
-            messages = plan()
+            messages = plan_messages(
+                records,
+                topic=self.config.topic,
+                default_retention=self.config.default_retention,
+                max_message_bytes=self.max_message_bytes,
+            )
             if any(m.topic not in known for m in messages):
                 return messages, None
             return messages, frame(messages, known)
@@ -494,9 +491,7 @@ class KafkaTransport:
         A topic the metadata no longer lists is left out, so the send fetches
         its partitions again (``partitions_for``) instead of framing for stale ones.
         """
-        cluster = getattr(getattr(producer, "client", None), "cluster", None)
-        if cluster is None:
-            return dict(self._partitions)
+        cluster = producer.client.cluster
         known: dict[str, list[int]] = {}
         for topic in self._partitions:
             current = cluster.partitions_for_topic(topic)

@@ -168,18 +168,15 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
         records[at] = 0  # headers: varint 0
         at += 1
     assert at == total, "record sizes disagree with what was written"
-    if encode is not None:
+    if encode is not None:  # out is the scratch buffer: the batch gets its own
         compressed = encode(records[_HEADER.size : total])
         if len(compressed) < total - _HEADER.size:
-            fresh = bytearray(_HEADER.size + len(compressed))
-            fresh[_HEADER.size :] = compressed
+            out = bytearray(_HEADER.size + len(compressed))
+            out[_HEADER.size :] = compressed
         else:
             attributes = 0  # no gain: sent uncompressed, as aiokafka does
-            fresh = bytearray(records[:total])
-        records.release()
-        out = fresh
-    else:
-        records.release()
+            out = bytearray(records[:total])
+    records.release()
     _HEADER.pack_into(
         out, 0,
         0, len(out) - _LENGTH_END, -1, 2, 0, attributes, len(batch) - 1,

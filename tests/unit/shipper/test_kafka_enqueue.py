@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,14 +17,33 @@ from shipper.recordbatch import BuiltBatch, PackedBatch
 from tests.unit.shipper.helpers import record
 
 
-class FakeProducer:
-    """Records the order batches are handed over; every batch is acknowledged at once."""
+class FakeCluster:
+    """The producer's metadata: partitions per topic, as ``client.cluster`` answers them."""
 
     def __init__(self) -> None:
+        self.partitions: dict[str, set[int]] = {}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions.get(topic)
+
+
+class FakeProducer:
+    """Records the order batches are handed over; every batch is acknowledged at once.
+
+    ``partitions_for`` answers ``on_fetch`` and puts it in the metadata, as a
+    real producer's metadata fetch does.
+    """
+
+    def __init__(self, partitions: set[int] | None = None) -> None:
         self.enqueued: list[int] = []
+        self.client = SimpleNamespace(cluster=FakeCluster())
+        self.on_fetch = partitions or {0}
+        self.fetched: list[str] = []
 
     async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
+        self.fetched.append(topic)
+        self.client.cluster.partitions[topic] = set(self.on_fetch)
+        return set(self.on_fetch)
 
     async def send_batch(self, batch: BuiltBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
         self.enqueued.append(batch.record_count())
@@ -107,31 +127,12 @@ async def test_a_cancelled_send_keeps_the_order_of_the_others(monkeypatch: pytes
     assert producer.enqueued == [1, 2]  # first's batch, then last's: the middle one never enqueued
 
 
-class FakeCluster:
-    """The producer's metadata: partitions per topic, as ``client.cluster`` answers them."""
-
-    def __init__(self) -> None:
-        self.partitions: dict[str, set[int]] = {}
-
-    def partitions_for_topic(self, topic: str) -> set[int] | None:
-        return self.partitions.get(topic)
-
-
 class MetadataProducer(FakeProducer):
-    """A fake producer with metadata; ``partitions_for`` counts its calls and fills the metadata."""
+    """A fake producer that also records the partition of each batch."""
 
     def __init__(self, partitions: set[int]) -> None:
-        super().__init__()
-        self.client = type("Client", (), {})()
-        self.client.cluster = FakeCluster()
-        self.fetched: list[str] = []
-        self.on_fetch = partitions
+        super().__init__(partitions)
         self.sent_to: list[int] = []
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        self.fetched.append(topic)
-        self.client.cluster.partitions[topic] = set(self.on_fetch)
-        return set(self.on_fetch)
 
     async def send_batch(self, batch: BuiltBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
         self.sent_to.append(partition)
