@@ -206,7 +206,7 @@ class Collector:
             progressed = False
             for tailer in tracker.round():
                 if len(self._records) >= batch_max and not await self._emit(
-                    wait=max(0.0, self._next_scan - time.monotonic())
+                    wait=self._until_scan(time.monotonic())
                 ):
                     # The sink is behind and the queue stayed full until the next stat
                     # pass: reading pauses (the log files are the buffer), but the pass
@@ -229,7 +229,7 @@ class Collector:
                 records = tailer.flush_due(now)
                 if records:
                     self._collect(records, tailer)
-            if not await self._emit(wait=max(0.0, self._next_scan - time.monotonic())):
+            if not await self._emit(wait=self._until_scan(time.monotonic())):
                 continue  # still no room at the next stat pass: scan, then offer again
             if not progressed:
                 await self._idle(now)
@@ -306,8 +306,12 @@ class Collector:
                     out.append((items, tailer))
         return out
 
+    def _until_scan(self, now: float) -> float:
+        """Seconds from ``now`` until the next stat pass is due (0 when it is)."""
+        return max(0.0, self._next_scan - now)
+
     async def _idle(self, now: float) -> None:
-        timeout = min(self.config.poll_interval_seconds, max(0.0, self._next_scan - now))
+        timeout = min(self.config.poll_interval_seconds, self._until_scan(now))
         if self._wake.is_set():
             self._wake.clear()
             return

@@ -293,8 +293,8 @@ class KafkaTransport:
         self._producer: AIOKafkaProducer | None = None
         self._enqueued: asyncio.Future[None] | None = None
         """Resolved once the latest send has handed all its messages to the producer."""
-        self._partitions: dict[str, list[int]] = {}
-        """Partitions of every topic sent to so far (refreshed from the metadata each send)."""
+        self._topics: set[str] = set()
+        """Every topic sent to so far; their partitions come from the metadata each send."""
 
     # -- connecting --------------------------------------------------------
 
@@ -482,7 +482,8 @@ class KafkaTransport:
         if batches is not None:
             return batches
         for topic in {m.topic for m in messages}:
-            self._partitions[topic] = known[topic] = sorted(await producer.partitions_for(topic))
+            known[topic] = sorted(await producer.partitions_for(topic))
+            self._topics.add(topic)
         return await asyncio.to_thread(frame, messages, known)
 
     def _known_partitions(self, producer: AIOKafkaProducer) -> dict[str, list[int]]:
@@ -493,7 +494,7 @@ class KafkaTransport:
         """
         cluster = producer.client.cluster
         known: dict[str, list[int]] = {}
-        for topic in self._partitions:
+        for topic in self._topics:
             current = cluster.partitions_for_topic(topic)
             if current:
                 known[topic] = sorted(current)

@@ -28,7 +28,7 @@ class FakeCluster:
 
 
 class FakeProducer:
-    """Records the order batches are handed over; every batch is acknowledged at once.
+    """Records the order (and partition) batches are handed over in; every batch is acknowledged at once.
 
     ``partitions_for`` answers ``on_fetch`` and puts it in the metadata, as a
     real producer's metadata fetch does.
@@ -39,6 +39,7 @@ class FakeProducer:
         self.client = SimpleNamespace(cluster=FakeCluster())
         self.on_fetch = partitions or {0}
         self.fetched: list[str] = []
+        self.sent_to: list[int] = []
 
     async def partitions_for(self, topic: str) -> set[int]:
         self.fetched.append(topic)
@@ -47,6 +48,7 @@ class FakeProducer:
 
     async def send_batch(self, batch: BuiltBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
         self.enqueued.append(batch.record_count())
+        self.sent_to.append(partition)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -127,23 +129,11 @@ async def test_a_cancelled_send_keeps_the_order_of_the_others(monkeypatch: pytes
     assert producer.enqueued == [1, 2]  # first's batch, then last's: the middle one never enqueued
 
 
-class MetadataProducer(FakeProducer):
-    """A fake producer that also records the partition of each batch."""
-
-    def __init__(self, partitions: set[int]) -> None:
-        super().__init__(partitions)
-        self.sent_to: list[int] = []
-
-    async def send_batch(self, batch: BuiltBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
-        self.sent_to.append(partition)
-        return await super().send_batch(batch, topic, partition=partition)
-
-
 async def test_partitions_come_from_the_metadata_once_a_topic_is_known() -> None:
     """The first send to a topic fetches its partitions; later sends use the producer's
     metadata as it is then (a partition added counts at once), and a topic the metadata
     lost is fetched again rather than framed for partitions that may be gone."""
-    producer = MetadataProducer({0})
+    producer = FakeProducer({0})
     transport = _transport(producer)
     streams = [f"s{i}" for i in range(12)]
     records = [record(s, i) for i, s in enumerate(streams)]
