@@ -229,21 +229,28 @@ async def test_waiting_batches_share_a_transaction_and_link_across_it(
     """
     groups: list[int] = []
     commit_group = index._commit_group
+    committing, release = threading.Event(), threading.Event()
 
     lines = [rec(off, T0 + off * MS, f"line {off}") for off in range(0, 400, 10)]
     batches = [lines[at : at + 8] for at in range(0, 40, 8)]
     batches.insert(3, lines[20:26])  # a replay, between its neighbours
 
     def counted(group: list[object]) -> list[int]:
-        if not groups:  # the first commit is slow: the others are prepared by its end
-            deadline = time.monotonic() + 10
-            while len(index._waiting) < len(batches) - 1 and time.monotonic() < deadline:
-                time.sleep(0.001)
         groups.append(len(group))
+        if len(groups) == 1:  # hold the first commit until the others wait behind it
+            committing.set()
+            assert release.wait(10), "the other batches never queued"
         return commit_group(group)  # type: ignore[arg-type]
 
     monkeypatch.setattr(index, "_commit_group", counted)
-    written = await asyncio.gather(*(index.write(batch) for batch in batches))
+    first = asyncio.create_task(index.write(batches[0]))
+    assert await asyncio.to_thread(committing.wait, 10)
+    rest = [asyncio.create_task(index.write(batch)) for batch in batches[1:]]
+    deadline = time.monotonic() + 10
+    while len(index._waiting) < len(rest) and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    release.set()
+    written = await asyncio.gather(first, *rest)
     assert written == [None] * len(batches)
     assert groups == [1, len(batches) - 1]
     assert (await index.search(req())).total == 40
