@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -110,29 +111,37 @@ def generate(directory: Path, total_lines: int, files: int, seed: int = 7) -> tu
     return written, nbytes
 
 
+def _line_chunks(path: Path) -> Iterator[tuple[list[bytes], bool]]:
+    """Each 1 MiB read of ``path`` as its whole lines, and whether the file is Docker json-file."""
+    leftover = b""
+    docker = None
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(1 << 20):
+            data = leftover + chunk
+            cut = data.rfind(b"\n") + 1
+            leftover = data[cut:]
+            parts = data[:cut].split(b"\n")
+            parts.pop()
+            if not parts:
+                continue
+            if docker is None:
+                docker = parts[0].startswith(b"{")
+            yield parts, docker
+
+
 def bare(directory: Path) -> dict[str, float]:
     """Read 1 MiB chunks, split, decode each line: the floor."""
     lines = 0
     start, cpu = time.perf_counter(), time.process_time()
     for path in sorted(directory.iterdir()):
-        leftover = b""
-        docker = None
-        with path.open("rb", buffering=0) as f:
-            while chunk := f.read(1 << 20):
-                data = leftover + chunk
-                cut = data.rfind(b"\n") + 1
-                leftover = data[cut:]
-                parts = data[:cut].split(b"\n")
-                parts.pop()
-                if docker is None:
-                    docker = parts[0].startswith(b"{")
-                if docker:
-                    for line in parts:
-                        orjson.loads(line)
-                else:
-                    for line in parts:
-                        line.split(b" ", 3)
-                lines += len(parts)
+        for parts, docker in _line_chunks(path):
+            if docker:
+                for line in parts:
+                    orjson.loads(line)
+            else:
+                for line in parts:
+                    line.split(b" ", 3)
+            lines += len(parts)
     return {"lines": lines, "wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
@@ -151,31 +160,21 @@ def records(directory: Path) -> dict[str, float]:
             cluster="bench", node="node-1", identity=str(path.stat().st_ino), generation=0,
             path=str(path), kubernetes=SharedMap(namespace="bench"), podlog=podlog_fields("path"),
         ).build
-        leftover = b""
-        docker = None
         offset = 0
-        with path.open("rb", buffering=0) as f:
-            while chunk := f.read(1 << 20):
-                data = leftover + chunk
-                cut = data.rfind(b"\n") + 1
-                leftover = data[cut:]
-                parts = data[:cut].split(b"\n")
-                parts.pop()
-                if docker is None:
-                    docker = parts[0].startswith(b"{")
-                out = []
-                for line in parts:
-                    if docker:
-                        doc = orjson.loads(line)
-                        time_text, stream, message = doc["time"], doc["stream"], doc["log"][:-1]
-                    else:
-                        time_raw, stream_raw, _, message_raw = line.split(b" ", 3)
-                        time_text, stream = time_raw.decode("ascii"), stream_raw.decode("ascii")
-                        message = message_raw.decode()
-                    out.append(build(offset, time_text, timestamp_ns(time_text), message, stream))
-                    offset += len(line) + 1
-                lines += len(parts)
-                del out
+        for parts, docker in _line_chunks(path):
+            out = []
+            for line in parts:
+                if docker:
+                    doc = orjson.loads(line)
+                    time_text, stream, message = doc["time"], doc["stream"], doc["log"][:-1]
+                else:
+                    time_raw, stream_raw, _, message_raw = line.split(b" ", 3)
+                    time_text, stream = time_raw.decode("ascii"), stream_raw.decode("ascii")
+                    message = message_raw.decode()
+                out.append(build(offset, time_text, timestamp_ns(time_text), message, stream))
+                offset += len(line) + 1
+            lines += len(parts)
+            del out
     return {"lines": lines, "wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
