@@ -14,7 +14,13 @@ import orjson
 import structlog
 from opensearchpy.exceptions import OpenSearchException
 
-from indexer.dlq import DeadLetter, list_dead_letters, replay_dead_letters
+from indexer.dlq import (
+    DeadLetter,
+    count_expired_dead_letters,
+    expire_dead_letters,
+    list_dead_letters,
+    replay_dead_letters,
+)
 from indexer.retention import apply_retention, ensure_ism_policies, list_log_indices, plan_retention
 from indexer.templates import detect_capabilities, open_client
 from podlog.logging import configure_logging
@@ -184,31 +190,39 @@ def _parse_at(at: str | None) -> datetime:
 @config_option
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 def retention_apply(config_path: Path | None, dry_run: bool) -> None:
-    """Delete expired log indices (where ISM is available, update the policies instead)."""
+    """Delete expired log indices (where ISM is available, update the policies instead)
+    and dead letters older than ``indexer.dead_letter_days``."""
     settings = _settings(config_path)
     opensearch = settings.indexer.opensearch
     prefix = opensearch.index_prefix
+    letter_days = settings.indexer.dead_letter_days
+    verb = "would delete" if dry_run else "deleted"
     client = open_client(opensearch)
     try:
         caps = detect_capabilities(client, opensearch)
+        now = datetime.now(tz=UTC)
         if caps.ism:
             if dry_run:
                 click.echo("ISM is available: policies would be created or updated")
-                return
-            written = ensure_ism_policies(client, opensearch, settings.retention)
-            click.echo(f"ISM manages retention; policies updated: {', '.join(written) or 'none'}")
-            return
-        now = datetime.now(tz=UTC)
-        if dry_run:
-            plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now)
-            expired = [e for e in plan if e.expired]
+            else:
+                written = ensure_ism_policies(client, opensearch, settings.retention)
+                click.echo(f"ISM manages retention; policies updated: {', '.join(written) or 'none'}")
         else:
-            expired = apply_retention(client, prefix, settings.retention, now)
+            if dry_run:
+                plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now)
+                expired = [e for e in plan if e.expired]
+            else:
+                expired = apply_retention(client, prefix, settings.retention, now)
+            for entry in expired:
+                click.echo(f"{verb} {entry.index} ({entry.retention_class}, {entry.docs} docs)")
+            click.echo(f"{verb} {len(expired)} expired indices")
+        if letter_days > 0:
+            if dry_run:
+                letters = count_expired_dead_letters(client, prefix, letter_days, now)
+            else:
+                letters = expire_dead_letters(client, prefix, letter_days, now)
+            click.echo(f"{verb} {letters} dead letters older than {letter_days:g} days")
     except OpenSearchException as exc:
         raise _cluster_error(exc) from exc
     finally:
         client.close()
-    verb = "would delete" if dry_run else "deleted"
-    for entry in expired:
-        click.echo(f"{verb} {entry.index} ({entry.retention_class}, {entry.docs} docs)")
-    click.echo(f"{verb} {len(expired)} expired indices")

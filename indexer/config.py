@@ -89,7 +89,12 @@ class IndexerConfig:
     )
     retention_interval_seconds: float = setting(
         3600.0,
-        "Where the cluster has no ISM, delete expired log indices this often from the indexer; "
-        "0 leaves it to `podlog retention apply`.",
+        "How often the indexer deletes expired dead letters and, where the cluster has no ISM, "
+        "expired log indices; 0 leaves both to `podlog retention apply`.",
+    )
+    dead_letter_days: float = setting(
+        30.0,
+        "Dead letters are deleted this many days after they were written, by the same pass "
+        "as expired log indices (and `podlog retention apply`); 0 keeps them until replayed.",
     )
     salvage: bool = setting(True, "Retry a document rejected for a field's content with that value moved aside.")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -30,6 +31,7 @@ from opensearchpy.exceptions import OpenSearchException
 
 from indexer.bulk import BulkWriter, WriterClosedError
 from indexer.config import IndexerConfig
+from indexer.dlq import expire_dead_letters
 from indexer.documents import BulkItem, KafkaPosition, build_items
 from indexer.events import events
 from indexer.retention import apply_retention, ensure_ism_policies
@@ -178,8 +180,13 @@ class Indexer:
             return
         self._not_ready = None
         caps = self._capabilities
-        if caps is not None and not caps.ism and self._config.retention_interval_seconds > 0:
-            self._retention_task = asyncio.create_task(self._apply_retention(), name="retention")
+        expires_indices = caps is not None and not caps.ism
+        if self._config.retention_interval_seconds > 0 and (
+            expires_indices or self._config.dead_letter_days > 0
+        ):
+            self._retention_task = asyncio.create_task(
+                self._apply_retention(indices=expires_indices), name="retention"
+            )
         inflight: deque[asyncio.Task[None]] = deque()
         depth = max(1, self._config.max_inflight_batches)
         try:
@@ -272,14 +279,19 @@ class Indexer:
         finally:
             client.close()
 
-    async def _apply_retention(self) -> None:
-        """Delete expired log indices now and then (clusters without ISM)."""
+    async def _apply_retention(self, *, indices: bool) -> None:
+        """Now and then, delete expired dead letters and (``indices``: clusters without
+        ISM) expired log indices."""
         opensearch = self._config.opensearch
+        prefix = opensearch.index_prefix
         while not self._stopping.is_set():
             client = open_client(opensearch)
             try:
+                if indices:
+                    await asyncio.to_thread(apply_retention, client, prefix, self._retention)
                 await asyncio.to_thread(
-                    apply_retention, client, opensearch.index_prefix, self._retention
+                    expire_dead_letters, client, prefix, self._config.dead_letter_days,
+                    datetime.now(tz=UTC),
                 )
             except OpenSearchException as exc:
                 log.warning("retention_failed", error=repr(exc)[:300])

@@ -1,4 +1,4 @@
-"""The dead-letter index: reading it and replaying it.
+"""The dead-letter index: reading it, replaying it and expiring it.
 
 A dead letter holds the reason, the original record (or, for a message that
 did not decode, the message bytes in base64) and its Kafka position.  Its id
@@ -6,7 +6,8 @@ is the record's ``event.id`` (or ``topic:partition:offset``), so a replayed
 batch never doubles it.  Replay sends each letter through the same writer as
 the indexer: a letter that now indexes (or was indexed meanwhile) is removed
 from the dead-letter index; one that fails again is overwritten with the new
-reason.
+reason.  Letters older than ``indexer.dead_letter_days`` are deleted by the
+retention pass (:func:`expire_dead_letters`), counted and logged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import base64
 import binascii
 import dataclasses
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -23,13 +25,21 @@ from opensearchpy.exceptions import NotFoundError
 
 from indexer.bulk import BulkWriter
 from indexer.config import IndexerConfig
-from indexer.documents import BulkItem, KafkaPosition, build_items
+from indexer.documents import BulkItem, KafkaPosition, build_items, iso_time
+from indexer.events import events
 from indexer.templates import Capabilities, dlq_index, ensure_templates, open_client
 from podlog.logging import get_logger
 from podlog.record import encode_batch
 from podlog.retention import RetentionConfig
 
-__all__ = ["DeadLetter", "ReplayResult", "list_dead_letters", "replay_dead_letters"]
+__all__ = [
+    "DeadLetter",
+    "ReplayResult",
+    "count_expired_dead_letters",
+    "expire_dead_letters",
+    "list_dead_letters",
+    "replay_dead_letters",
+]
 
 log = get_logger("indexer.dlq")
 
@@ -166,10 +176,65 @@ async def replay_dead_letters(
     return result
 
 
-def _delete_letters(client: OpenSearch, prefix: str, ids: list[str]) -> None:
+def expire_dead_letters(client: OpenSearch, prefix: str, days: float, now: datetime, *, page: int = 1000) -> int:
+    """Delete the dead letters written more than ``days`` before ``now``; how many went.
+
+    A letter's ``@timestamp`` is when it was written (not its record's time),
+    so a letter lives ``days`` after its last failure.  Deleted by id, a page
+    at a time, oldest first; the pass ends at a page that is not full or not
+    wholly deleted (the cluster refusing some), so it never spins.
+    """
+    if days <= 0:
+        return 0
+    index = dlq_index(prefix)
+    cutoff = _cutoff(days, now)
+    query = _written_before(cutoff)
+    deleted = 0
+    while True:
+        try:
+            found = client.search(
+                index=index,
+                body={"query": query, "size": page, "_source": False, "sort": [{"@timestamp": {"order": "asc"}}]},
+            )
+        except NotFoundError:  # no dead letters at all
+            break
+        ids = [str(hit["_id"]) for hit in found.get("hits", {}).get("hits", [])]
+        gone = _delete_letters(client, prefix, ids)
+        deleted += gone
+        if gone < page:  # the last page, or the cluster refused some: the next pass goes on
+            break
+    if deleted:
+        events.dead_letters_expired(deleted, index, cutoff)
+    return deleted
+
+
+def count_expired_dead_letters(client: OpenSearch, prefix: str, days: float, now: datetime) -> int:
+    """How many dead letters :func:`expire_dead_letters` would delete now."""
+    if days <= 0:
+        return 0
+    try:
+        found = client.count(index=dlq_index(prefix), body={"query": _written_before(_cutoff(days, now))})
+    except NotFoundError:
+        return 0
+    return int(found.get("count", 0))
+
+
+def _cutoff(days: float, now: datetime) -> str:
+    return iso_time(now - timedelta(days=days))
+
+
+def _written_before(cutoff: str) -> dict[str, Any]:
+    return {"range": {"@timestamp": {"lt": cutoff}}}
+
+
+def _delete_letters(client: OpenSearch, prefix: str, ids: list[str]) -> int:
+    """Delete letters by id; how many are gone now (deleted, or already missing)."""
     if not ids:
-        return
+        return 0
     index = dlq_index(prefix)
     body: list[dict[str, Any]] = [{"delete": {"_index": index, "_id": doc_id}} for doc_id in ids]
-    client.bulk(body=body)
+    response = client.bulk(body=body)
     client.indices.refresh(index=index)
+    return sum(
+        1 for item in response.get("items", []) if item.get("delete", {}).get("status") in (200, 404)
+    )

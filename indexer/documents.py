@@ -28,6 +28,7 @@ __all__ = [
     "KafkaPosition",
     "build_items",
     "dead_letter_item",
+    "iso_time",
     "salvage",
 ]
 
@@ -193,8 +194,13 @@ def _record_problem(record: Any) -> str | None:
     return None
 
 
+def iso_time(moment: datetime) -> str:
+    """``moment`` as a dead letter's ``@timestamp`` (UTC, milliseconds, ``Z``)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _now_iso() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(datetime.now(tz=UTC))
 
 
 def _message_dead_letter(value: bytes, position: KafkaPosition, prefix: str, reason: str) -> BulkItem:

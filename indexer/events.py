@@ -74,6 +74,11 @@ RETENTION_DELETED = metrics.counter(
     ["retention_class"],
 )
 
+DEAD_LETTERS_EXPIRED = metrics.counter(
+    "podlog_indexer_dead_letters_expired_total",
+    "Dead letters deleted for their age (indexer.dead_letter_days), never replayed.",
+)
+
 
 class IndexerEvents:
     """One method per event: log it and count it together."""
@@ -168,6 +173,10 @@ class IndexerEvents:
             retention_class=retention_class,
             expired_at=expired_at,
         )
+
+    def dead_letters_expired(self, count: int, index: str, written_before: str) -> None:
+        DEAD_LETTERS_EXPIRED.inc(count)
+        self.log.warning("dead_letters_expired", count=count, index=index, written_before=written_before)
 
     def ism_policy_ensured(self, policy: str, changed: bool) -> None:
         self.log.info("ism_policy_ensured", policy=policy, changed=changed)
