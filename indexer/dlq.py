@@ -181,8 +181,9 @@ def expire_dead_letters(client: OpenSearch, prefix: str, days: float, now: datet
 
     A letter's ``@timestamp`` is when it was written (not its record's time),
     so a letter lives ``days`` after its last failure.  Deleted by id, a page
-    at a time, oldest first; the pass ends at a page that is not full or not
-    wholly deleted (the cluster refusing some), so it never spins.
+    at a time, oldest first; the pass goes on only after a full page it wholly
+    deleted, so a cluster that refuses (or a page of letters already gone)
+    cannot make it spin.
     """
     if days <= 0:
         return 0
@@ -199,9 +200,9 @@ def expire_dead_letters(client: OpenSearch, prefix: str, days: float, now: datet
         except NotFoundError:  # no dead letters at all
             break
         ids = [str(hit["_id"]) for hit in found.get("hits", {}).get("hits", [])]
-        gone = _delete_letters(client, prefix, ids)
-        deleted += gone
-        if gone < page:  # the last page, or the cluster refused some: the next pass goes on
+        removed = _delete_letters(client, prefix, ids)
+        deleted += removed
+        if removed < page:  # the last page, or some refused or gone meanwhile: the next pass goes on
             break
     if deleted:
         events.dead_letters_expired(deleted, index, cutoff)
@@ -228,13 +229,11 @@ def _written_before(cutoff: str) -> dict[str, Any]:
 
 
 def _delete_letters(client: OpenSearch, prefix: str, ids: list[str]) -> int:
-    """Delete letters by id; how many are gone now (deleted, or already missing)."""
+    """Delete letters by id; how many this deleted (not those already gone or refused)."""
     if not ids:
         return 0
     index = dlq_index(prefix)
     body: list[dict[str, Any]] = [{"delete": {"_index": index, "_id": doc_id}} for doc_id in ids]
     response = client.bulk(body=body)
     client.indices.refresh(index=index)
-    return sum(
-        1 for item in response.get("items", []) if item.get("delete", {}).get("status") in (200, 404)
-    )
+    return sum(1 for item in response.get("items", []) if item.get("delete", {}).get("status") == 200)
