@@ -6,7 +6,6 @@ import asyncio
 import random
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from podlog.metrics import sample
 from podlog.record import Record
 from podlog.retention import RetentionConfig
 from search.backends.embedded import EmbeddedIndex
+from tests.unit.collector.helpers import wait_until
 from tests.unit.embedded.conftest import T0, open_index, rec, req
 
 MS = 1_000_000
@@ -246,10 +246,10 @@ async def test_waiting_batches_share_a_transaction_and_link_across_it(
     first = asyncio.create_task(index.write(batches[0]))
     assert await asyncio.to_thread(committing.wait, 10)
     rest = [asyncio.create_task(index.write(batch)) for batch in batches[1:]]
-    deadline = time.monotonic() + 10
-    while len(index._waiting) < len(rest) and time.monotonic() < deadline:
-        await asyncio.sleep(0.001)
-    release.set()
+    try:
+        await wait_until(lambda: len(index._waiting) == len(rest))
+    finally:
+        release.set()
     written = await asyncio.gather(first, *rest)
     assert written == [None] * len(batches)
     assert groups == [1, len(batches) - 1]
