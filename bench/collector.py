@@ -329,11 +329,11 @@ def profile(directory: Path, expected: int, top: int = 30) -> None:
 
     for module in ("collector.pipeline", "collector.kube.enrich", "collector.config", "podlog.lifecycle"):
         importlib.import_module(module)  # imported before profiling, as the timed modes do
-    state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
     profiler = cProfile.Profile()
-    profiler.enable()
-    result = asyncio.run(_collect(directory, state, "null", expected))
-    profiler.disable()
+    with tempfile.TemporaryDirectory(prefix="podlog-bench-state-") as state:
+        profiler.enable()
+        result = asyncio.run(_collect(directory, Path(state), "null", expected))
+        profiler.disable()
     print(f"null mode under cProfile: {result['lines']:.0f} records, {result['cpu']:.2f} CPU s "
           "(profiling inflates Python calls)")
     pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(top)
@@ -347,22 +347,21 @@ def child(args: argparse.Namespace) -> None:
     # ``podlog run`` apply them before anything else); the bare loop gets them too.
     tune_malloc_as_configured(CommonConfig())
     directory = Path(args.dir)
-    if args.child in ("latency", "idle"):
-        state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
-        if args.child == "latency":
-            result = asyncio.run(_latency(directory / "latency", state, 400))
-        else:
-            result = asyncio.run(_idle(directory / "idle", state, 500))
-        result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(result))
-        return
     if args.child == "bare":
         result = bare(directory)
     elif args.child == "records":
         result = records(directory)
     else:
-        state = Path(tempfile.mkdtemp(prefix="podlog-bench-state-"))
-        result = asyncio.run(_collect(directory, state, args.child, args.expected))
+        # The state directory holds the spool and the checkpoints: a spool run
+        # leaves hundreds of MiB, so it goes with the child's run.
+        with tempfile.TemporaryDirectory(prefix="podlog-bench-state-") as tmp:
+            state = Path(tmp)
+            if args.child == "latency":
+                result = asyncio.run(_latency(directory / "latency", state, 400))
+            elif args.child == "idle":
+                result = asyncio.run(_idle(directory / "idle", state, 500))
+            else:
+                result = asyncio.run(_collect(directory, state, args.child, args.expected))
     result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 

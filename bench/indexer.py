@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -269,6 +270,7 @@ def main() -> None:
     finally:
         for proc in reversed(started):
             proc.stop()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 if __name__ == "__main__":
