@@ -18,6 +18,7 @@ from podlog.config import CommonConfig
 from podlog.lifecycle import Health
 from podlog.record import Record, SourcePosition, encode_batch, make_record
 from podlog.retention import RetentionConfig
+from tests.fixtures import servers
 
 DAY_NS = 86_400 * 1_000_000_000
 BASE_NS = 1_795_737_600 * 1_000_000_000  # 2026-11-27T00:00:00Z
@@ -141,17 +142,12 @@ async def wait_committed(
 
 
 async def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll an async or sync predicate until truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if asyncio.iscoroutine(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    """The shared poll, at a pace that leaves the loop and the cluster to the indexer.
+
+    The predicates here query OpenSearch with the blocking client, on the loop the
+    indexer under test runs on.
+    """
+    return await servers.wait_until(predicate, timeout, what, interval=0.1)
 
 
 def count(client: OpenSearch, index: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from podlog.config import CommonConfig
 from podlog.lifecycle import Health
 from podlog.record import Record, SourcePosition, make_record
 from tests.fixtures.kube_api import FakeKubeApi
+from tests.fixtures.servers import wait_until
 
 NODE = "node-a"
 
@@ -43,14 +43,7 @@ def kube_api() -> Iterator[FakeKubeApi]:
 
 async def eventually(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
     """Poll ``predicate`` on the loop until it is truthy or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    return await wait_until(predicate, timeout, what)
 
 
 @dataclasses.dataclass

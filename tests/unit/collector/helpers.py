@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from podlog.config import CommonConfig
 from podlog.errors import SpoolFullError
 from podlog.protocols import Batch
 from podlog.record import Record
+from tests.fixtures.servers import wait_until as wait_until  # re-exported for the collector's tests
 
 HEX64 = "0123456789abcdef" * 4
 
@@ -75,13 +75,6 @@ def make_collector(
                           http_listen="")
     return Collector(common, CollectorConfig(**settings), sink=sink,
                      enricher=enricher or StaticEnricher())
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` on the event loop until true or fail after ``timeout``."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 def container_path(directory: Path, pod: str = "web-1", ns: str = "shop",
