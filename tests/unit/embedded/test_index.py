@@ -14,7 +14,7 @@ from podlog.metrics import sample
 from podlog.record import Record
 from podlog.retention import RetentionConfig
 from search.backends.embedded import EmbeddedIndex
-from tests.unit.collector.helpers import wait_until
+from tests.fixtures.servers import wait_until
 from tests.unit.embedded.conftest import T0, open_index, rec, req
 
 MS = 1_000_000
