@@ -54,6 +54,15 @@ class CheckpointEntry:
     updated: float = 0.0
     first_seen: float = 0.0
     """When podlog first opened the file; orders files rotated while it was down."""
+    log_path: str = ""
+    """The path the file was discovered by (``log.file.path`` of its records)."""
+    meta: dict[str, Any] | None = None
+    """What its paths said of its container (:class:`~collector.enrichment.PathMeta`),
+    so a file found again under a rotated name keeps its stream key."""
+    origin: str = ""
+    """For the copy copytruncate left: the identity its records carry (the file it continues)."""
+    origin_generation: int = 0
+    """For such a copy: the generation its records carry."""
 
 
 class CheckpointStore:
@@ -114,11 +123,19 @@ class CheckpointStore:
     # -- the tailer's side -----------------------------------------------------
 
     def find(self, dev: int, ino: int, head: str) -> CheckpointEntry | None:
-        """The entry of the file at (dev, ino) whose current head is ``head``."""
+        """The entry of the file at (dev, ino) whose current head is ``head``.
+
+        An entry whose head was not known yet (truncated, then too short to
+        fingerprint) matches any head at its inode.
+        """
+        unknown = None
         for entry in self.entries.values():
-            if entry.ino == ino and entry.dev == dev and entry.head == head:
-                return entry
-        return None
+            if entry.ino == ino and entry.dev == dev and not entry.origin:
+                if entry.head == head:
+                    return entry
+                if not entry.head:
+                    unknown = entry
+        return unknown
 
     def find_inode(self, dev: int, ino: int) -> list[CheckpointEntry]:
         """Entries recorded for (dev, ino), whatever their head."""
@@ -126,26 +143,34 @@ class CheckpointStore:
 
     def register(
         self, identity: str, path: str, *, dev: int, ino: int, head: str, generation: int,
-        offset: int, size: int,
-    ) -> None:
+        offset: int, size: int, log_path: str = "", meta: dict[str, Any] | None = None,
+        origin: str = "", origin_generation: int = 0,
+    ) -> CheckpointEntry:
         """Record a file as opened at ``offset``; an existing entry keeps its offset."""
         entry = self.entries.get(identity)
         if entry is None:
-            self.entries[identity] = CheckpointEntry(
+            now = time.time()
+            entry = self.entries[identity] = CheckpointEntry(
                 identity, path, generation, offset, dev, ino, head, size, offset, None,
-                time.time(), time.time(),
+                now, now, log_path or path, meta, origin, origin_generation,
             )
         else:
             entry.path, entry.head, entry.size = path, head, max(entry.size, size)
+            entry.dev, entry.ino = dev, ino
+            if meta is not None:
+                entry.meta = meta
+            if log_path:
+                entry.log_path = log_path
             entry.final_offset = None
         self.dirty = True
+        return entry
 
-    def truncated(self, identity: str, generation: int, head: str) -> None:
-        """The file was truncated in place: its offset restarts at 0 in ``generation``."""
+    def truncated(self, identity: str, generation: int, head: str | None, offset: int = 0) -> None:
+        """The file was truncated in place: it restarts at ``offset`` (0) in ``generation``."""
         entry = self.entries.get(identity)
         if entry is not None and generation > entry.generation:
-            entry.generation, entry.offset, entry.head, entry.size = generation, 0, head, 0
-            entry.spooled = 0
+            entry.generation, entry.offset, entry.head = generation, offset, head or ""
+            entry.size = entry.spooled = offset
             self.dirty = True
 
     def observed(self, identity: str, size: int) -> None:

@@ -48,8 +48,15 @@ class LineDecoder:
                     break
         return self.format
 
-    def decode(self, lines: Sequence[bytes], offsets: Sequence[int]) -> list[Entry]:
-        """Entries for ``lines`` (without newlines) starting at ``offsets``."""
+    def decode(
+        self, lines: Sequence[bytes], offsets: Sequence[int], open_streams: set[str] | None = None,
+    ) -> list[Entry]:
+        """Entries for ``lines`` (without newlines) starting at ``offsets``.
+
+        ``open_streams`` are the streams with a fragment waiting for its end:
+        the line that ends one is decoded (and its repairs counted) only once
+        joined, by the joiner.
+        """
         if not lines:
             return []
         if self.format is None:
@@ -70,10 +77,15 @@ class LineDecoder:
                 append(entry)
         else:
             parse = parse_cri_line if fmt == "cri" else parse_docker_line
+            joining = set(open_streams) if open_streams else set()
             for line, offset in zip(lines, offsets, strict=True):
                 result = parse(line, offset)
                 if type(result) is Entry:
-                    if result.error is not None:
+                    if result.partial:
+                        joining.add(result.stream)
+                    elif result.stream in joining:
+                        joining.discard(result.stream)  # the joiner decodes and counts it
+                    elif result.error is not None:
                         errors.setdefault(result.error, []).append("")
                     append(result)
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import glob
 import os
@@ -39,6 +40,8 @@ class Discovery:
         self.include = list(include)
         self.exclude = list(exclude)
         self.own = self_identity() if exclude_self else None
+        self._skipped: set[str] = set()
+        """Paths that name no regular file, logged once until they do again."""
 
     def is_excluded(self, path: str, real_path: str) -> bool:
         """True when either path matches an exclude pattern."""
@@ -62,16 +65,28 @@ class Discovery:
                     st = os.stat(path)  # noqa: PTH116 - str paths, hot stat pass
                     real_path = os.path.realpath(path) if os.path.islink(path) else path  # noqa: PTH114
                 except FileNotFoundError:
-                    continue  # gone between glob and stat: the next pass decides
+                    continue  # gone between glob and stat (or a dangling link): the next pass decides
                 except OSError as exc:
-                    EVENTS.file_failed(path, exc, "stat")
+                    if exc.errno == errno.ELOOP:
+                        self._skip_once(path, "symlink_loop", exc)
+                    else:
+                        EVENTS.file_failed(path, exc, "stat")
                     continue
                 if not _is_regular(st.st_mode):
+                    self._skip_once(path, "not_regular", None)
                     continue
+                self._skipped.discard(path)
                 if self.exclude and self.is_excluded(path, real_path):
                     continue
                 found[path] = Found(real_path, st.st_dev, st.st_ino, st.st_size)
         return found
+
+    def _skip_once(self, path: str, reason: str, error: OSError | None) -> None:
+        if path not in self._skipped:
+            if len(self._skipped) > 65536:
+                self._skipped.clear()
+            self._skipped.add(path)
+            EVENTS.file_skipped(path, reason, error)
 
     def watch_roots(self) -> list[tuple[str, bool]]:
         """``(directory, recursive)`` to watch for each include pattern."""

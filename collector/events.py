@@ -37,7 +37,14 @@ TRUNCATED_BYTES = counter(
 )
 LOST_BYTES = counter(
     "podlog_collector_lost_bytes_total",
-    "Bytes never read: rotated away, deleted or truncated before podlog read them.",
+    "Bytes never read because they were gone first: deleted_before_read (no generation of "
+    "the file left, .gz included), truncated_before_read (truncated in place, no copy left).",
+    ["reason"],
+)
+FILES_SKIPPED = counter(
+    "podlog_collector_files_skipped_total",
+    "Files matched by the include globs that are never read as they are: compressed, "
+    "binary, not a regular file, a symlink loop.",
     ["reason"],
 )
 FILE_EVENTS = counter(
@@ -114,6 +121,7 @@ class CollectorEvents:
             )
 
     def bytes_lost(self, reason: str, path: str, nbytes: int, identity: str) -> None:
+        """Bytes that are gone before podlog read them: one structured warning per file."""
         if nbytes <= 0:
             return
         LOST_BYTES.labels(reason=reason).inc(nbytes)
@@ -140,6 +148,16 @@ class CollectorEvents:
     def file_resumed(self, path: str, identity: str, offset: int) -> None:
         FILE_EVENTS.labels(event="resumed").inc()
         self._log.info("file_resumed", path=path, identity=identity, offset=offset)
+
+    def file_deleted(self, path: str, identity: str, offset: int) -> None:
+        FILE_EVENTS.labels(event="deleted").inc()
+        self._log.info("file_deleted", path=path, identity=identity, offset=offset)
+
+    def file_skipped(self, path: str, reason: str, error: BaseException | None = None) -> None:
+        """A file matched by the globs that is never read as it is (compressed, not a file, a loop)."""
+        FILES_SKIPPED.labels(reason=reason).inc()
+        self._log.warning("file_skipped", path=path, error_code=reason,
+                          error=repr(error) if error is not None else None)
 
     def file_excluded(self, path: str, why: str) -> None:
         FILE_EVENTS.labels(event="excluded").inc()

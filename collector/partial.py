@@ -1,28 +1,54 @@
-"""Join fragments into whole lines, separately per stream.
+"""Join fragments into whole lines, separately per stream, as bytes.
 
-CRI runtimes write ``P`` fragments until an ``F`` line; Docker splits lines
-over 16 KiB into entries without a trailing newline.  Both arrive here as
+CRI runtimes write ``P`` fragments until an ``F`` line, cut at 16 KiB byte
+boundaries, so a UTF-8 character may be split between two fragments: they
+are joined as bytes (``Entry.raw``) and decoded once.  Docker splits lines
+over 16 KiB into entries without a trailing newline; both arrive here as
 ``Entry.partial``.  A joined line is bounded by ``max_bytes``: past it the
-rest is cut (and counted) until the final fragment arrives.
+rest is cut (on a character boundary, and counted) until the final fragment.
+
+A fragment still open when its file rotates away continues in the next file
+of the same container: :meth:`PartialJoiner.take_open` hands it over and
+:meth:`PartialJoiner.carry` takes it in, so the line comes out whole, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.parsers.entry import Entry
+from collector.parsers.entry import Entry, decode_text
 
-__all__ = ["PartialJoiner"]
+__all__ = ["Carried", "PartialJoiner"]
+
+Carried = tuple[bytes, str, int]
+"""An open line handed to the next file: its bytes so far, its time text and epoch ns."""
 
 
 class _Pending:
     __slots__ = ("cut", "first", "parts", "size")
 
-    def __init__(self, first: Entry) -> None:
+    def __init__(self, first: Entry, prefix: bytes = b"") -> None:
         self.first = first
-        self.parts = [first.message]
-        self.size = len(first.message)
+        self.parts = [prefix] if prefix else []
+        self.size = len(prefix)
         self.cut = 0
+
+
+def message_bytes(entry: Entry) -> bytes:
+    """The bytes of an entry's message as written."""
+    if entry.raw is not None:
+        return entry.raw
+    return entry.message.encode("utf-8", "surrogatepass")
+
+
+def utf8_boundary(data: bytes, size: int) -> int:
+    """The largest length <= ``size`` that does not end inside a UTF-8 character."""
+    if size >= len(data):
+        return len(data)
+    end = size
+    while end > 0 and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return end
 
 
 class PartialJoiner:
@@ -31,13 +57,17 @@ class PartialJoiner:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._pending: dict[str, _Pending] = {}
-        self.cut_chars = 0
-        """Characters cut from over-long joined lines since the last :meth:`take_cut`."""
+        self._carried: dict[str, Carried] = {}
+        """Fragments handed over from the previous file of the container, by stream."""
+        self.cut_bytes = 0
+        """Bytes cut from over-long joined lines since the last :meth:`take_cut`."""
+        self.errors: dict[str, int] = {}
+        """Repairs (``invalid_utf8``, ``nul_bytes``) of joined lines since :meth:`take_errors`."""
 
     def feed(self, entries: Sequence[Entry]) -> list[Entry]:
         """Whole lines completed by ``entries``, in the order they completed."""
         pending = self._pending
-        if not pending:
+        if not pending and not self._carried:
             # Fast path: no fragment open and none in this batch.
             for entry in entries:
                 if entry.partial:
@@ -48,63 +78,93 @@ class PartialJoiner:
         for entry in entries:
             open_line = pending.get(entry.stream)
             if open_line is None:
-                if entry.partial:
-                    pending[entry.stream] = self._start(entry)
+                carried = self._carried.pop(entry.stream, None)
+                if carried is None:
+                    if not entry.partial:
+                        out.append(entry)
+                        continue
+                    open_line = pending[entry.stream] = _Pending(entry)
                 else:
-                    out.append(entry)
-                continue
-            self._add(open_line, entry.message)
+                    # The line began in the previous file: its time, this file's offset.
+                    first = entry._replace(time=carried[1], time_ns=carried[2])
+                    open_line = pending[entry.stream] = _Pending(first, carried[0])
+            self._add(open_line, message_bytes(entry))
             if not entry.partial:
                 del pending[entry.stream]
-                out.append(self._finish(open_line))
+                out.append(self._finish(open_line, entry))
         return out
 
-    def _start(self, entry: Entry) -> _Pending:
-        open_line = _Pending(entry)
-        if open_line.size > self.max_bytes:
-            open_line.parts = [entry.message[: self.max_bytes]]
-            open_line.cut = open_line.size - self.max_bytes
-            open_line.size = self.max_bytes
-        return open_line
-
-    def _add(self, open_line: _Pending, message: str) -> None:
+    def _add(self, open_line: _Pending, data: bytes) -> None:
         room = self.max_bytes - open_line.size
-        if len(message) <= room:
-            open_line.parts.append(message)
-            open_line.size += len(message)
+        if len(data) <= room:
+            open_line.parts.append(data)
+            open_line.size += len(data)
         else:
-            if room > 0:
-                open_line.parts.append(message[:room])
-                open_line.size += room
-            open_line.cut += len(message) - max(room, 0)
+            keep = utf8_boundary(data, max(room, 0))
+            if keep > 0:
+                open_line.parts.append(data[:keep])
+                open_line.size += keep
+            open_line.size = max(open_line.size, self.max_bytes)  # nothing more fits
+            open_line.cut += len(data) - keep
 
-    def _finish(self, open_line: _Pending) -> Entry:
+    def _finish(self, open_line: _Pending, last: Entry | None) -> Entry:
         first = open_line.first
-        self.cut_chars += open_line.cut
-        return first._replace(
-            message="".join(open_line.parts),
-            partial=False,
-            truncated=first.truncated or open_line.cut > 0,
-        )
+        self.cut_bytes += open_line.cut
+        message, error = decode_text(b"".join(open_line.parts))
+        if error is not None:
+            self.errors[error] = self.errors.get(error, 0) + 1
+        truncated = first.truncated or open_line.cut > 0 or (last is not None and last.truncated)
+        return first._replace(message=message, partial=False, truncated=truncated, error=error, raw=None)
 
     def has_pending(self) -> bool:
         """True while some stream has fragments waiting for their end."""
-        return bool(self._pending)
+        return bool(self._pending) or bool(self._carried)
+
+    def pending_streams(self) -> set[str]:
+        """Streams whose next entry continues an open line."""
+        return set(self._pending) | set(self._carried)
 
     def pending_offset(self) -> int | None:
-        """Offset of the earliest fragment not yet joined, or None."""
+        """Offset of the earliest fragment of this file not yet joined, or None."""
         if not self._pending:
             return None
         return min(p.first.offset for p in self._pending.values())
 
-    def flush(self) -> list[Entry]:
-        """Every pending line as it is (for a file that ends mid-line)."""
-        out = [self._finish(p) for p in self._pending.values()]
+    def take_open(self) -> dict[str, Carried]:
+        """Every open line by stream, for the next file of the container; clears."""
+        out = dict(self._carried)
+        for stream, open_line in self._pending.items():
+            first = open_line.first
+            out[stream] = (b"".join(open_line.parts), first.time, first.time_ns)
         self._pending.clear()
+        self._carried.clear()
+        return out
+
+    def carry(self, fragments: dict[str, Carried]) -> None:
+        """Open lines of the previous file: the next entry of each stream continues one."""
+        self._carried.update(fragments)
+
+    def flush(self, end_offset: int = 0) -> list[Entry]:
+        """Every pending line as it is (for a file that ends mid-line).
+
+        A carried fragment that found no continuation in this file becomes a
+        line of its own at ``end_offset`` (where no other line of the file starts).
+        """
+        out = [self._finish(p, None) for p in self._pending.values()]
+        self._pending.clear()
+        for stream, (data, time, time_ns) in self._carried.items():
+            message, error = decode_text(data)
+            out.append(Entry(end_offset, time, time_ns, stream, message, False, False, error))
+        self._carried.clear()
         out.sort(key=lambda e: e.offset)
         return out
 
     def take_cut(self) -> int:
-        """Characters cut since the last call."""
-        cut, self.cut_chars = self.cut_chars, 0
+        """Bytes cut since the last call."""
+        cut, self.cut_bytes = self.cut_bytes, 0
         return cut
+
+    def take_errors(self) -> dict[str, int]:
+        """Repairs of joined lines since the last call."""
+        errors, self.errors = self.errors, {}
+        return errors

@@ -6,19 +6,30 @@ works (a test's tmp dir as well as ``/var/log``):
 * ``.../containers/<pod>_<namespace>_<container>-<64 hex id>.log``
 * ``.../pods/<namespace>_<pod>_<uid>/<container>/<restart>.log``
   (also ``<restart>.log.<timestamp>`` rotated names)
+
+A discovered path is usually a chain of symlinks: kubelet links
+``/var/log/containers/x.log`` to ``/var/log/pods/.../0.log``, which with
+Docker links on to ``/var/lib/docker/containers/<id>/<id>-json.log``.
+:func:`resolve_meta` parses every hop and merges what they say, so a file
+gets the same metadata, and the same :func:`stream_key`, whichever of its
+names discovery found it by.  ``/var/log/pods`` is the ground truth.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 from collector.enrichment import PathMeta
 from podlog.record import SharedMap
 
-__all__ = ["EMPTY_META", "parse_path"]
+__all__ = ["EMPTY_META", "MAX_SYMLINK_HOPS", "kubernetes_fields", "parse_path", "resolve_meta", "stream_key"]
 
 EMPTY_META = PathMeta(namespace="", pod="", container="")
 """Metadata of a file whose path names no container."""
+
+MAX_SYMLINK_HOPS = 40
+"""Symlinks followed before a chain is taken for a loop (the kernel's own limit)."""
 
 # DNS-1123 names: pods and namespaces never contain "_", so "_" splits safely.
 _CONTAINERS = re.compile(
@@ -32,7 +43,7 @@ _PODS = re.compile(
 
 
 def parse_path(path: str) -> PathMeta | None:
-    """The metadata in ``path``, or None when it follows neither layout."""
+    """The metadata in ``path`` alone, or None when it follows neither layout."""
     match = _CONTAINERS.search(path)
     if match is not None:
         return PathMeta(
@@ -51,6 +62,58 @@ def parse_path(path: str) -> PathMeta | None:
             restart_count=int(match["restart"]),
         )
     return None
+
+
+def merge_meta(metas: list[PathMeta]) -> PathMeta | None:
+    """One :class:`PathMeta` from the metadata of several names of one file.
+
+    A ``/var/log/pods`` name is the ground truth for namespace, pod, uid,
+    container and restart count; a ``/var/log/containers`` name adds the
+    container id.
+    """
+    if not metas:
+        return None
+    pods = next((m for m in metas if m.pod_uid), None)
+    named = next((m for m in metas if m.container_id), None)
+    base = pods or metas[0]
+    if named is None or named is base:
+        return base
+    return PathMeta(
+        namespace=base.namespace, pod=base.pod, container=base.container, pod_uid=base.pod_uid,
+        container_id=named.container_id, restart_count=base.restart_count,
+    )
+
+
+def resolve_meta(path: str) -> PathMeta | None:
+    """The metadata of every name along ``path``'s symlink chain, merged.
+
+    Raises ``OSError`` (``ELOOP``) for a chain longer than
+    :data:`MAX_SYMLINK_HOPS`; a broken link just ends the chain.
+    """
+    metas: list[PathMeta] = []
+    current = path
+    for _ in range(MAX_SYMLINK_HOPS):
+        meta = parse_path(current)
+        if meta is not None:
+            metas.append(meta)
+        try:
+            target = os.readlink(current)  # noqa: PTH115 - str paths throughout
+        except OSError:
+            return merge_meta(metas)  # not a link (or gone): the chain ends here
+        current = os.path.join(os.path.dirname(current), target)  # noqa: PTH118, PTH120
+    raise OSError(40, "Too many levels of symbolic links", path)
+
+
+def stream_key(meta: PathMeta) -> str:
+    """The key of a container's stream: ``<pod uid>/<container>``, else ``<ns>/<pod>/<container>``.
+
+    The same for every file of a container (rotations, restarts) and for
+    every name it was found by; :func:`podlog.record.stream_key` derives the
+    Kafka key the same way from the record.
+    """
+    if meta.pod_uid:
+        return f"{meta.pod_uid}/{meta.container}"
+    return f"{meta.namespace}/{meta.pod}/{meta.container}"
 
 
 def kubernetes_fields(meta: PathMeta, node: str) -> SharedMap:

@@ -123,9 +123,10 @@ class Collector:
         self.checkpoints.write_on_ack = False
         now = time.monotonic()
         found = await asyncio.to_thread(self.discovery.scan)
+        # Files that rotated while podlog was down first: their successors wait for them.
+        self.tracker.recover(found)
         self._collect(self.tracker.reconcile(found, now, initial=True), None)
-        self.tracker.recover(now, found)
-        self.checkpoints.flush()
+        await asyncio.to_thread(self.checkpoints.flush)
         self._next_scan = now + self.config.scan_interval_seconds
         tune_gc(self.config.gc_gen0_threshold)
         if self.config.use_inotify:
@@ -221,9 +222,11 @@ class Collector:
                     self._collect(records, tailer)
                 elif tailer.mark().offset != tailer.last_mark:
                     self._note_mark(tailer)
-                if tailer.should_close(now, config.rotate_wait_seconds):
+                if tailer.file.should_close(now, config.rotate_wait_seconds):
                     self._collect(tailer.finish(), tailer)
-                    tracker.close(tailer, "rotated")
+                    if tailer.successor is not None:
+                        self._note_carried(tailer.successor)
+                    tracker.close(tailer, "drained" if tailer.file.drain else "rotated")
                     self._sync_watches()
             for tailer in list(tracker.tailers.values()):
                 records = tailer.flush_due(now)
@@ -246,13 +249,17 @@ class Collector:
     def _read(self, tailer: Tailer, budget: int) -> list[Record]:
         generation = tailer.generation
         records = tailer.read(budget)
-        if tailer.generation != generation:  # truncated in place: the offset restarts at 0
-            self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.head)
+        if tailer.generation != generation:  # truncated in place: the offset restarts
+            self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.file.head,
+                                       tailer.read_offset)
         return records
 
     async def _drain_rotated(self, budget: int, batch_max: int) -> None:
-        gone = [t for t in self.tracker.tailers.values()
-                if t.rotated_at is not None or t.is_deleted()]
+        now = time.monotonic()
+        for tailer in self.tracker.tailers.values():
+            if tailer.file.is_unlinked():
+                tailer.file.deleted(now)
+        gone = [t for t in self.tracker.tailers.values() if t.file.draining]
         pending = gone  # each is read at least once more, whatever it did before
         while pending:
             before = [(t.read_offset, t.generation) for t in pending]
@@ -262,7 +269,7 @@ class Collector:
                     await self._emit()
             await self._emit()
             moved = before != [(t.read_offset, t.generation) for t in pending]
-            pending = [t for t in gone if not t.at_eof]
+            pending = [t for t in gone if not t.file.at_eof]
             if not moved and pending:
                 return  # every one waits on something that will not move: give up
 
@@ -276,9 +283,11 @@ class Collector:
         self.tracker.readmit()
         for records, tailer in self._reconcile(found, now):
             self._collect(records, tailer)
+        for records, tailer in self.tracker.apply_policies():
+            self._collect(records, tailer)
         for tailer in self.tracker.tailers.values():
-            self._collect(self.tracker._apply_policy(tailer, self.enricher.policy(
-                self.tracker.meta_of(tailer))), tailer)
+            if tailer.file.draining and tailer.file.is_unlinked():
+                tailer.file.deleted(now)
         for tailer in self.tracker.newly_excluded():
             # podlog.io/exclude set on a running pod: close open multi-line events
             # and stop reading; pending fragments are left, as the file is.
@@ -352,6 +361,12 @@ class Collector:
         mark = tailer.mark()
         tailer.last_mark = mark.offset
         self._marks[mark.identity] = mark
+        if tailer.carried_marks:
+            self._note_carried(tailer)
+
+    def _note_carried(self, tailer: Tailer) -> None:
+        """Marks of earlier files whose handed-over fragment this file has now emitted."""
+        self._marks.update(tailer.take_carried_marks())
 
     async def _emit(self, wait: float | None = None) -> bool:
         """Queue the pending records and marks as one batch.
@@ -422,4 +437,11 @@ class Collector:
         interval = self.config.checkpoint_interval_seconds
         while True:
             await asyncio.sleep(interval)
+            self._observe_sizes()
             self.checkpoints.flush()
+
+    def _observe_sizes(self) -> None:
+        """Persist how far each file is known to reach: a file gone while podlog is down
+        is counted lost up to there."""
+        for tailer in self.tracker.tailers.values():
+            self.checkpoints.observed(tailer.identity, tailer.file.size_seen)

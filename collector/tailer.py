@@ -1,11 +1,12 @@
-"""One open log file: read, split, decode, join, merge, and build records.
+"""One file's decode stages: split lines, decode, join, merge, and build records.
 
-A :class:`Tailer` owns the descriptor of one file (one inode) from open to
-close.  It reads with ``pread`` from its own offset, so the path may be
-renamed, re-pointed or deleted meanwhile: the descriptor still reaches the
-data, and a rotated file is read to its end before it is closed.
+A :class:`Tailer` reads through its :class:`~collector.filestate.FileState`
+(which owns the file's identity, generation and offsets) and turns the bytes
+into records: :class:`~collector.reader.LineSplitter` (no formats) ->
+:class:`~collector.decode.LineDecoder` (the file's format) ->
+:class:`~collector.partial.PartialJoiner` (bytes) -> multiline -> records.
 
-Offsets: ``read_offset`` is how far the file was read; :meth:`Tailer.mark`
+Offsets: ``file.read_offset`` is how far the file was read; :meth:`Tailer.mark`
 is how far it was *consumed*: the first byte not yet part of an emitted
 record (a pending fragment, an open multi-line event, or a line without its
 newline yet).  Reading resumes there after a restart, so nothing pending is
@@ -14,19 +15,19 @@ ever skipped; records re-read get the same ``event.id``.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from collector.decode import LineDecoder
 from collector.events import EVENTS
-from collector.fingerprint import head_fingerprint
+from collector.filestate import FileState, State
 from collector.multiline import Multiline, make_rule
 from collector.parsers.entry import SECOND_NS, Entry, timestamp_ns
 from collector.partial import PartialJoiner
+from collector.reader import Lines, LineSplitter, line_offsets
 from podlog.protocols import FileMark
 from podlog.record import Record, RecordBuilder, podlog_fields
 
@@ -37,6 +38,9 @@ PATH_PODLOG = podlog_fields("path")
 
 _DOCKER, _CRI, _CRI_TEXT = 0, 1, 2
 """Kinds of lines the fast path takes: Docker JSON, CRI bytes, CRI text of an ASCII chunk."""
+
+TruncationHandler = Callable[["Tailer", int, "str | None"], "list[Record]"]
+"""Called when a tailer finds its file truncated in place: (tailer, new size, head now)."""
 
 
 class TailerSettings:
@@ -64,50 +68,59 @@ class TailerSettings:
 
 
 class Tailer:
-    """Reads one file (one inode) from an offset to its end, over and over."""
+    """Reads one file through its FileState and builds its records, over and over."""
 
     def __init__(
-        self, *, settings: TailerSettings, path: str, real_path: str, fd: int, dev: int, ino: int,
-        identity: str, head: str, generation: int, offset: int, kubernetes: Mapping[str, Any],
-        fmt: str | None = None,
+        self, *, settings: TailerSettings, file: FileState, kubernetes: Mapping[str, Any],
+        fmt: str | None = None, record_identity: str | None = None,
+        record_generation: int | None = None,
     ) -> None:
         self.settings = settings
-        self.path = path
-        """The path as discovered (``log.file.path``)."""
-        self.real_path = real_path
-        self.fd = fd
-        self.dev = dev
-        self.ino = ino
-        self.identity = identity
-        self.head = head
-        self.generation = generation
-        self.read_offset = offset
-        self.size_seen = offset
+        self.file = file
         self.kubernetes: Mapping[str, Any] = kubernetes
         """The ``kubernetes`` map of the records built next (shared by them, read-only)."""
         self.podlog: Mapping[str, Any] = PATH_PODLOG
         """The ``podlog`` map of the records built next (shared by them, read-only)."""
-        self.decoder = LineDecoder(path, fmt)
+        self.record_identity = record_identity
+        """For a drain: the identity its records carry (the file it continues)."""
+        self.record_generation = record_generation
+        self.splitter = LineSplitter(settings.max_line_bytes)
+        self.decoder = LineDecoder(file.path, fmt)
         self.joiner = PartialJoiner(settings.max_line_bytes)
         self.multiline: Multiline | None = None
         self.multiline_name = "none"
-        self._leftover = b""
-        self._skip_from: int | None = None
-        """Offset of an over-long line whose rest is being skipped."""
-        self.at_eof = False
-        self.drained_once = False
-        """Set the first time the file is read to its end; successors wait for it."""
-        self.rotated_at: float | None = None
-        """Monotonic time the path stopped naming this file (renamed, re-pointed, deleted)."""
-        self.closed = False
-        self.predecessor: Tailer | None = None
-        """A rotated file at the same path that must be read to its end first."""
+        self.on_truncated: TruncationHandler | None = None
+        self.successor: Tailer | None = None
+        """The next file of the same container (a rotation): open fragments continue there."""
+        self.carried_marks: dict[str, FileMark] = {}
+        """Final marks of earlier files whose open fragment this file continues: they are
+        emitted with the record that completes it, never before."""
         self.last_mark: int = -1
         self._check_head_next = True
         """Compare the head before the next read: nothing was read since open or the end."""
-        self._eof_mtime = -1
-        """Modification time when the end was last reached: unchanged means nothing to check."""
         self._builder: RecordBuilder | None = None
+
+    # -- what the file state owns, read-only here ------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+    @property
+    def identity(self) -> str:
+        return self.file.identity
+
+    @property
+    def read_offset(self) -> int:
+        return self.file.read_offset
+
+    @property
+    def generation(self) -> int:
+        return self.file.generation
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
 
     # -- configuration that can change per batch ---------------------------------
 
@@ -134,157 +147,141 @@ class Tailer:
 
     def read(self, budget: int) -> list[Record]:
         """Records completed by reading up to ``budget`` bytes; never raises OSError."""
-        if self.closed:
+        file = self.file
+        if file.closed or file.is_blocked() or not file.copy_done():
             return []
-        predecessor = self.predecessor
-        if predecessor is not None:
-            if not (predecessor.drained_once or predecessor.closed):
-                return []
-            self.predecessor = None
         out: list[Record] = []
-        if self._check_head_next and self.read_offset > 0:
+        if self._check_head_next and file.read_offset > 0 and not file.source.compressed:
             # First read, or resuming after idling at the end: a truncate-and-rewrite
             # meanwhile shows in the head, even when the file grew past our offset again.
             out.extend(self._check_head())
+            if file.state is State.TRUNCATED and not file.copy_done():
+                return out
         self._check_head_next = False
         total = 0
         chunk = self.settings.chunk_bytes
-        fd = self.fd
-        self.at_eof = False
+        source = file.source
+        file.at_eof = False
         while total < budget:
             try:
-                data = os.pread(fd, min(chunk, budget - total), self.read_offset)
+                data = source.pread(min(chunk, budget - total), file.read_offset)
             except OSError as exc:
                 EVENTS.file_failed(self.path, exc, "read")
-                self.at_eof = True
-                self.drained_once = True  # unreadable: successors must not wait on it
+                file.at_eof = True
+                file.eof_count += 1  # unreadable: successors must not wait on it
                 break
             if not data:
-                self.at_eof = True
+                file.at_eof = True
+                file.eof_count += 1
                 self._check_head_next = True
-                self.drained_once = True
-                out.extend(self._check_truncation())
+                if not source.compressed:
+                    out.extend(self._check_truncation())
                 break
-            self.read_offset += len(data)
+            file.read_offset += len(data)
             total += len(data)
             out.extend(self._consume(data))
-        if self.read_offset > self.size_seen:
-            self.size_seen = self.read_offset
+        if file.read_offset > file.size_seen:
+            file.size_seen = file.read_offset
+        if file.head is None:
+            file.confirm_head()
         return out
 
     def _check_truncation(self) -> list[Record]:
         """At EOF: if the file shrank below our offset, it was truncated in place."""
+        file = self.file
         try:
-            st = os.fstat(self.fd)
+            st = file.source.fstat()
         except OSError as exc:
             EVENTS.file_failed(self.path, exc, "fstat")
             return []
-        self._eof_mtime = st.st_mtime_ns
-        if st.st_size >= self.read_offset:
+        file.eof_mtime = st.st_mtime_ns
+        if st.st_size >= file.read_offset:
             return []
-        return self.restart_truncated(st.st_size)
+        return self._truncated(st.st_size, file.head_now())
 
     def _check_head(self) -> list[Record]:
+        file = self.file
+        if file.head is None:
+            return []  # too short to tell when last seen: nothing to compare with
         try:
-            st = os.fstat(self.fd)
-            size = st.st_size
-            if size == self.read_offset and st.st_mtime_ns == self._eof_mtime:
-                return []  # untouched since we reached the end
-            self._eof_mtime = st.st_mtime_ns
-            head = head_fingerprint(self.fd)
+            st = file.source.fstat()
         except OSError as exc:
-            EVENTS.file_failed(self.path, exc, "fingerprint")
+            EVENTS.file_failed(self.path, exc, "fstat")
             return []
-        if head is None or head == self.head:
+        if st.st_size == file.read_offset and st.st_mtime_ns == file.eof_mtime:
+            return []  # untouched since we reached the end
+        file.eof_mtime = st.st_mtime_ns
+        head = file.head_now()
+        if head is None and st.st_size >= file.read_offset:
             return []
-        return self.restart_truncated(size)
+        if head is not None and head == file.head:
+            return []
+        return self._truncated(st.st_size, head)
 
-    def restart_truncated(self, new_size: int) -> list[Record]:
-        """The file was truncated (copytruncate): emit what is pending, restart at 0."""
-        lost = self.size_seen - self.read_offset
-        EVENTS.file_truncated(self.path, self.identity, self.read_offset, new_size)
-        EVENTS.bytes_lost("truncated", self.path, lost, self.identity)
-        out = self.finish()
-        self.generation += 1
-        self.read_offset = 0
-        self.size_seen = new_size
-        self._leftover = b""
-        self._skip_from = None
-        self.at_eof = False
-        try:
-            self.head = head_fingerprint(self.fd, final=True) or self.head
-        except OSError as exc:
-            EVENTS.file_failed(self.path, exc, "fingerprint")
+    def truncated_now(self, size: int) -> list[Record]:
+        """A stat pass saw the file below the read offset: it was truncated in place."""
+        return self._truncated(size, self.file.head_now())
+
+    def _truncated(self, size: int, head: str | None) -> list[Record]:
+        if self.on_truncated is not None:
+            return self.on_truncated(self, size, head)
+        return self.restart_truncated(size, head, None)
+
+    def restart_truncated(self, new_size: int, head: str | None, copy: FileState | None) -> list[Record]:
+        """The file was truncated in place: end this generation, start the next.
+
+        With ``copy`` (a drain of the copy copytruncate left, starting at
+        this file's mark), what is pending here is dropped: the drain reads
+        it again, whole.  Without one, it is emitted as it is.
+        """
+        if copy is not None:
+            self.joiner.take_open()
+            if self.multiline is not None:
+                self.multiline.flush()
+            out: list[Record] = []
+        else:
+            out = self.finish()
+        self.splitter.reset()
+        self.file.truncate(new_size, head, copy)
+        self._check_head_next = False
         return out
 
     def _consume(self, data: bytes) -> list[Record]:
-        max_line = self.settings.max_line_bytes
-        base = self.read_offset - len(data)  # offset of data[0]
-        if self._skip_from is not None:
-            newline = data.find(b"\n")
-            if newline < 0:
-                return []
-            EVENTS.line_truncated(self.path, base + newline - self._skip_from - max_line,
-                                  self._skip_from)
-            self._skip_from = None
-            data = data[newline + 1 :]
-            base += newline + 1
-        if self._leftover:
-            base -= len(self._leftover)
-            data = self._leftover + data
-            self._leftover = b""
-        last = data.rfind(b"\n")
-        long_lines: dict[int, int] = {}
-        if last < 0:
-            if len(data) <= max_line:
-                self._leftover = data
-                return []
-            # A line longer than the limit with no end yet: cut it, skip the rest.
-            self._skip_from = base
-            long_lines[base] = len(data)
-            lines = [data[:max_line]]
-            offsets = [base]
-        else:
-            if last + 1 < len(data):
-                self._leftover = data[last + 1 :]
-                if len(self._leftover) > max_line:
-                    self._skip_from = base + last + 1
-            chunk = data[:last]
-            fast = self._skip_from is None and self.multiline is None and not self.joiner.has_pending()
-            if (
-                fast and self.decoder.format == "cri" and chunk.isascii() and b"\x00" not in chunk
-            ):
+        splitter = self.splitter
+        lines, ended_skip = splitter.feed(data, self.file.read_offset)
+        if ended_skip is not None:
+            EVENTS.line_truncated(self.path, splitter.skipped_tail, ended_skip)
+        if lines is None:
+            return []
+        return self._decode(lines)
+
+    def _decode(self, lines: Lines) -> list[Record]:
+        """Records for complete lines: whole chunks on the fast path when they can."""
+        chunk = lines.chunk
+        if lines.long_lines is None:
+            fast = self.multiline is None and not self.joiner.has_pending()
+            if fast and self.decoder.format == "cri" and chunk.isascii() and b"\x00" not in chunk:
                 # CRI text without NULs or UTF-8 to check: decode the chunk once, not each
                 # line (ASCII: a line's characters are its bytes, so offsets hold).
                 text = chunk.decode("ascii").split("\n")
-                if last <= max_line or max(map(len, text)) <= max_line:
-                    EVENTS.lines_read(len(text), len(data))
-                    return self._fast(text, base, _CRI_TEXT)
-            lines = chunk.split(b"\n")
-            if self._skip_from is None and (last <= max_line or max(map(len, lines)) <= max_line):
-                EVENTS.lines_read(len(lines), len(data))
-                if fast:
-                    fmt = self.decoder.detect(lines)
-                    if fmt == "docker" or fmt == "cri":
-                        return self._fast(lines, base, _DOCKER if fmt == "docker" else _CRI)
-                return self._slow(lines, _line_offsets(lines, base))
-            offsets = _line_offsets(lines, base)
-            if self._skip_from is not None:
-                lines.append(self._leftover[:max_line])
-                offsets.append(self._skip_from)
-                long_lines[self._skip_from] = len(self._leftover)
-                self._leftover = b""
-            for i, line in enumerate(lines):
-                if len(line) > max_line:
-                    long_lines[offsets[i]] = len(line)
-                    lines[i] = line[:max_line]
-        EVENTS.lines_read(len(lines), len(data))
-        return self._slow(lines, offsets, long_lines)
+                EVENTS.lines_read(len(text), len(chunk) + 1)
+                return self._fast(text, lines.start, _CRI_TEXT)
+            split, _ = lines.lines, None
+            raw = split if split is not None else chunk.split(b"\n")
+            EVENTS.lines_read(len(raw), len(chunk) + 1)
+            if fast:
+                fmt = self.decoder.detect(raw)
+                if fmt == "docker" or fmt == "cri":
+                    return self._fast(raw, lines.start, _DOCKER if fmt == "docker" else _CRI)
+            return self._slow(raw, line_offsets(raw, lines.start))
+        split_lines, offsets = lines.split()
+        EVENTS.lines_read(len(split_lines), len(chunk) + 1)
+        return self._slow(split_lines, offsets, lines.long_lines)
 
     def _slow(self, lines: list[bytes], offsets: list[int],
               long_lines: dict[int, int] | None = None) -> list[Record]:
         """Every line through the decoder and all stages (the general path)."""
-        entries = self.decoder.decode(lines, offsets)
+        entries = self.decoder.decode(lines, offsets, self.joiner.pending_streams() or None)
         if long_lines:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
@@ -372,21 +369,26 @@ class Tailer:
 
     def _mark_truncated(self, entries: list[Entry], long_lines: dict[int, int]) -> list[Entry]:
         max_line = self.settings.max_line_bytes
+        skipping = self.splitter.skip_from
         out = []
         for entry in entries:
             size = long_lines.get(entry.offset)
             if size is not None:
                 entry = entry._replace(truncated=True)
-                if entry.offset != self._skip_from:
+                if entry.offset != skipping:  # a line still being skipped is counted at its end
                     EVENTS.line_truncated(self.path, size - max_line, entry.offset)
             out.append(entry)
         return out
 
     def _stages(self, entries: list[Entry]) -> list[Entry]:
-        entries = self.joiner.feed(entries)
-        cut = self.joiner.take_cut()
+        joiner = self.joiner
+        entries = joiner.feed(entries)
+        cut = joiner.take_cut()
         if cut:
             EVENTS.line_truncated(self.path, cut, -1)
+        if joiner.errors:
+            for code, count in joiner.take_errors().items():
+                EVENTS.line_rejected(code, self.path, count, "joined line")
         if self.multiline is not None:
             entries = self.multiline.feed(entries)
         return entries
@@ -404,14 +406,17 @@ class Tailer:
         """The record builder of the current generation, path and ``kubernetes`` map."""
         builder = self._builder
         if (
-            builder is None or builder.generation != self.generation
+            builder is None
+            or (builder.generation != self.generation and self.record_generation is None)
             or builder.path is not self.path or builder.kubernetes is not self.kubernetes
             or builder.podlog is not self.podlog
         ):
             settings = self.settings
+            identity = self.record_identity or self.identity
+            generation = self.generation if self.record_generation is None else self.record_generation
             builder = self._builder = RecordBuilder(
-                cluster=settings.cluster, node=settings.node, identity=self.identity,
-                generation=self.generation, path=self.path, kubernetes=self.kubernetes,
+                cluster=settings.cluster, node=settings.node, identity=identity,
+                generation=generation, path=self.path, kubernetes=self.kubernetes,
                 podlog=self.podlog,
             )
         return builder
@@ -439,21 +444,21 @@ class Tailer:
         Used for a file whose earlier lines are deliberately not collected
         (its pod was excluded meanwhile); returns the new read offset.
         """
+        file = self.file
         start = max(0, offset - 65536)
         try:
-            tail = os.pread(self.fd, offset - start, start)
+            tail = file.source.pread(offset - start, start)
         except OSError:
-            return self.read_offset
+            return file.read_offset
         cut = tail.rfind(b"\n")
-        if cut >= 0 and start + cut + 1 > self.read_offset:
-            self.read_offset = self.size_seen = self.last_mark = start + cut + 1
-        return self.read_offset
+        if cut >= 0 and start + cut + 1 > file.read_offset:
+            file.read_offset = file.size_seen = self.last_mark = start + cut + 1
+        return file.read_offset
 
     def mark(self) -> FileMark:
         """Position after everything emitted so far: where reading resumes."""
-        offset = self.read_offset - len(self._leftover)
-        if self._skip_from is not None:
-            offset = self._skip_from
+        file = self.file
+        offset = self.splitter.pending_offset(file.read_offset)
         pending = self.joiner.pending_offset()
         if pending is not None and pending < offset:
             offset = pending
@@ -461,61 +466,61 @@ class Tailer:
             pending = self.multiline.pending_offset()
             if pending is not None and pending < offset:
                 offset = pending
-        return FileMark(self.real_path, self.identity, self.generation, offset)
+        return FileMark(file.real_path, file.identity, file.generation, offset)
+
+    def take_carried_marks(self) -> dict[str, FileMark]:
+        """Marks of earlier files once no fragment they handed over is still open here."""
+        if not self.carried_marks or self.joiner.pending_streams():
+            return {}
+        marks, self.carried_marks = self.carried_marks, {}
+        return marks
 
     def finish(self) -> list[Record]:
-        """Everything pending as records: the file will not continue (rotated, truncated)."""
+        """Everything pending as records: the file will not continue (rotated, truncated).
+
+        An open fragment continues in the successor, when the file has one
+        (a rotation of the same container): it is handed over, not emitted.
+        """
+        splitter = self.splitter
         entries: list[Entry] = []
-        if self._leftover:
-            offset = self.read_offset - len(self._leftover)
-            entries.extend(self.decoder.decode([self._leftover], [offset]))
-            self._leftover = b""
+        if splitter.leftover:
+            offset = self.file.read_offset - len(splitter.leftover)
+            entries.extend(self.decoder.decode([splitter.leftover], [offset], self.joiner.pending_streams()))
+            splitter.leftover = b""
         entries = self.joiner.feed(entries)
-        entries.extend(self.joiner.flush())
+        successor = self.successor
+        if successor is not None and not successor.closed and self.joiner.has_pending():
+            successor.joiner.carry(self.joiner.take_open())
+            mark = self.file_end_mark()
+            successor.carried_marks.update(self.carried_marks)
+            successor.carried_marks[mark.identity] = mark
+            self.carried_marks = {}
+        else:
+            entries.extend(self.joiner.flush(self.file.read_offset))
         if self.multiline is not None:
             entries = self.multiline.feed(entries)
             entries.extend(self.multiline.flush())
         return self._records(entries)
+
+    def file_end_mark(self) -> FileMark:
+        """The mark of this file read to its very end."""
+        file = self.file
+        return FileMark(file.real_path, file.identity, file.generation, file.read_offset)
+
+    def handed_over(self) -> bool:
+        """True when an open fragment of this file now waits in its successor."""
+        successor = self.successor
+        return successor is not None and self.identity in successor.carried_marks
+
+    def close(self) -> None:
+        """Release the file (outside a tracker: tests, benchmarks); idempotent."""
+        self.file.close("closed")
 
     def flush_events(self) -> list[Record]:
         """Close open multi-line events (at shutdown); fragments stay pending."""
         if self.multiline is None:
             return []
         return self._records(self.multiline.flush())
-
-    def is_deleted(self) -> bool:
-        """True when no name links to the file any more (only descriptors reach it)."""
-        try:
-            return os.fstat(self.fd).st_nlink == 0
-        except OSError:
-            return False
-
-    def should_close(self, now: float, rotate_wait: float) -> bool:
-        """True when the file was rotated away, read to its end, and rotate_wait passed."""
-        return (
-            self.rotated_at is not None
-            and self.at_eof
-            and now - self.rotated_at >= rotate_wait
-        )
-
-    def close(self) -> None:
-        """Release the descriptor; idempotent."""
-        if not self.closed:
-            self.closed = True
-            try:
-                os.close(self.fd)
-            except OSError as exc:
-                EVENTS.file_failed(self.path, exc, "close")
-
-
-def _line_offsets(lines: list[bytes], base: int) -> list[int]:
-    """The offset of each line when the first starts at ``base`` (newlines between)."""
-    offsets: list[int] = []
-    append = offsets.append
-    for line in lines:
-        append(base)
-        base += len(line) + 1
-    return offsets
 
 
 def monotonic() -> float:

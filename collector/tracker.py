@@ -1,24 +1,27 @@
 """The set of open files: what each discovered path names now, and what rotated away.
 
-:meth:`FileTracker.reconcile` compares a stat pass with the open tailers:
+:meth:`FileTracker.reconcile` compares a stat pass with the open files and
+drives each one's :class:`~collector.filestate.FileState`:
 
 * a new path -> open it, resuming at its checkpoint when its identity is known;
+  it waits for the older files of its container (rotated, or of an earlier
+  restart) to be read to their end first, so a container's lines stay in order;
 * the same path naming another inode (kubelet rename, Docker ``-json.log`` ->
-  ``.1``, a re-pointed symlink) -> the old tailer is *rotated*: it keeps reading
-  to its end for ``rotate_wait``, and the new file waits until it got there;
-* a path gone (deleted, renamed away) -> rotated likewise: the descriptor still
-  reads the data;
-* a size below the read offset -> truncated in place (copytruncate): restart
-  at 0 in the next generation and count what was never read.
+  ``.1``, a re-pointed symlink), or a path gone -> the old file is *rotated*:
+  its descriptor still reads it to its end;
+* a size below the read offset, or another head -> truncated in place
+  (copytruncate): the copy it left is found by its head and read to its end
+  under the old identity, then the file restarts in its next generation.
 
-At startup, :meth:`FileTracker.recover` finds files that rotated while podlog
-was down (same inode, renamed in the same directory), reads them first, and
-counts the bytes of those that are gone for good.
+At startup, :meth:`FileTracker.recover` finds every checkpointed file that no
+included path names any more: under a rotated name (same inode and head), or
+compressed (a ``.gz`` whose decompressed head matches), and reads it from its
+checkpoint before its successor.  Only a file found nowhere is lost, counted.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -26,16 +29,27 @@ from collector.checkpoint import CheckpointEntry, CheckpointStore
 from collector.discovery import Discovery, Found
 from collector.enrichment import Enricher, FilePolicy, PathMeta
 from collector.events import EVENTS
-from collector.fingerprint import head_fingerprint, make_identity
-from collector.paths import EMPTY_META, kubernetes_fields, parse_path
+from collector.filestate import FileState, State
+from collector.fingerprint import (
+    HEAD_BYTES,
+    compression_of,
+    fingerprint_head,
+    gzip_head_fingerprint,
+    make_identity,
+)
+from collector.paths import EMPTY_META, kubernetes_fields, parse_path, resolve_meta, stream_key
+from collector.reader import FdSource, GzipSource, Source
 from collector.tailer import Tailer, TailerSettings
 from podlog.record import Record
 
 __all__ = ["FileTracker"]
 
+Found_ = tuple[str, Source, int, int, str]
+"""A file generation found again: (path, open source, dev, inode, head fingerprint)."""
+
 
 class FileTracker:
-    """Open tailers by identity and by discovered path."""
+    """Open files by identity and by discovered path."""
 
     def __init__(
         self, *, settings: TailerSettings, discovery: Discovery, checkpoints: CheckpointStore,
@@ -49,7 +63,7 @@ class FileTracker:
         self.read_from = read_from
         self.max_open_files = max_open_files
         self.tailers: dict[str, Tailer] = {}
-        """Every open file by identity, rotated ones included."""
+        """Every open file by identity, rotated ones and drains included."""
         self.by_path: dict[str, Tailer] = {}
         """The file each discovered path names now."""
         self.meta: dict[str, PathMeta] = {}
@@ -61,8 +75,6 @@ class FileTracker:
         self._waiting: set[str] = set()
         self.unopened: set[str] = set()
         """Included files not open yet (no complete first line): a write there means rescan."""
-        self._last_rotated: dict[str, Tailer] = {}
-        """The newest rotated file by the names it had: a new file there reads after it."""
         self._cursor = 0
 
     # -- iteration ---------------------------------------------------------------
@@ -78,30 +90,33 @@ class FileTracker:
     def directories(self) -> Iterator[str]:
         """Real parent directories of open files (inotify watches them)."""
         for tailer in self.tailers.values():
-            yield os.path.dirname(tailer.real_path)  # noqa: PTH120 - str paths throughout
+            yield os.path.dirname(tailer.file.real_path)  # noqa: PTH120 - str paths throughout
 
     # -- reconciliation ---------------------------------------------------------
 
     def reconcile(self, found: dict[str, Found], now: float, *, initial: bool = False) -> list[Record]:
         """Bring the open set in line with a stat pass; returns records it completed."""
         out: list[Record] = []
+        new: list[tuple[str, Found]] = []
         for path, item in found.items():
             current = self.by_path.get(path)
-            if current is not None and (current.dev, current.ino) == (item.dev, item.ino):
-                if item.size < current.read_offset or self._head_changed(current, item):
-                    out.extend(current.restart_truncated(item.size))
-                    self.checkpoints.truncated(current.identity, current.generation, current.head)
-                elif item.size > current.size_seen:
-                    current.size_seen = item.size
-                self.checkpoints.observed(current.identity, item.size)
+            if current is not None and (current.file.dev, current.file.ino) == (item.dev, item.ino):
+                file = current.file
+                if file.state is State.ACTIVE and item.size < file.read_offset:
+                    out.extend(current.truncated_now(item.size))
+                elif item.size > file.size_seen:
+                    file.size_seen = item.size
+                self.checkpoints.observed(file.identity, item.size)
                 continue
             if current is not None:
                 self._rotated(current, path, now, "replaced")
-            tailer = self._open(path, item, initial=initial)
-            if tailer is not None:
-                tailer.predecessor = self._previous(path, item.real_path)
+            new.append((path, item))
         for path in [p for p in self.by_path if p not in found]:
             self._rotated(self.by_path[path], path, now, "removed")
+        # Older files of a container first: restart 0 before restart 1.
+        new.sort(key=lambda pi: _restart_order(pi[1].real_path))
+        for path, item in new:
+            self._open(path, item, initial=initial)
         for path in [p for p in self._excluded if p not in found]:
             del self._excluded[path]
             self._excluded_by_policy.discard(path)
@@ -109,82 +124,88 @@ class FileTracker:
         self.unopened.intersection_update(found)
         return out
 
-    def _head_changed(self, tailer: Tailer, item: Found) -> bool:
-        """True when the file's first line changed: truncated and rewritten meanwhile."""
-        if tailer.closed or item.size == 0:
-            return False
-        try:
-            head = head_fingerprint(tailer.fd)
-        except OSError:
-            return False
-        return head is not None and head != tailer.head
-
-    def _previous(self, path: str, real_path: str) -> Tailer | None:
-        """The file that last rotated away from this name, while it still has data to give."""
-        for key in (path, real_path):
-            tailer = self._last_rotated.get(key)
-            if tailer is not None and not tailer.closed:
-                return tailer
-        return None
-
     def _rotated(self, tailer: Tailer, path: str, now: float, how: str) -> None:
         del self.by_path[path]
-        self._last_rotated[path] = tailer
-        self._last_rotated[tailer.real_path] = tailer
-        if tailer.rotated_at is None and tailer not in self.by_path.values():
-            tailer.rotated_at = now
-            tailer.drained_once = False  # its successor waits until it reaches its end again
-            EVENTS.file_rotated(path, tailer.identity, tailer.read_offset, how)
+        if tailer not in self.by_path.values():
+            tailer.file.rotate(now, how)
 
-    def _open(self, path: str, item: Found, *, initial: bool) -> Tailer | None:
+    def _newest_of(self, key: str, exclude: Tailer | None = None) -> Tailer | None:
+        """The most recently opened file of a container stream that is not done."""
+        newest = None
         for tailer in self.tailers.values():
-            if (tailer.dev, tailer.ino) != (item.dev, item.ino) or tailer.closed:
+            if tailer is not exclude and tailer.file.key == key and not tailer.closed:
+                newest = tailer
+        return newest
+
+    def _link(self, tailer: Tailer) -> None:
+        """Order ``tailer`` after the newest open file of its container."""
+        older = self._newest_of(tailer.file.key, exclude=tailer)
+        if older is None:
+            return
+        tailer.file.wait_for(older.file)
+        if _same_container(older.file.meta, tailer.file.meta):
+            older.successor = tailer  # a rotation: an open fragment continues here
+
+    def _open(self, path: str, item: Found, *, initial: bool) -> None:
+        for tailer in self.tailers.values():
+            if (tailer.file.dev, tailer.file.ino) != (item.dev, item.ino) or tailer.closed:
+                continue
+            if tailer.file.drain:
                 continue
             # The same file under a second matching name, or back under an included
             # name after it was gone from one: keep reading it, never open it twice.
-            if tailer.rotated_at is not None:
-                tailer.rotated_at = None
-                EVENTS.file_resumed(path, tailer.identity, tailer.read_offset)
+            tailer.file.resume(path)
             self.by_path[path] = tailer
-            return None
+            return
         if self._excluded.get(path) == (item.dev, item.ino):
-            return None
-        meta = parse_path(path) or parse_path(item.real_path)
-        if meta is None:
-            meta = EMPTY_META
+            return
+        try:
+            meta = resolve_meta(path) or parse_path(item.real_path) or EMPTY_META
+        except OSError as exc:
+            self._skip(path, item, "symlink_loop", exc)
+            return
         if self.discovery.is_self(meta):
             self._exclude(path, item, "self")
-            return None
+            return
         policy = self.enricher.policy(meta)
         if policy.exclude:
             self._exclude(path, item, "policy")
-            return None
+            return
         if len(self.tailers) >= self.max_open_files:
             if path not in self._waiting:
                 self._waiting.add(path)
                 EVENTS.file_failed(path, OSError("max_open_files reached"), "open")
-            return None
+            return
         self._waiting.discard(path)
         try:
-            fd = os.open(item.real_path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(item.real_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
-            return None
+            return
         except OSError as exc:
             EVENTS.file_failed(path, exc, "open")
-            return None
+            return
         try:
             st = os.fstat(fd)
-            head = head_fingerprint(fd)
+            head_bytes = os.pread(fd, HEAD_BYTES, 0)
         except OSError as exc:
             os.close(fd)
             EVENTS.file_failed(path, exc, "open")
-            return None
-        if head is None or (st.st_dev, st.st_ino) != (item.dev, item.ino):
-            os.close(fd)  # no complete first line yet, or replaced meanwhile: next pass
+            return
+        if (st.st_dev, st.st_ino) != (item.dev, item.ino):
+            os.close(fd)  # replaced meanwhile: next pass
+            return
+        kind = compression_of(head_bytes)
+        if kind is not None:
+            os.close(fd)
+            self._skip(path, item, "compressed" if kind != "binary" else "binary", None)
+            return
+        head = fingerprint_head(head_bytes)
+        if head is None:
+            os.close(fd)  # no complete first line yet: next pass
             self.unopened.add(path)
-            return None
+            return
         self.unopened.discard(path)
-        tailer = self._resume(path, item.real_path, fd, st.st_dev, st.st_ino, st.st_size, head,
+        tailer = self._resume(path, item.real_path, FdSource(fd), st.st_dev, st.st_ino, st.st_size, head,
                               meta, initial=initial)
         if path in self._from_end:
             self._from_end.discard(path)
@@ -192,17 +213,29 @@ class FileTracker:
                 self.checkpoints.skip(tailer.identity, tailer.skip_to(st.st_size))
         if meta is EMPTY_META:
             EVENTS.path_unparsed(path)
-        self._apply_policy(tailer, policy)
-        self.tailers[tailer.identity] = tailer
+        self._adopt(tailer, meta, policy)
         self.by_path[path] = tailer
+
+    def _adopt(self, tailer: Tailer, meta: PathMeta, policy: FilePolicy | None = None) -> None:
+        """Make ``tailer`` one of the open files: ordered after its container's older ones."""
+        if policy is None:
+            policy = self.enricher.policy(meta)
+        self._apply_policy(tailer, policy)
+        tailer.on_truncated = self._truncated
+        self._link(tailer)
+        self.tailers[tailer.identity] = tailer
         self.meta[tailer.identity] = meta
-        return tailer
 
     def _exclude(self, path: str, item: Found, why: str) -> None:
         self._excluded[path] = (item.dev, item.ino)
         if why == "policy":
             self._excluded_by_policy.add(path)
         EVENTS.file_excluded(path, why)
+
+    def _skip(self, path: str, item: Found, reason: str, error: OSError | None) -> None:
+        """Never read this file as it is now: counted and logged once per file."""
+        self._excluded[path] = (item.dev, item.ino)
+        EVENTS.file_skipped(path, reason, error)
 
     # -- podlog.io/exclude changing while files are open -------------------------
 
@@ -213,7 +246,10 @@ class FileTracker:
         while it was excluded is not collected.
         """
         for path in list(self._excluded_by_policy):
-            meta = parse_path(path) or EMPTY_META
+            try:
+                meta = resolve_meta(path) or EMPTY_META
+            except OSError:
+                meta = EMPTY_META
             if not self.enricher.policy(meta).exclude:
                 self._excluded_by_policy.discard(path)
                 self._excluded.pop(path, None)
@@ -228,16 +264,16 @@ class FileTracker:
         """
         out: list[Tailer] = []
         for path, tailer in list(self.by_path.items()):
-            if tailer.rotated_at is not None or not self.enricher.policy(self.meta_of(tailer)).exclude:
+            if tailer.file.draining or not self.enricher.policy(self.meta_of(tailer)).exclude:
                 continue
-            self._excluded[path] = (tailer.dev, tailer.ino)
+            self._excluded[path] = (tailer.file.dev, tailer.file.ino)
             self._excluded_by_policy.add(path)
             EVENTS.file_excluded(path, "policy")
             out.append(tailer)
         return out
 
     def _resume(
-        self, path: str, real_path: str, fd: int, dev: int, ino: int, size: int, head: str,
+        self, path: str, real_path: str, source: Source, dev: int, ino: int, size: int, head: str,
         meta: PathMeta, *, initial: bool,
     ) -> Tailer:
         entry = self.checkpoints.find(dev, ino, head)
@@ -245,41 +281,171 @@ class FileTracker:
         if entry is not None:
             identity, generation, offset = entry.identity, entry.generation, entry.offset
             if offset > size:
-                # Truncated while podlog was down: what was past `size` is gone.
-                EVENTS.bytes_lost("truncated", path, self.checkpoints.unread(entry), identity)
+                # Truncated while podlog was down; the copy it left (if any) is read first.
+                copy = self._find_copy(entry.head, real_path, (dev, ino), offset, entry.path)
+                if copy is None:
+                    EVENTS.bytes_lost("truncated_before_read", path, self.checkpoints.unread(entry), identity)
+                else:
+                    self._start_drain(copy, entry, meta, origin=identity, origin_generation=generation)
                 generation, offset = generation + 1, 0
                 self.checkpoints.truncated(identity, generation, head)
             else:
                 EVENTS.file_resumed(path, identity, offset)
         else:
             for stale in self.checkpoints.find_inode(dev, ino):
-                if stale.identity not in self.tailers:
-                    self._count_gone(stale, "inode_reused")
+                if stale.identity not in self.tailers and not stale.origin:
+                    self._recover_entry(stale, reused=(dev, ino))
             identity = make_identity(dev, ino, head)
             if identity in self.checkpoints.entries:
                 generation = self.checkpoints.entries[identity].generation + 1
             first_start = initial and not self.checkpoints.existed
             offset = size if first_start and self.read_from == "tail" else 0
         self.checkpoints.register(identity, real_path, dev=dev, ino=ino, head=head,
-                                  generation=generation, offset=offset, size=size)
-        tailer = Tailer(
-            settings=self.settings, path=path, real_path=real_path, fd=fd, dev=dev, ino=ino,
-            identity=identity, head=head, generation=generation, offset=offset,
-            kubernetes=kubernetes_fields(meta, self.settings.node),
-        )
-        tailer.size_seen = size
+                                  generation=generation, offset=offset, size=size, log_path=path,
+                                  meta=dataclasses.asdict(meta))
+        file = FileState(path=path, real_path=real_path, source=source, dev=dev, ino=ino,
+                         identity=identity, head=head, generation=generation, offset=offset, size=size,
+                         meta=meta, key=stream_key(meta))
+        tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node))
         tailer.last_mark = offset
         EVENTS.file_opened(path, identity, offset, tailer.decoder.format or "auto")
         return tailer
 
-    def _count_gone(self, entry: CheckpointEntry, reason: str) -> None:
-        EVENTS.bytes_lost(reason, entry.path, self.checkpoints.unread(entry), entry.identity)
-        self.checkpoints.forget(entry.identity)
+    # -- copytruncate ------------------------------------------------------------
+
+    def _truncated(self, tailer: Tailer, size: int, head: str | None) -> list[Record]:
+        """A file was truncated in place: read what it still owed from its copy, if one exists."""
+        file = tailer.file
+        mark = tailer.mark().offset
+        copy = None
+        if file.head is not None:
+            found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), mark, file.real_path)
+            if found is not None:
+                copy = self._start_drain_at(found, tailer, mark)
+        out = tailer.restart_truncated(size, head, copy.file if copy is not None else None)
+        self.checkpoints.truncated(file.identity, file.generation, file.head, file.read_offset)
+        return out
+
+    def _find_copy(
+        self, head: str, real_path: str, not_ino: tuple[int, int], beyond: int, original: str,
+    ) -> Found_ | None:
+        """A sibling of ``real_path`` holding the same head and more than ``beyond`` bytes.
+
+        Plain files by their head, ``.gz`` files by their decompressed head.
+        Returns (path, open source, dev, ino, head) or None.
+        """
+        directory = os.path.dirname(real_path)  # noqa: PTH120 - str paths throughout
+        try:
+            candidates = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            return None
+        base = os.path.basename(original).split(".log")[0]  # noqa: PTH119
+        for candidate in candidates:
+            if not candidate.name.startswith(base):
+                continue
+            try:
+                st = candidate.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == not_ino or not _is_regular(st.st_mode):
+                continue
+            found = self._open_generation(candidate.path, head, beyond, st.st_dev, st.st_ino)
+            if found is not None:
+                return found
+        return None
+
+    def _open_generation(
+        self, path: str, head: str | None, beyond: int, dev: int, ino: int,
+    ) -> Found_ | None:
+        """``path`` as a source when its (decompressed) head is ``head``, else None.
+
+        A ``head`` of None accepts any plain file longer than ``beyond``.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            start = os.pread(fd, HEAD_BYTES, 0)
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            return None
+        kind = compression_of(start)
+        if kind is None:
+            actual = fingerprint_head(start, final=True)
+            if actual is not None and (head is None or actual == head) and size > beyond:
+                return path, FdSource(fd), dev, ino, actual
+            os.close(fd)
+            return None
+        os.close(fd)
+        if head is None or kind != "gzip" or gzip_head_fingerprint(path) != head:
+            return None
+        try:
+            return path, GzipSource(path), dev, ino, head
+        except OSError:
+            return None
+
+    def _start_drain_at(self, found: Found_, tailer: Tailer, offset: int) -> Tailer:
+        """A drain of copytruncate's copy, from ``offset``, under ``tailer``'s identity and generation."""
+        path, source, dev, ino, head = found
+        file = tailer.file
+        identity = make_identity(dev, ino, head)
+        meta = self.meta_of(tailer)
+        self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=offset,
+                                  size=offset, log_path=file.path, meta=dataclasses.asdict(meta),
+                                  origin=file.identity, origin_generation=file.generation)
+        return self._drain(path, source, dev, ino, identity, head, offset, meta, file.path,
+                           file.identity, file.generation, order=False)
+
+    def _start_drain(
+        self, found: Found_, entry: CheckpointEntry, meta: PathMeta, *,
+        origin: str, origin_generation: int,
+    ) -> Tailer:
+        """A drain of a file truncated while podlog was down, from its checkpoint."""
+        path, source, dev, ino, head = found
+        identity = make_identity(dev, ino, head)
+        self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0,
+                                  offset=entry.offset, size=entry.offset, log_path=entry.log_path,
+                                  meta=dataclasses.asdict(meta), origin=origin,
+                                  origin_generation=origin_generation)
+        return self._drain(path, source, dev, ino, identity, head, entry.offset, meta,
+                           entry.log_path or entry.path, origin, origin_generation)
+
+    def _drain(
+        self, path: str, source: Source, dev: int, ino: int, identity: str, head: str, offset: int,
+        meta: PathMeta, log_path: str, origin: str | None, origin_generation: int | None,
+        *, generation: int = 0, order: bool = True,
+    ) -> Tailer:
+        file = FileState(path=log_path, real_path=path, source=source, dev=dev, ino=ino, identity=identity,
+                         head=head, generation=generation, offset=offset, size=offset, meta=meta,
+                         key=stream_key(meta), drain=True)
+        tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node),
+                        record_identity=origin, record_generation=origin_generation)
+        tailer.last_mark = offset
+        tailer.on_truncated = None
+        self._apply_policy(tailer, self.enricher.policy(meta))
+        if order:
+            self._link(tailer)
+        self.tailers[identity] = tailer
+        self.meta[identity] = meta
+        EVENTS.file_opened(path, identity, offset, "auto")
+        EVENTS.file_rotated(path, identity, offset, "found_again")
+        return tailer
 
     # -- policy ------------------------------------------------------------------
 
     def _apply_policy(self, tailer: Tailer, policy: FilePolicy) -> list[Record]:
         return tailer.set_multiline(policy.multiline or self.default_multiline)
+
+    def apply_policies(self) -> list[tuple[list[Record], Tailer]]:
+        """Switch multiline rules where pod annotations changed; records of events it closed."""
+        out = []
+        for tailer in self.tailers.values():
+            records = self._apply_policy(tailer, self.enricher.policy(self.meta_of(tailer)))
+            if records:
+                out.append((records, tailer))
+        return out
 
     # -- the end of a file -------------------------------------------------------
 
@@ -289,117 +455,162 @@ class FileTracker:
         self.meta.pop(tailer.identity, None)
         for path in [p for p, t in self.by_path.items() if t is tailer]:
             del self.by_path[path]
-        tailer.close()
-        for key in [k for k, t in self._last_rotated.items() if t is tailer]:
-            del self._last_rotated[key]
-        self.checkpoints.retire(tailer.identity, tailer.mark().offset)
-        EVENTS.file_closed(tailer.path, tailer.identity, tailer.read_offset, reason)
+        final = tailer.file_end_mark().offset if tailer.handed_over() else tailer.mark().offset
+        tailer.file.close(reason)
+        self.checkpoints.retire(tailer.identity, final)
 
     def close_all(self) -> None:
         """Release every descriptor (shutdown); checkpoints keep their entries."""
         for tailer in list(self.tailers.values()):
-            tailer.close()
-            EVENTS.file_closed(tailer.path, tailer.identity, tailer.read_offset, "shutdown")
+            tailer.file.close("shutdown")
         self.tailers.clear()
         self.by_path.clear()
-        self._last_rotated.clear()
 
     # -- startup -----------------------------------------------------------------
 
-    def recover(self, now: float, found: dict[str, Found]) -> None:
-        """After the first pass: read files that rotated while podlog was down, first.
+    def recover(self, found: dict[str, Found]) -> None:
+        """Before the first pass: read what files that rotated while podlog was down still owe.
 
-        A checkpointed file that no path names any more is looked for under
-        another name in its directory (same inode and head); found, it is read
-        from its checkpoint before its successor.  Not found, its unread bytes
-        are counted as lost.
+        A checkpointed file that no included path names any more is looked
+        for in its directory: under another name (same inode and head), or as
+        a compressed generation (decompressed head).  Found, it is read from
+        its checkpoint before the newer files of its container.  Found
+        nowhere, its unread bytes are counted as lost.
         """
         live = {(item.dev, item.ino) for item in found.values()}
-        chains: dict[str, list[Tailer]] = {}
         entries = sorted(self.checkpoints.entries.values(), key=lambda e: e.first_seen)
         for entry in entries:
-            if entry.identity in self.tailers or (entry.dev, entry.ino) in live:
+            if entry.identity in self.tailers or ((entry.dev, entry.ino) in live and not entry.origin):
                 continue  # open, or still under an included name: discovery handles it
-            tailer = self._find_renamed(entry)
-            if tailer is None:
-                if entry.final_offset is not None and entry.offset >= entry.final_offset:
-                    self.checkpoints.forget(entry.identity)
-                else:
-                    self._count_gone(entry, "rotated_while_down")
-                continue
-            tailer.rotated_at = now
-            chains.setdefault(entry.path, []).append(tailer)
-        recovered: dict[str, Tailer] = {}
-        for original, chain in chains.items():
-            # Oldest first: each file waits for the one rotated before it.
-            for older, newer in itertools.pairwise(chain):
-                newer.predecessor = older
-            successor = next((t for t in self.tailers.values() if t.real_path == original), None)
-            if successor is not None:
-                successor.predecessor = chain[-1]
-            self._last_rotated[original] = chain[-1]
-            for tailer in chain:
-                if successor is not None:
-                    tailer.path = successor.path
-                    tailer.kubernetes = successor.kubernetes
-                    self.meta[tailer.identity] = self.meta[successor.identity]
-                recovered[tailer.identity] = tailer
-        self.tailers = {**recovered, **self.tailers}
+            self._recover_entry(entry)
 
-    def _find_renamed(self, entry: CheckpointEntry) -> Tailer | None:
+    def _recover_entry(self, entry: CheckpointEntry, reused: tuple[int, int] | None = None) -> None:
+        meta = _meta_of_entry(entry)
+        log_path = entry.log_path or entry.path
+        if entry.final_offset is not None and entry.offset >= entry.final_offset:
+            self.checkpoints.forget(entry.identity)
+            return
+        found, rewritten = self._find_again(entry, reused)
+        if found is None:
+            EVENTS.bytes_lost("deleted_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
+            self.checkpoints.forget(entry.identity)
+        else:
+            path, source, dev, ino, head = found
+            origin = entry.origin or None
+            origin_generation = entry.origin_generation if entry.origin else None
+            entry.path, entry.dev, entry.ino = path, dev, ino
+            self.checkpoints.dirty = True
+            self._drain(path, source, dev, ino, entry.identity, head, entry.offset, meta, log_path,
+                        origin, origin_generation, generation=entry.generation)
+        if rewritten is not None and not entry.origin:
+            # Truncated in place and written again while podlog was down, then renamed:
+            # the new content is the file's next generation, read whole after the old one.
+            path, source, dev, ino, head = rewritten
+            identity = make_identity(dev, ino, head)
+            generation = entry.generation + 1
+            self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
+                                      size=0, log_path=log_path, meta=dataclasses.asdict(meta),
+                                      origin=entry.identity, origin_generation=generation)
+            self._drain(path, source, dev, ino, identity, head, 0, meta, log_path, entry.identity, generation)
+
+    def _find_again(
+        self, entry: CheckpointEntry, reused: tuple[int, int] | None,
+    ) -> tuple[Found_ | None, Found_ | None]:
+        """The file of ``entry`` under any name in its directory: same inode, or a copy, or ``.gz``.
+
+        Also returns the file's own inode under a rotated name when it holds
+        other content now (truncated and rewritten), or None.
+        """
         directory = os.path.dirname(entry.path)  # noqa: PTH120 - str paths throughout
         try:
-            candidates = list(os.scandir(directory))
+            candidates = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
-            return None
+            return None, None
+        same_inode = []
+        others = []
         for candidate in candidates:
             try:
                 st = candidate.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
+            if not _is_regular(st.st_mode) or (st.st_dev, st.st_ino) == reused:
                 continue
-            try:
-                fd = os.open(candidate.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                EVENTS.file_failed(candidate.path, exc, "open")
-                return None
-            try:
-                head = head_fingerprint(fd, final=True)
-            except OSError:
-                head = None
-            if head is None:
-                os.close(fd)
-                return None
-            identity, generation, offset = entry.identity, entry.generation, entry.offset
-            if head != entry.head or offset > st.st_size:
-                # Truncated (and rewritten) before it was renamed: its new content is
-                # unread; what the old content still owed is lost.
-                self._count_gone(entry, "truncated")
-                identity, generation, offset = make_identity(st.st_dev, st.st_ino, head), 0, 0
-                self.checkpoints.register(
-                    identity, entry.path, dev=st.st_dev, ino=st.st_ino, head=head,
-                    generation=0, offset=0, size=st.st_size,
-                )
-                self.checkpoints.entries[identity].first_seen = entry.first_seen
-            meta = parse_path(entry.path) or EMPTY_META
-            tailer = Tailer(
-                settings=self.settings, path=entry.path, real_path=candidate.path, fd=fd,
-                dev=st.st_dev, ino=st.st_ino, identity=identity, head=head,
-                generation=generation, offset=offset,
-                kubernetes=kubernetes_fields(meta, self.settings.node),
-            )
-            tailer.size_seen = max(st.st_size, offset)
-            tailer.last_mark = offset
-            tailer.set_multiline(self.enricher.policy(meta).multiline or self.default_multiline)
-            self.meta[identity] = meta
-            EVENTS.file_opened(candidate.path, identity, offset, "auto")
-            EVENTS.file_rotated(candidate.path, identity, offset, "while_down")
-            return tailer
-        return None
+            if self._is_tracked(st.st_dev, st.st_ino):
+                continue
+            if (st.st_dev, st.st_ino) == (entry.dev, entry.ino):
+                same_inode.append((candidate.path, st))
+            else:
+                others.append((candidate.path, st))
+        rewritten: Found_ | None = None
+        for path, st in same_inode:
+            if not entry.head:
+                # Its head was not known yet: the inode alone names it (never a compressed file).
+                found = self._open_generation(path, None, entry.offset, st.st_dev, st.st_ino)
+            else:
+                found = self._open_generation(path, entry.head, entry.offset, st.st_dev, st.st_ino)
+            if found is not None:
+                return found, None
+            if reused is None:
+                rewritten = self._open_rewritten(path, st.st_dev, st.st_ino)
+        if not entry.head:
+            return None, rewritten
+        for path, st in others:
+            if st.st_size <= entry.offset and not path.endswith(".gz"):
+                continue
+            found = self._open_generation(path, entry.head, entry.offset, st.st_dev, st.st_ino)
+            if found is not None:
+                return found, rewritten
+        return None, rewritten
+
+    def _open_rewritten(self, path: str, dev: int, ino: int) -> Found_ | None:
+        """A plain file with a complete head, whatever it is, as a source."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            start = os.pread(fd, HEAD_BYTES, 0)
+        except OSError:
+            os.close(fd)
+            return None
+        head = fingerprint_head(start, final=True)
+        if compression_of(start) is not None or head is None:
+            os.close(fd)
+            return None
+        return path, FdSource(fd), dev, ino, head
+
+    def _is_tracked(self, dev: int, ino: int) -> bool:
+        return any((t.file.dev, t.file.ino) == (dev, ino) for t in self.tailers.values())
 
     def meta_of(self, tailer: Tailer) -> PathMeta:
         """Path metadata of an open tailer."""
         return self.meta.get(tailer.identity, EMPTY_META)
 
 
+def _meta_of_entry(entry: CheckpointEntry) -> PathMeta:
+    if entry.meta:
+        try:
+            return PathMeta(**entry.meta)
+        except TypeError:
+            pass
+    try:
+        return resolve_meta(entry.log_path or entry.path) or parse_path(entry.path) or EMPTY_META
+    except OSError:
+        return parse_path(entry.path) or EMPTY_META
+
+
+def _same_container(a: PathMeta, b: PathMeta) -> bool:
+    """True when two files are generations of one container instance (a rotation)."""
+    return (a.restart_count, a.container_id) == (b.restart_count, b.container_id)
+
+
+def _restart_order(real_path: str) -> tuple[int, str]:
+    meta = parse_path(real_path)
+    restart = meta.restart_count if meta is not None and meta.restart_count is not None else 0
+    return restart, real_path
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)

@@ -44,8 +44,13 @@ def parse_cri_line(line: bytes, offset: int) -> Entry | Rejected:
         ns = timestamp_ns(time)
     except (UnicodeDecodeError, ValueError, OverflowError) as exc:
         return Rejected("invalid_timestamp", str(exc)[:200])
-    message, error = decode_text(parts[3]) if len(parts) == 4 else ("", None)
-    return _new(Entry, (offset, time, ns, stream_name, message, partial, False, error))
+    raw = parts[3] if len(parts) == 4 else b""
+    if partial:
+        # A fragment may end inside a UTF-8 character (runtimes cut at 16 KiB):
+        # it is decoded once, joined with the rest (collector.partial).
+        return _new(Entry, (offset, time, ns, stream_name, "", True, False, None, raw))
+    message, error = decode_text(raw) if raw else ("", None)
+    return _new(Entry, (offset, time, ns, stream_name, message, False, False, error, raw))
 
 
 _new = tuple.__new__

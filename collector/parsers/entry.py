@@ -34,6 +34,8 @@ class Entry(NamedTuple):
     """The line was longer than ``max_line_bytes`` and was cut."""
     error: str | None = None
     """An error code when the line decoded only after a repair (``invalid_utf8``)."""
+    raw: bytes | None = None
+    """The message's bytes as written (CRI): fragments are joined as bytes, decoded once."""
 
 
 class Rejected(NamedTuple):

@@ -102,7 +102,7 @@ class TailerModel(RuleBasedStateMachine):
         if b"\n" not in self.live.read_bytes()[:256]:
             return True  # no complete line yet: nothing to open, nothing to lose
         ino = self.live.stat().st_ino
-        return any(t.ino == ino and t.rotated_at is None for t in collector.tracker.tailers.values())
+        return any(t.file.ino == ino and not t.file.draining for t in collector.tracker.tailers.values())
 
     # -- what was delivered -----------------------------------------------------
 

@@ -153,14 +153,14 @@ async def test_file_deleted_while_down_counts_its_unread_bytes(tmp_path: Path) -
     logs.mkdir()
     path = container_path(logs)
     write_cri(path, lines("a", 0, 10))
-    lost = sample("podlog_collector_lost_bytes_total", {"reason": "rotated_while_down"})
+    lost = sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"})
     async with running(tmp_path, AckingSink(ack=False)) as (_, sink):
         await delivered(sink, 10)
     # Nothing acknowledged, but the sink holds all 10 lines: not lost.
     path.unlink()
     async with running(tmp_path):
         pass
-    assert sample("podlog_collector_lost_bytes_total", {"reason": "rotated_while_down"}) == lost
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == lost
     write_cri(path, lines("b", 0, 10))
     async with running(tmp_path) as (collector, sink):
         await delivered(sink, 10)
@@ -170,7 +170,7 @@ async def test_file_deleted_while_down_counts_its_unread_bytes(tmp_path: Path) -
     path.unlink()
     async with running(tmp_path):
         pass
-    assert sample("podlog_collector_lost_bytes_total", {"reason": "rotated_while_down"}) == lost + 500
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == lost + 500
 
 
 async def test_restart_resumes_at_the_acknowledged_offset(tmp_path: Path) -> None:

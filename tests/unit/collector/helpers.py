@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from collector.config import CollectorConfig
 from collector.enrichment import FilePolicy, PathMeta
+from collector.filestate import FileState
+from collector.fingerprint import head_fingerprint
+from collector.paths import EMPTY_META
 from collector.pipeline import Collector
+from collector.reader import FdSource
+from collector.tailer import Tailer, TailerSettings
 from podlog.config import CommonConfig
 from podlog.errors import SpoolFullError
 from podlog.protocols import Batch
@@ -87,3 +94,16 @@ def cri_line(i: int, message: str | None = None, stream: str = "stdout", tag: st
     """A CRI line with a distinct timestamp per ``i``."""
     text = message if message is not None else f"line {i}"
     return f"2026-11-27T00:00:{i // 1000 % 60:02d}.{i % 1000:03d}000000Z {stream} {tag} {text}\n".encode()
+
+
+def open_tailer(
+    path: Path, settings: TailerSettings, *, identity: str = "i", kubernetes: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+) -> Tailer:
+    """A tailer over ``path`` from offset 0, outside any tracker."""
+    fd = os.open(path, os.O_RDONLY)
+    st = os.fstat(fd)
+    file = FileState(path=str(path), real_path=str(path), source=FdSource(fd), dev=st.st_dev, ino=st.st_ino,
+                     identity=identity, head=head_fingerprint(fd, final=True), generation=0, offset=0,
+                     size=st.st_size, meta=EMPTY_META, key="test")
+    return Tailer(settings=settings, file=file, kubernetes=kubernetes if kubernetes is not None else {}, fmt=fmt)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from collector.fingerprint import head_fingerprint
 from collector.kube.cache import PodCache
 from collector.kube.config import KubernetesConfig
 from collector.kube.enrich import ApiState, KubeEnricher
 from collector.kube.metadata import KeyFilter, pod_from_api
 from collector.paths import kubernetes_fields, parse_path
-from collector.tailer import Tailer, TailerSettings
+from collector.tailer import TailerSettings
 from indexer.documents import salvage
 from podlog.record import Record, SharedMap
 from shipper.kafka import encode_messages
 from tests.fixtures.kube_api import make_pod
-from tests.unit.collector.helpers import container_path
+from tests.unit.collector.helpers import container_path, open_tailer
 
 
 def _docker(message: str, i: int) -> bytes:
@@ -45,12 +43,9 @@ def _read_enriched(tmp_path: Path) -> list[Record]:
     path.write_bytes(_docker('{"level":"info","user":{"id":1}}', 1) + _docker("plain", 2))
     meta = parse_path(str(path))
     assert meta is not None
-    fd = os.open(path, os.O_RDONLY)
     settings = TailerSettings(cluster="c", node="node-a", chunk_bytes=1 << 16, max_line_bytes=1 << 16,
                               multiline_flush_seconds=1.0, multiline_max_lines=100)
-    tailer = Tailer(settings=settings, path=str(path), real_path=str(path), fd=fd, dev=1, ino=2,
-                    identity="1:2:ff", head=head_fingerprint(fd) or "", generation=0, offset=0,
-                    kubernetes=kubernetes_fields(meta, "node-a"))
+    tailer = open_tailer(path, settings, identity="1:2:ff", kubernetes=kubernetes_fields(meta, "node-a"))
     records: list[Record] = []
     for lines in ([], [_docker('{"level":"warn"}', 3), _docker("more", 4)]):
         with path.open("ab") as f:

@@ -10,20 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.fingerprint import head_fingerprint
 from collector.tailer import Tailer, TailerSettings
 from podlog.metrics import sample
+from tests.unit.collector.helpers import open_tailer
 
 
 def _tailer(path: Path, *, max_line: int = 100) -> Tailer:
     settings = TailerSettings(cluster="c", node="n", chunk_bytes=64, max_line_bytes=max_line,
                               multiline_flush_seconds=1.0, multiline_max_lines=100)
-    fd = os.open(path, os.O_RDONLY)
-    st = os.fstat(fd)
-    return Tailer(settings=settings, path=str(path), real_path=str(path), fd=fd, dev=st.st_dev,
-                  ino=st.st_ino, identity="i", head=head_fingerprint(fd, final=True) or "",
-                  generation=0, offset=0,
-                  kubernetes={}, fmt="plain")
+    return open_tailer(path, settings, fmt="plain")
 
 
 def test_long_line_is_truncated_without_buffering_it_whole(tmp_path: Path) -> None:
