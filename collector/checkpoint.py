@@ -10,9 +10,11 @@ between fsync and rename leaves the newest complete state there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +81,9 @@ class CheckpointStore:
         self.write_on_ack = True
         """Write on every acknowledgement; the collector turns this off while it
         runs its periodic writer, and back on when it stops."""
+        self._sequence = 0
+        self._written = 0
+        self._write_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------
 
@@ -242,14 +247,42 @@ class CheckpointStore:
 
     # -- persistence -----------------------------------------------------------
 
-    def write(self) -> bool:
-        """Persist every entry (tmp + fsync + rename); False after a logged failure."""
+    def snapshot(self) -> tuple[int, bytes] | None:
+        """The checkpoint file's bytes now (on the event loop) with their sequence number,
+        or None when nothing changed."""
+        if not self.dirty:
+            return None
+        self._sequence += 1
         doc: dict[str, Any] = {
             "version": CHECKPOINT_VERSION,
             "written": time.time(),
             "files": [dataclasses.asdict(e) for e in self.entries.values()],
         }
-        data = orjson.dumps(doc)
+        self.dirty = False
+        return self._sequence, orjson.dumps(doc)
+
+    def write(self) -> bool:
+        """Persist every entry (tmp + fsync + rename); False after a logged failure."""
+        self.dirty = True
+        snapshot = self.snapshot()
+        assert snapshot is not None
+        return self.write_bytes(*snapshot)
+
+    def write_bytes(self, sequence: int, data: bytes) -> bool:
+        """Persist a :meth:`snapshot` (tmp + fsync + rename); safe off the event loop.
+
+        Writes are serialised, and a snapshot older than the one on disk is
+        not written over it.
+        """
+        with self._write_lock:
+            if sequence <= self._written:
+                return True
+            if self._write_file(data):
+                self._written = sequence
+                return True
+            return False
+
+    def _write_file(self, data: bytes) -> bool:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -270,12 +303,23 @@ class CheckpointStore:
             EVENTS.checkpoint_failed(str(self.path), exc)
             with contextlib.suppress(OSError):
                 self.tmp_path.unlink()
+            self.dirty = True  # try again at the next flush
             return False
-        self.dirty = False
         EVENTS.checkpoint_written(str(self.path), len(self.entries))
         return True
 
     def flush(self) -> None:
         """Write when something changed since the last write."""
-        if self.dirty:
-            self.write()
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            self.write_bytes(*snapshot)
+
+    async def flush_async(self) -> None:
+        """:meth:`flush` with the write and fsync in a thread (the snapshot on the loop)."""
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            try:
+                await asyncio.to_thread(self.write_bytes, *snapshot)
+            except asyncio.CancelledError:
+                self.dirty = True  # the write may never have started: the next flush writes
+                raise

@@ -15,6 +15,7 @@ of the same container: :meth:`PartialJoiner.take_open` hands it over and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from collector.parsers.entry import Entry, decode_text
 
@@ -25,13 +26,24 @@ Carried = tuple[bytes, str, int]
 
 
 class _Pending:
-    __slots__ = ("cut", "first", "parts", "size")
+    """An open line: bytes parts (CRI), or text parts (Docker's JSON strings are text already)."""
+
+    __slots__ = ("cut", "first", "parts", "size", "text")
 
     def __init__(self, first: Entry, prefix: bytes = b"") -> None:
         self.first = first
-        self.parts = [prefix] if prefix else []
-        self.size = len(prefix)
+        self.text = first.raw is None
+        self.parts: list[Any] = []
+        if prefix:
+            self.parts.append(prefix.decode("utf-8", "surrogatepass") if self.text else prefix)
+        self.size = len(self.parts[0]) if self.parts else 0
         self.cut = 0
+
+    def joined(self) -> bytes:
+        """The line so far as bytes."""
+        if self.text:
+            return "".join(self.parts).encode("utf-8", "surrogatepass")
+        return b"".join(self.parts)
 
 
 def message_bytes(entry: Entry) -> bytes:
@@ -88,19 +100,19 @@ class PartialJoiner:
                     # The line began in the previous file: its time, this file's offset.
                     first = entry._replace(time=carried[1], time_ns=carried[2])
                     open_line = pending[entry.stream] = _Pending(first, carried[0])
-            self._add(open_line, message_bytes(entry))
+            self._add(open_line, entry.message if open_line.text else message_bytes(entry))
             if not entry.partial:
                 del pending[entry.stream]
                 out.append(self._finish(open_line, entry))
         return out
 
-    def _add(self, open_line: _Pending, data: bytes) -> None:
+    def _add(self, open_line: _Pending, data: Any) -> None:
         room = self.max_bytes - open_line.size
         if len(data) <= room:
             open_line.parts.append(data)
             open_line.size += len(data)
         else:
-            keep = utf8_boundary(data, max(room, 0))
+            keep = max(room, 0) if open_line.text else utf8_boundary(data, max(room, 0))
             if keep > 0:
                 open_line.parts.append(data[:keep])
                 open_line.size += keep
@@ -110,7 +122,10 @@ class PartialJoiner:
     def _finish(self, open_line: _Pending, last: Entry | None) -> Entry:
         first = open_line.first
         self.cut_bytes += open_line.cut
-        message, error = decode_text(b"".join(open_line.parts))
+        if open_line.text:
+            message, error = "".join(open_line.parts), first.error
+        else:
+            message, error = decode_text(b"".join(open_line.parts))
         if error is not None:
             self.errors[error] = self.errors.get(error, 0) + 1
         truncated = first.truncated or open_line.cut > 0 or (last is not None and last.truncated)
@@ -135,7 +150,7 @@ class PartialJoiner:
         out = dict(self._carried)
         for stream, open_line in self._pending.items():
             first = open_line.first
-            out[stream] = (b"".join(open_line.parts), first.time, first.time_ns)
+            out[stream] = (open_line.joined(), first.time, first.time_ns)
         self._pending.clear()
         self._carried.clear()
         return out

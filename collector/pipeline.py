@@ -178,9 +178,10 @@ class Collector:
             reader, sender, _ = self._tasks
             await asyncio.gather(reader, sender, return_exceptions=True)
         self._stopped = True
+        self._observe_sizes()
         self.tracker.close_all()
         self.checkpoints.write_on_ack = True
-        self.checkpoints.flush()
+        self.checkpoints.write()  # last, whatever a cancelled periodic write left undone
         log.info("collector_stopped")
 
     async def __aenter__(self) -> Collector:
@@ -203,7 +204,7 @@ class Collector:
             if now >= self._next_scan or (watcher is not None and watcher.scan_requested):
                 if watcher is not None:
                     watcher.scan_requested = False
-                self._scan(now)
+                await self._scan(now)
             progressed = False
             for tailer in tracker.round():
                 if len(self._records) >= batch_max and not await self._emit(
@@ -273,9 +274,9 @@ class Collector:
             if not moved and pending:
                 return  # every one waits on something that will not move: give up
 
-    def _scan(self, now: float) -> None:
+    async def _scan(self, now: float) -> None:
         try:
-            found = self.discovery.scan()
+            found = await asyncio.to_thread(self.discovery.scan)
         except OSError as exc:  # the include directory itself is unreadable
             EVENTS.file_failed(",".join(self.config.include), exc, "scan")
             found = {}
@@ -296,7 +297,7 @@ class Collector:
         if set(self.tracker.tailers) != before:
             # Persist new files at once: one rotated away while podlog is down is then
             # still found (by inode) and read, instead of being unknown.
-            self.checkpoints.flush()
+            await self.checkpoints.flush_async()
             self._sync_watches()
         self._next_scan = now + self.config.scan_interval_seconds
 
@@ -438,7 +439,7 @@ class Collector:
         while True:
             await asyncio.sleep(interval)
             self._observe_sizes()
-            self.checkpoints.flush()
+            await self.checkpoints.flush_async()
 
     def _observe_sizes(self) -> None:
         """Persist how far each file is known to reach: a file gone while podlog is down
