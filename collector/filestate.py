@@ -91,6 +91,8 @@ class FileState:
         self.copy: FileState | None = None
         """While TRUNCATED: the drain reading the copy copytruncate left."""
         self.eof_mtime = -1
+        self.holds_fragment = False
+        """An open partial line ends what was read: a rotation's successor waits for it."""
 
     # -- order between the files of a stream -------------------------------------
 
@@ -104,7 +106,12 @@ class FileState:
         older = self.predecessor
         if older is None:
             return False
-        if older.state is State.DONE or older.eof_count > self._waited_eofs:
+        if older.state is State.DONE:
+            self.predecessor = None
+            return False
+        if older.holds_fragment:
+            return True  # its line may end there or here: wait until it is done
+        if older.eof_count > self._waited_eofs:
             self.predecessor = None
             return False
         return True

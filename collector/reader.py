@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 __all__ = ["FdSource", "GzipSource", "LineSplitter", "Lines", "Source"]
 
@@ -70,19 +70,28 @@ class GzipSource:
         self.path = path
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._file: gzip.GzipFile | None = None
+        self._raw: BinaryIO | None = None
         self._pos = 0
 
     def _open(self) -> gzip.GzipFile:
-        os.lseek(self._fd, 0, os.SEEK_SET)
-        self._file = gzip.GzipFile(fileobj=os.fdopen(os.dup(self._fd), "rb"), mode="rb")
+        self._close_stream()
+        self._raw = os.fdopen(os.dup(self._fd), "rb")
+        self._raw.seek(0)
+        self._file = gzip.GzipFile(fileobj=self._raw, mode="rb")
         self._pos = 0
         return self._file
+
+    def _close_stream(self) -> None:
+        if self._file is not None:
+            self._file.close()  # does not close the file object it was given
+            self._file = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     def pread(self, size: int, offset: int) -> bytes:
         packed = self._file
         if packed is None or offset < self._pos:
-            if packed is not None:
-                packed.close()
             packed = self._open()
         try:
             while self._pos < offset:
@@ -100,9 +109,7 @@ class GzipSource:
         return os.fstat(self._fd)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._close_stream()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -182,6 +182,7 @@ class Tailer:
             out.extend(self._consume(data))
         if file.read_offset > file.size_seen:
             file.size_seen = file.read_offset
+        file.holds_fragment = self.joiner.has_pending() and self.successor is not None
         if file.head is None:
             file.confirm_head()
         return out

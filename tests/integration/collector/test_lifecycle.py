@@ -1,0 +1,210 @@
+"""The file-lifecycle cases that used to lose or duplicate lines, each as kubelet does it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+from podlog.metrics import sample
+from tests.integration.collector.harness import AckingSink, delivered, lines, running, write_cri
+from tests.unit.collector.helpers import HEX64, wait_until
+
+UID = "5f0c1b1e-8a2b-4c1e-9d0f-1234567890ab"
+POD_DIR = f"shop_web-1_{UID}"
+
+
+def _pods(tmp_path: Path, container: str = "app") -> Path:
+    directory = tmp_path / "pods" / POD_DIR / container
+    directory.mkdir(parents=True)
+    return directory
+
+
+def _link(tmp_path: Path, target: Path, container: str = "app", cid: str = HEX64) -> Path:
+    """The /var/log/containers symlink kubelet makes for a container's live file."""
+    logs = tmp_path / "containers"
+    logs.mkdir(exist_ok=True)
+    link = logs / f"web-1_shop_{container}-{cid}.log"
+    link.symlink_to(target)
+    return link
+
+
+def _gzip_away(path: Path) -> Path:
+    """kubelet's compressLog: write <f>.gz, remove <f>."""
+    packed = path.with_name(path.name + ".gz")
+    with path.open("rb") as plain, gzip.open(packed, "wb") as out:
+        shutil.copyfileobj(plain, out)
+    path.unlink()
+    return packed
+
+
+def _lost(reason: str) -> float:
+    return sample("podlog_collector_lost_bytes_total", {"reason": reason})
+
+
+async def test_lines_rotated_and_compressed_while_down_are_read_from_the_gz(tmp_path: Path) -> None:
+    """Appended after the checkpoint, renamed, gzip'ed and the plain file removed while down: read from .gz."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 50))
+    _link(tmp_path, live)
+    lost = _lost("deleted_before_read")
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 50)
+    write_cri(live, lines("a", 50, 150))
+    rotated = directory / "0.log.20261127-004500"
+    live.rename(rotated)
+    _gzip_away(rotated)
+    write_cri(live, lines("b", 0, 20))
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 120)
+    assert messages == lines("a", 50, 150) + lines("b", 0, 20)
+    assert _lost("deleted_before_read") == lost
+
+
+async def test_gz_that_reuses_the_old_inode_is_never_read_as_text(tmp_path: Path) -> None:
+    """The rotation's .gz takes the freed inode of the old log: podlog reads it decompressed, once."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 30))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 30)
+    write_cri(live, lines("a", 30, 60))
+    rotated = directory / "0.log.20261127-004500"
+    live.rename(rotated)
+    old_ino = rotated.stat().st_ino
+    data = rotated.read_bytes()
+    rotated.unlink()
+    packed = rotated.with_name(rotated.name + ".gz")
+    packed.write_bytes(gzip.compress(data))  # ext4 tends to hand back the inode just freed
+    reused = packed.stat().st_ino == old_ino
+    write_cri(live, lines("b", 0, 10))
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 40)
+    assert messages == lines("a", 30, 60) + lines("b", 0, 10), f"inode reused: {reused}"
+    assert all(m.isprintable() for m in messages)
+
+
+async def test_copytruncate_rereads_new_content_once_and_loses_nothing(tmp_path: Path) -> None:
+    """Lines written just before the truncate come from the copy; the first line after it is read once."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 20))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 20)
+        write_cri(live, lines("a", 20, 30))  # not read yet when the copy is taken
+        shutil.copyfile(live, directory / "0.log.1")
+        with live.open("r+b") as handle:
+            handle.truncate(0)
+        write_cri(live, lines("b", 0, 1))
+        await delivered(sink, 31)
+        write_cri(live, lines("b", 1, 40))
+        messages = await delivered(sink, 70)
+        await wait_until(lambda: len(sink.records) == 70)
+    assert messages == lines("a", 0, 30) + lines("b", 0, 40)
+    assert len({r["event"]["id"] for r in sink.records}) == 70
+
+
+async def test_cri_fragments_cut_inside_a_character_join_to_the_character(tmp_path: Path) -> None:
+    """containerd cuts at 16 KiB bytes: the two halves of a UTF-8 character join to it, no U+FFFD."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    text = ("é" * 9000).encode()
+    cut = 16384 + 1  # inside the two-byte character
+    stamp = b"2026-11-27T00:00:00.000000001Z"
+    live.write_bytes(stamp + b" stdout P " + text[:cut] + b"\n" + stamp + b" stdout F " + text[cut:] + b"\n")
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        messages = await delivered(sink, 1)
+    assert messages == ["é" * 9000]
+
+
+async def test_partial_line_across_a_rotation_is_one_record(tmp_path: Path) -> None:
+    """A P fragment ending one file and its F starting the next file give one line, read once."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    stamp = "2026-11-27T00:00:00.000000001Z"
+    include = [str(tmp_path / "pods" / "*" / "*" / "*.log")]
+    live.write_bytes(f"{stamp} stdout F first\n{stamp} stdout P hel".encode() + b"\n")
+    async with running(tmp_path, include=include) as (_, sink):
+        await delivered(sink, 1)
+        live.rename(directory / "0.log.20261127-004500")
+        live.write_bytes(f"{stamp} stdout F lo\n{stamp} stdout F after\n".encode())
+        messages = await delivered(sink, 3)
+        await wait_until(lambda: len(sink.records) >= 3)
+    assert messages == ["first", "hello", "after"]
+
+
+async def test_one_key_per_container_whichever_path_found_the_file(tmp_path: Path) -> None:
+    """Found by its /var/log/containers link, or through /var/log/pods after the link went: one pod uid."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    link = _link(tmp_path, live)
+    include = [str(tmp_path / "containers" / "*.log")]
+    async with running(tmp_path, AckingSink(ack=False), include=include) as (_, sink):
+        await delivered(sink, 10)
+    # The container exits while podlog is down; kubelet removes its link.
+    write_cri(live, lines("a", 10, 20))
+    link.unlink()
+    async with running(tmp_path, include=include) as (_, sink2):
+        messages = await delivered(sink2, 20)
+    assert messages == lines("a", 0, 20)
+    uids = {r["kubernetes"]["pod"].get("uid") for r in sink.records + sink2.records}
+    assert uids == {UID}
+
+
+async def test_container_exited_and_rotated_while_down_is_read_to_its_end(tmp_path: Path) -> None:
+    """The last file of a container that exited and rotated while podlog was down is read to its end."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    link = _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 10)
+    write_cri(live, lines("a", 10, 70))
+    live.rename(directory / "0.log.20261127-004500")
+    link.unlink()
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 60)
+    assert messages == lines("a", 10, 70)
+
+
+async def test_loss_is_counted_to_the_byte_when_every_generation_is_gone(tmp_path: Path) -> None:
+    """Seen but unread (sink full), then all generations deleted while down: exactly those bytes count."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    _link(tmp_path, live)
+    lost = _lost("deleted_before_read")
+    sink = AckingSink(refuse=1_000_000)
+    async with running(tmp_path, sink) as (collector, _):
+        size = live.stat().st_size
+        await wait_until(lambda: any(t.file.size_seen == size for t in collector.tracker.tailers.values()))
+    live.unlink()
+    async with running(tmp_path):
+        pass
+    assert _lost("deleted_before_read") == lost + size
+
+
+async def test_compressed_and_odd_files_matched_by_a_glob_are_counted_skips(tmp_path: Path) -> None:
+    """A .gz, a FIFO, a directory and a symlink loop under the glob: skipped and counted; others read."""
+    logs = tmp_path / "containers"
+    logs.mkdir()
+    good = logs / f"web-1_shop_app-{HEX64}.log"
+    write_cri(good, lines("a", 0, 5))
+    (logs / "packed.log").write_bytes(gzip.compress(b"x\n" * 100))
+    os.mkfifo(logs / "pipe.log")
+    (logs / "dir.log").mkdir()
+    (logs / "loop.log").symlink_to(logs / "loop2.log")
+    (logs / "loop2.log").symlink_to(logs / "loop.log")
+    before = {r: sample("podlog_collector_files_skipped_total", {"reason": r})
+              for r in ("compressed", "not_regular", "symlink_loop")}
+    async with running(tmp_path) as (_, sink):
+        messages = await delivered(sink, 5)
+        await wait_until(lambda: all(
+            sample("podlog_collector_files_skipped_total", {"reason": r}) > before[r] for r in before))
+    assert messages == lines("a", 0, 5)
