@@ -77,6 +77,9 @@ class CheckpointStore:
         self.entries: dict[str, CheckpointEntry] = {}
         self.existed = False
         """True when a checkpoint file existed at load: this is not the first start."""
+        self.written_at = 0.0
+        """When the loaded checkpoint file was written: files changed after it were
+        changed while podlog was down."""
         self.dirty = False
         self.write_on_ack = True
         """Write on every acknowledgement; the collector turns this off while it
@@ -100,6 +103,10 @@ class CheckpointStore:
                 continue
             self.entries = entries
             self.existed = True
+            try:
+                self.written_at = candidate.stat().st_mtime
+            except OSError:
+                self.written_at = 0.0
             EVENTS.checkpoint_loaded(str(candidate), len(entries), source)
             return
         self.existed = False

@@ -23,7 +23,16 @@ import re
 from collector.enrichment import PathMeta
 from podlog.record import SharedMap
 
-__all__ = ["EMPTY_META", "MAX_SYMLINK_HOPS", "kubernetes_fields", "parse_path", "resolve_meta", "stream_key"]
+__all__ = [
+    "EMPTY_META",
+    "MAX_SYMLINK_HOPS",
+    "generation_order",
+    "kubernetes_fields",
+    "parse_path",
+    "pods_root",
+    "resolve_meta",
+    "stream_key",
+]
 
 EMPTY_META = PathMeta(namespace="", pod="", container="")
 """Metadata of a file whose path names no container."""
@@ -102,6 +111,39 @@ def resolve_meta(path: str) -> PathMeta | None:
             return merge_meta(metas)  # not a link (or gone): the chain ends here
         current = os.path.join(os.path.dirname(current), target)  # noqa: PTH118, PTH120
     raise OSError(40, "Too many levels of symbolic links", path)
+
+
+def pods_root(path: str) -> str | None:
+    """The ``/var/log/pods`` directory along ``path``'s symlink chain, or None."""
+    current = path
+    for _ in range(MAX_SYMLINK_HOPS):
+        match = _PODS.search(current)
+        if match is not None:
+            pod_dir = current[: match.start("container") - 1]
+            return os.path.dirname(pod_dir)  # noqa: PTH120 - str paths throughout
+        try:
+            target = os.readlink(current)  # noqa: PTH115 - str paths throughout
+        except OSError:
+            return None
+        current = os.path.join(os.path.dirname(current), target)  # noqa: PTH118, PTH120
+    return None
+
+
+def generation_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a container's log files, oldest first.
+
+    ``<restart>.log.<timestamp>`` (kubelet's rotations) before ``<restart>.log``,
+    restarts in order; Docker's ``-json.log.<n>``: higher ``n`` is older.
+    """
+    match = re.match(r"(\d+)\.log(?:\.(.+))?$", name)
+    restart = int(match.group(1)) if match else 0
+    suffix = match.group(2) if match else None
+    if suffix is None:
+        docker = re.search(r"\.log\.(\d{1,4})$", name)
+        if docker is None:
+            return restart, 1, name
+        return restart, 0, f"{9999 - int(docker.group(1)):04d}"
+    return restart, 0, suffix
 
 
 def stream_key(meta: PathMeta) -> str:

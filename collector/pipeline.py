@@ -124,7 +124,9 @@ class Collector:
         now = time.monotonic()
         found = await asyncio.to_thread(self.discovery.scan)
         # Files that rotated while podlog was down first: their successors wait for them.
-        self.tracker.recover(found)
+        await asyncio.to_thread(self.tracker.recover, found)
+        if self.checkpoints.existed:
+            await asyncio.to_thread(self.tracker.recover_unseen, found, self.checkpoints.written_at)
         self._collect(self.tracker.reconcile(found, now, initial=True), None)
         await asyncio.to_thread(self.checkpoints.flush)
         self._next_scan = now + self.config.scan_interval_seconds

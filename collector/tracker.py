@@ -22,6 +22,7 @@ checkpoint before its successor.  Only a file found nowhere is lost, counted.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from collections.abc import Iterator
 
@@ -37,7 +38,15 @@ from collector.fingerprint import (
     gzip_head_fingerprint,
     make_identity,
 )
-from collector.paths import EMPTY_META, kubernetes_fields, parse_path, resolve_meta, stream_key
+from collector.paths import (
+    EMPTY_META,
+    generation_order,
+    kubernetes_fields,
+    parse_path,
+    pods_root,
+    resolve_meta,
+    stream_key,
+)
 from collector.reader import FdSource, GzipSource, Source
 from collector.tailer import Tailer, TailerSettings
 from podlog.record import Record
@@ -484,6 +493,66 @@ class FileTracker:
                 continue  # open, or still under an included name: discovery handles it
             self._recover_entry(entry)
 
+    def recover_unseen(self, found: dict[str, Found], since: float) -> None:
+        """Before the first pass: read container files that changed while podlog was down
+        and that no included path names, from their start.
+
+        A container that started and exited while podlog was down (a restart,
+        then its link re-pointed or removed) left a file under
+        ``/var/log/pods`` that podlog never saw: it is read whole, oldest
+        generation first, before the newer files of its container.
+        """
+        live = {(item.dev, item.ino) for item in found.values()}
+        roots: set[str] = set()
+        for path in [*found, *(e.path for e in self.checkpoints.entries.values())]:
+            root = pods_root(path)
+            if root is not None:
+                roots.add(root)
+        candidates: list[tuple[tuple[str, tuple[int, int, str]], str]] = []
+        for root in sorted(roots):
+            for container_dir in glob.glob(os.path.join(glob.escape(root), "*", "*")):  # noqa: PTH118, PTH207
+                for name in _listdir(container_dir):
+                    path = os.path.join(container_dir, name)  # noqa: PTH118
+                    candidates.append(((container_dir, generation_order(name)), path))
+                    target = os.path.realpath(path)
+                    if target != path and os.path.dirname(target) != container_dir:  # noqa: PTH120
+                        for sibling in _listdir(os.path.dirname(target)):  # noqa: PTH120
+                            if sibling.startswith(os.path.basename(target) + "."):  # noqa: PTH119
+                                candidates.append(((container_dir, generation_order(sibling)),
+                                                   os.path.join(os.path.dirname(target), sibling)))  # noqa: PTH118, PTH120
+        seen: set[tuple[int, int]] = set()
+        for _, path in sorted(candidates):
+            if path.endswith((".gz", ".tmp")):
+                continue
+            try:
+                st = os.stat(path)  # noqa: PTH116 - str paths throughout
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if (not _is_regular(st.st_mode) or st.st_mtime <= since or key in live or key in seen
+                    or self._is_tracked(*key) or self.checkpoints.find_inode(*key)):
+                continue
+            seen.add(key)
+            self._open_unseen(path, st)
+
+    def _open_unseen(self, path: str, st: os.stat_result) -> None:
+        try:
+            meta = resolve_meta(path) or parse_path(path) or EMPTY_META
+        except OSError:
+            return
+        if self.discovery.is_excluded(path, path) or self.discovery.is_self(meta):
+            return
+        if self.enricher.policy(meta).exclude:
+            return
+        found = self._open_rewritten(path, st.st_dev, st.st_ino)
+        if found is None:
+            return
+        _, source, dev, ino, head = found
+        identity = make_identity(dev, ino, head)
+        self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
+                                  size=st.st_size, log_path=path, meta=dataclasses.asdict(meta))
+        self._drain(path, source, dev, ino, identity, head, 0, meta, path, None, None)
+
     def _recover_entry(self, entry: CheckpointEntry, reused: tuple[int, int] | None = None) -> None:
         meta = _meta_of_entry(entry)
         log_path = entry.log_path or entry.path
@@ -608,6 +677,13 @@ def _restart_order(real_path: str) -> tuple[int, str]:
     meta = parse_path(real_path)
     restart = meta.restart_count if meta is not None and meta.restart_count is not None else 0
     return restart, real_path
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)  # noqa: PTH208 - str paths throughout
+    except OSError:
+        return []
 
 
 def _is_regular(mode: int) -> bool:

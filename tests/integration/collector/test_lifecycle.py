@@ -208,3 +208,20 @@ async def test_compressed_and_odd_files_matched_by_a_glob_are_counted_skips(tmp_
         await wait_until(lambda: all(
             sample("podlog_collector_files_skipped_total", {"reason": r}) > before[r] for r in before))
     assert messages == lines("a", 0, 5)
+
+
+async def test_container_started_and_exited_while_down_is_read_before_its_restart(tmp_path: Path) -> None:
+    """A container podlog never saw (0.log written and exited while down, link moved to 1.log): both read, in order."""
+    other = _pods(tmp_path)
+    write_cri(other / "0.log", lines("a", 0, 5))
+    _link(tmp_path, other / "0.log")
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 5)
+    side = _pods(tmp_path, "side")
+    write_cri(side / "0.log", lines("s", 0, 10))
+    write_cri(side / "1.log", lines("s", 10, 20))
+    _link(tmp_path, side / "1.log", container="side", cid="f" * 64)
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 20)
+        await wait_until(lambda: len(sink2.records) >= 20)
+    assert messages == lines("s", 0, 20)
