@@ -25,7 +25,12 @@ import orjson
 from collector.events import EVENTS
 from podlog.protocols import FileMark
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointEntry", "CheckpointStore"]
+__all__ = ["CHECKPOINT_VERSION", "FINISHED_MAX", "FINISHED_SECONDS", "CheckpointEntry", "CheckpointStore"]
+
+FINISHED_SECONDS = 86400.0
+"""How long a finished file is remembered once the list is over :data:`FINISHED_MAX`."""
+FINISHED_MAX = 20000
+"""Finished files remembered at most."""
 
 CHECKPOINT_VERSION = 1
 """Version of the checkpoint file layout; other versions are refused, not guessed."""
@@ -77,6 +82,9 @@ class CheckpointStore:
         self.entries: dict[str, CheckpointEntry] = {}
         self.existed = False
         """True when a checkpoint file existed at load: this is not the first start."""
+        self.finished: dict[str, float] = {}
+        """Identities of files read to their end and acknowledged, with when: a file found
+        again at start that is one of these is not read again."""
         self.written_at = 0.0
         """When the loaded checkpoint file was written: files changed after it were
         changed while podlog was down."""
@@ -130,6 +138,9 @@ class CheckpointStore:
                 EVENTS.checkpoint_invalid(str(path), f"bad entry: {exc}")
                 continue
             entries[entry.identity] = entry
+        finished = doc.get("finished")
+        if isinstance(finished, dict):
+            self.finished = {str(k): float(v) for k, v in finished.items() if isinstance(v, int | float)}
         return entries
 
     # -- the tailer's side -----------------------------------------------------
@@ -198,8 +209,23 @@ class CheckpointStore:
             return
         entry.final_offset = final_offset
         if entry.offset >= final_offset:
-            del self.entries[identity]
+            self._done(identity)
         self.dirty = True
+
+    def _done(self, identity: str) -> None:
+        """A file read to its end and acknowledged: remembered for a day, not read again."""
+        del self.entries[identity]
+        now = time.time()
+        self.finished[identity] = now
+        if len(self.finished) > FINISHED_MAX:
+            cutoff = now - FINISHED_SECONDS
+            self.finished = {k: t for k, t in self.finished.items() if t >= cutoff}
+            while len(self.finished) > FINISHED_MAX:
+                self.finished.pop(next(iter(self.finished)))
+
+    def is_finished(self, identity: str) -> bool:
+        """True for a file that was read to its end and acknowledged (and then closed)."""
+        return identity in self.finished
 
     def skip(self, identity: str, offset: int) -> None:
         """Bytes before ``offset`` are deliberately not collected: resume there."""
@@ -242,7 +268,7 @@ class CheckpointStore:
                 continue
             entry.generation, entry.offset, entry.updated = mark.generation, mark.offset, now
             if entry.final_offset is not None and entry.offset >= entry.final_offset:
-                del self.entries[identity]
+                self._done(identity)
             self.dirty = True
         if self.write_on_ack and self.dirty:
             self.write()
@@ -264,6 +290,7 @@ class CheckpointStore:
             "version": CHECKPOINT_VERSION,
             "written": time.time(),
             "files": [dataclasses.asdict(e) for e in self.entries.values()],
+            "finished": self.finished,
         }
         self.dirty = False
         return self._sequence, orjson.dumps(doc)

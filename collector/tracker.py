@@ -53,6 +53,10 @@ from podlog.record import Record
 
 __all__ = ["FileTracker"]
 
+UNSEEN_MARGIN_SECONDS = 300.0
+"""At start, files changed this long before the last checkpoint write may still be unknown
+to it (opened after its snapshot): they are read unless known finished."""
+
 Found_ = tuple[str, Source, int, int, str]
 """A file generation found again: (path, open source, dev, inode, head fingerprint)."""
 
@@ -529,7 +533,8 @@ class FileTracker:
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
-            if (not _is_regular(st.st_mode) or st.st_mtime <= since or key in live or key in seen
+            if (not _is_regular(st.st_mode) or st.st_mtime <= since - UNSEEN_MARGIN_SECONDS or key in live
+                    or key in seen
                     or self._is_tracked(*key) or self.checkpoints.find_inode(*key)):
                 continue
             seen.add(key)
@@ -549,6 +554,9 @@ class FileTracker:
             return
         _, source, dev, ino, head = found
         identity = make_identity(dev, ino, head)
+        if self.checkpoints.is_finished(identity):
+            source.close()
+            return
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
                                   size=st.st_size, log_path=path, meta=dataclasses.asdict(meta))
         self._drain(path, source, dev, ino, identity, head, 0, meta, path, None, None)
