@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from collector.decode import LineDecoder
 from collector.events import EVENTS
 from collector.filestate import FileState, State
 from collector.multiline import Multiline, make_rule
-from collector.parsers.entry import SECOND_NS, Entry, timestamp_ns
+from collector.parsers.cri import decode_cri_batch, decode_cri_text_batch
+from collector.parsers.docker import decode_docker_batch
+from collector.parsers.entry import Columns, Entry
 from collector.partial import PartialJoiner
 from collector.reader import Lines, LineSplitter, line_offsets
 from podlog.protocols import FileMark
@@ -38,6 +38,13 @@ PATH_PODLOG = podlog_fields("path")
 
 _DOCKER, _CRI, _CRI_TEXT = 0, 1, 2
 """Kinds of lines the fast path takes: Docker JSON, CRI bytes, CRI text of an ASCII chunk."""
+
+_BATCH_DECODERS: dict[int, Callable[[Any, int, int, Columns], tuple[int, int]]] = {
+    _DOCKER: decode_docker_batch,
+    _CRI: decode_cri_batch,
+    _CRI_TEXT: decode_cri_text_batch,
+}
+"""The format's batch decoder for each kind of line the fast path takes."""
 
 TruncationHandler = Callable[["Tailer", int, "str | None"], "list[Record]"]
 """Called when a tailer finds its file truncated in place: (tailer, new size, head now)."""
@@ -313,59 +320,17 @@ class Tailer:
     def _fast_run(
         self, lines: list[Any], start: int, offset: int, kind: int, out: list[Record],
     ) -> tuple[int, int]:
-        """Append records for whole lines from ``start`` (at ``offset``) in one loop.
+        """Append records for whole lines from ``start`` (at ``offset``), decoded as a batch.
 
-        Returns the index and offset of the first line it cannot take.
+        Returns the index and offset of the first line the format's batch
+        decoder could not take.
         """
-        build = self.builder().build
-        second_ns = SECOND_NS
-        loads = orjson.loads
-        append = out.append
-        index = start
-        for index in range(start, len(lines)):
-            line = lines[index]
-            try:
-                if kind == _DOCKER:
-                    doc = loads(line)
-                    log = doc["log"]
-                    time_text = doc["time"]
-                    stream = doc["stream"]
-                    if log[-1:] != "\n" or (stream != "stdout" and stream != "stderr"):
-                        break
-                    message = log[:-1]
-                elif kind == _CRI_TEXT:
-                    time_text, stream, tag, message = line.split(" ", 3)
-                    if tag != "F" or (stream != "stdout" and stream != "stderr"):
-                        break
-                else:
-                    time_raw, stream_raw, tag, message_raw = line.split(b" ", 3)
-                    if tag != b"F":
-                        break
-                    if stream_raw == b"stdout":
-                        stream = "stdout"
-                    elif stream_raw == b"stderr":
-                        stream = "stderr"
-                    else:
-                        break
-                    time_text = time_raw.decode("ascii")
-                    message = message_raw.decode()
-                    if "\x00" in message:
-                        break
-                # "...:ss.fffffffffZ" (nine digits) in a known second here, the rest in the call.
-                base_ns = second_ns.get(time_text[:19])
-                if (
-                    base_ns is not None and len(time_text) == 30 and time_text[29] == "Z"
-                    and time_text[19] == "." and (fraction := time_text[20:29]).isdigit()
-                ):
-                    time_ns = base_ns + int(fraction)
-                else:
-                    time_ns = timestamp_ns(time_text)
-            except (ValueError, KeyError, TypeError, IndexError, OverflowError):
-                break  # orjson.JSONDecodeError and UnicodeDecodeError are ValueErrors
-            append(build(offset, time_text, time_ns, message, stream))
-            offset += len(line) + 1
-        else:
-            return len(lines), offset
+        columns = Columns()
+        index, offset = _BATCH_DECODERS[kind](lines, start, offset, columns)
+        if columns.offsets:
+            build = self.builder().build
+            out.extend(map(build, columns.offsets, columns.times, columns.times_ns, columns.messages,
+                           columns.streams))
         return index, offset
 
     def _mark_truncated(self, entries: list[Entry], long_lines: dict[int, int]) -> list[Entry]:

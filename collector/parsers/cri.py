@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from collector.parsers.entry import Entry, Rejected, decode_text, timestamp_ns
+from collector.parsers.entry import Columns, Entry, Rejected, decode_text, timestamp_ns
 
-__all__ = ["looks_like_cri", "parse_cri_line", "render_cri_line"]
+__all__ = ["decode_cri_batch", "decode_cri_text_batch", "looks_like_cri", "parse_cri_line", "render_cri_line"]
 
 _CRI = re.compile(rb"^\d{4}-\d\d-\d\dT\S+ (?:stdout|stderr) [PF]")
 
@@ -60,3 +60,69 @@ _new = tuple.__new__
 def render_cri_line(time: str, stream: str, message: bytes, *, partial: bool = False) -> bytes:
     """One CRI line with its newline, as a runtime writes it (for tests and benchmarks)."""
     return b"%s %s %s %s\n" % (time.encode(), stream.encode(), b"P" if partial else b"F", message)
+
+
+def decode_cri_batch(lines: list[bytes], start: int, offset: int, out: Columns) -> tuple[int, int]:
+    """Decode whole (``F``) lines from ``lines[start]`` (at ``offset``) into ``out``.
+
+    Stops at the first line that is anything else (a ``P`` fragment, invalid
+    UTF-8, a NUL, another stream): the caller decodes it with
+    :func:`parse_cri_line`.  Returns the index and offset of that line.
+    """
+    offsets, times, times_ns, streams, messages = out.offsets, out.times, out.times_ns, out.streams, out.messages
+    index = start
+    for index in range(start, len(lines)):
+        line = lines[index]
+        try:
+            time_raw, stream_raw, tag, message_raw = line.split(b" ", 3)
+            if tag != b"F":
+                break
+            if stream_raw == b"stdout":
+                stream = "stdout"
+            elif stream_raw == b"stderr":
+                stream = "stderr"
+            else:
+                break
+            time_text = time_raw.decode("ascii")
+            message = message_raw.decode()
+            if "\x00" in message:
+                break
+            time_ns = timestamp_ns(time_text)
+        except (ValueError, IndexError, OverflowError):
+            break  # UnicodeDecodeError is a ValueError
+        offsets.append(offset)
+        times.append(time_text)
+        times_ns.append(time_ns)
+        streams.append(stream)
+        messages.append(message)
+        offset += len(line) + 1
+    else:
+        return len(lines), offset
+    return index, offset
+
+
+def decode_cri_text_batch(lines: list[str], start: int, offset: int, out: Columns) -> tuple[int, int]:
+    """:func:`decode_cri_batch` for the lines of an ASCII chunk already decoded as text.
+
+    ASCII: a line's characters are its bytes, so offsets hold.
+    """
+    offsets, times, times_ns, streams, messages = out.offsets, out.times, out.times_ns, out.streams, out.messages
+    index = start
+    for index in range(start, len(lines)):
+        line = lines[index]
+        try:
+            time_text, stream, tag, message = line.split(" ", 3)
+            if tag != "F" or (stream != "stdout" and stream != "stderr"):
+                break
+            time_ns = timestamp_ns(time_text)
+        except (ValueError, IndexError, OverflowError):
+            break
+        offsets.append(offset)
+        times.append(time_text)
+        times_ns.append(time_ns)
+        streams.append(stream)
+        messages.append(message)
+        offset += len(line) + 1
+    else:
+        return len(lines), offset
+    return index, offset

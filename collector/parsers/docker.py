@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import orjson
 
-from collector.parsers.entry import Entry, Rejected, timestamp_ns
+from collector.parsers.entry import Columns, Entry, Rejected, timestamp_ns
 
-__all__ = ["parse_docker_line", "render_docker_line"]
+__all__ = ["decode_docker_batch", "parse_docker_line", "render_docker_line"]
 
 
 def parse_docker_line(line: bytes, offset: int) -> Entry | Rejected:
@@ -53,3 +53,36 @@ _new = tuple.__new__
 def render_docker_line(time: str, stream: str, log: str) -> bytes:
     """One json-file line with its newline (``log`` includes its own newline)."""
     return orjson.dumps({"log": log, "stream": stream, "time": time}) + b"\n"
+
+
+def decode_docker_batch(lines: list[bytes], start: int, offset: int, out: Columns) -> tuple[int, int]:
+    """Decode whole, well-formed lines from ``lines[start]`` (at ``offset``) into ``out``.
+
+    Stops at the first line that is anything else (a fragment, bad JSON,
+    another stream): the caller decodes it with :func:`parse_docker_line`.
+    Returns the index and offset of that line (``len(lines)`` when none).
+    """
+    loads = orjson.loads
+    offsets, times, times_ns, streams, messages = out.offsets, out.times, out.times_ns, out.streams, out.messages
+    index = start
+    for index in range(start, len(lines)):
+        line = lines[index]
+        try:
+            doc = loads(line)
+            log = doc["log"]
+            time_text = doc["time"]
+            stream = doc["stream"]
+            if log[-1:] != "\n" or (stream != "stdout" and stream != "stderr"):
+                break
+            time_ns = timestamp_ns(time_text)
+        except (ValueError, KeyError, TypeError, IndexError, OverflowError):
+            break  # orjson.JSONDecodeError is a ValueError
+        offsets.append(offset)
+        times.append(time_text)
+        times_ns.append(time_ns)
+        streams.append(stream)
+        messages.append(log[:-1])
+        offset += len(line) + 1
+    else:
+        return len(lines), offset
+    return index, offset

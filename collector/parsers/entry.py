@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from podlog.record import format_timestamp_ns, parse_timestamp_ns
 
-__all__ = ["SCALE", "SECOND_NS", "Entry", "Rejected", "decode_text", "timestamp_ns"]
+__all__ = ["SCALE", "SECOND_NS", "Columns", "Entry", "Rejected", "decode_text", "timestamp_ns"]
 
 
 class Entry(NamedTuple):
@@ -93,3 +93,24 @@ SCALE = [10 ** (9 - digits) for digits in range(1, 10)]
 def now_timestamp(now_ns: int) -> str:
     """The read time as a record timestamp, for lines that carry none."""
     return format_timestamp_ns(now_ns)
+
+
+class Columns:
+    """Decoded whole lines of one batch, column by column (the fast path's output)."""
+
+    __slots__ = ("messages", "offsets", "streams", "times", "times_ns")
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+        """Byte offset of each line in its file."""
+        self.times: list[str] = []
+        """Timestamp text as the runtime wrote it."""
+        self.times_ns: list[int] = []
+        """UTC epoch nanoseconds of each timestamp."""
+        self.streams: list[str] = []
+        """``stdout`` or ``stderr``."""
+        self.messages: list[str] = []
+        """The text, without the trailing newline."""
+
+    def __len__(self) -> int:
+        return len(self.offsets)
