@@ -83,8 +83,8 @@ class CheckpointStore:
         self.existed = False
         """True when a checkpoint file existed at load: this is not the first start."""
         self.finished: dict[str, float] = {}
-        """Identities of files read to their end and acknowledged, with when: a file found
-        again at start that is one of these is not read again."""
+        """Head fingerprints of file generations read to their end and acknowledged, or
+        truncated, with when: a file found at start with one of these heads is not read again."""
         self.written_at = 0.0
         """When the loaded checkpoint file was written: files changed after it were
         changed while podlog was down."""
@@ -196,11 +196,17 @@ class CheckpointStore:
             entry.size = entry.spooled = offset
             self.dirty = True
 
-    def observed(self, identity: str, size: int) -> None:
-        """The file was seen at ``size`` bytes (for loss accounting after a restart)."""
+    def observed(self, identity: str, size: int, head: str | None = None) -> None:
+        """The file was seen at ``size`` bytes (for loss accounting after a restart), and,
+        after a truncation, its new generation's head once that is known."""
         entry = self.entries.get(identity)
-        if entry is not None and size > entry.size:
+        if entry is None:
+            return
+        if size > entry.size:
             entry.size = size
+        if head and not entry.head and not entry.origin:
+            entry.head = head
+            self.dirty = True
 
     def retire(self, identity: str, final_offset: int) -> None:
         """The file was read to its end and closed; drop it once acknowledged there."""
@@ -214,18 +220,25 @@ class CheckpointStore:
 
     def _done(self, identity: str) -> None:
         """A file read to its end and acknowledged: remembered for a day, not read again."""
-        del self.entries[identity]
+        entry = self.entries.pop(identity)
+        self.finish_head(entry.head)
+
+    def finish_head(self, head: str | None) -> None:
+        """A file generation with this head fingerprint is done (read, or counted lost)."""
+        if not head:
+            return
         now = time.time()
-        self.finished[identity] = now
+        self.finished[head] = now
         if len(self.finished) > FINISHED_MAX:
             cutoff = now - FINISHED_SECONDS
             self.finished = {k: t for k, t in self.finished.items() if t >= cutoff}
             while len(self.finished) > FINISHED_MAX:
                 self.finished.pop(next(iter(self.finished)))
 
-    def is_finished(self, identity: str) -> bool:
-        """True for a file that was read to its end and acknowledged (and then closed)."""
-        return identity in self.finished
+    def is_known(self, head: str) -> bool:
+        """True when a file generation with this head is being read, or is done: a file
+        found with it is that generation (or a copy of it), never new content."""
+        return head in self.finished or any(e.head == head for e in self.entries.values())
 
     def skip(self, identity: str, offset: int) -> None:
         """Bytes before ``offset`` are deliberately not collected: resume there."""

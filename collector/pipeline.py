@@ -447,4 +447,4 @@ class Collector:
         """Persist how far each file is known to reach: a file gone while podlog is down
         is counted lost up to there."""
         for tailer in self.tracker.tailers.values():
-            self.checkpoints.observed(tailer.identity, tailer.file.size_seen)
+            self.checkpoints.observed(tailer.identity, tailer.file.size_seen, tailer.file.head)

@@ -226,9 +226,9 @@ class Tailer:
             return []
         return self._truncated(st.st_size, head)
 
-    def truncated_now(self, size: int) -> list[Record]:
-        """A stat pass saw the file below the read offset: it was truncated in place."""
-        return self._truncated(size, self.file.head_now())
+    def truncated_now(self) -> list[Record]:
+        """A stat pass saw the file below the read offset: truncated in place, if it still is."""
+        return self._check_truncation()
 
     def _truncated(self, size: int, head: str | None) -> list[Record]:
         if self.on_truncated is not None:

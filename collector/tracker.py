@@ -116,7 +116,8 @@ class FileTracker:
             if current is not None and (current.file.dev, current.file.ino) == (item.dev, item.ino):
                 file = current.file
                 if file.state is State.ACTIVE and item.size < file.read_offset:
-                    out.extend(current.truncated_now(item.size))
+                    # The stat pass ran in a thread while reading went on: confirm on the descriptor.
+                    out.extend(current.truncated_now())
                 elif item.size > file.size_seen:
                     file.size_seen = item.size
                 self.checkpoints.observed(file.identity, item.size)
@@ -300,6 +301,7 @@ class FileTracker:
                     EVENTS.bytes_lost("truncated_before_read", path, self.checkpoints.unread(entry), identity)
                 else:
                     self._start_drain(copy, entry, meta, origin=identity, origin_generation=generation)
+                self.checkpoints.finish_head(entry.head)
                 generation, offset = generation + 1, 0
                 self.checkpoints.truncated(identity, generation, head)
             else:
@@ -330,6 +332,7 @@ class FileTracker:
         """A file was truncated in place: read what it still owed from its copy, if one exists."""
         file = tailer.file
         mark = tailer.mark().offset
+        self.checkpoints.finish_head(file.head)
         copy = None
         if file.head is not None:
             found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), mark, file.real_path)
@@ -553,10 +556,10 @@ class FileTracker:
         if found is None:
             return
         _, source, dev, ino, head = found
-        identity = make_identity(dev, ino, head)
-        if self.checkpoints.is_finished(identity):
-            source.close()
+        if self.checkpoints.is_known(head):
+            source.close()  # that generation (or a copy of it, copytruncate's) was read
             return
+        identity = make_identity(dev, ino, head)
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
                                   size=st.st_size, log_path=path, meta=dataclasses.asdict(meta))
         self._drain(path, source, dev, ino, identity, head, 0, meta, path, None, None)
@@ -565,10 +568,14 @@ class FileTracker:
         meta = _meta_of_entry(entry)
         log_path = entry.log_path or entry.path
         if entry.final_offset is not None and entry.offset >= entry.final_offset:
+            self.checkpoints.finish_head(entry.head)
             self.checkpoints.forget(entry.identity)
             return
-        found, rewritten = self._find_again(entry, reused)
-        if found is None:
+        found, rewritten, complete = self._find_again(entry, reused)
+        if complete:
+            self.checkpoints.finish_head(entry.head)
+            self.checkpoints.forget(entry.identity)
+        elif found is None:
             EVENTS.bytes_lost("deleted_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
             self.checkpoints.forget(entry.identity)
         else:
@@ -592,17 +599,18 @@ class FileTracker:
 
     def _find_again(
         self, entry: CheckpointEntry, reused: tuple[int, int] | None,
-    ) -> tuple[Found_ | None, Found_ | None]:
+    ) -> tuple[Found_ | None, Found_ | None, bool]:
         """The file of ``entry`` under any name in its directory: same inode, or a copy, or ``.gz``.
 
         Also returns the file's own inode under a rotated name when it holds
-        other content now (truncated and rewritten), or None.
+        other content now (truncated and rewritten), or None; and True when
+        the file was found already read to its end (nothing owed, nothing lost).
         """
         directory = os.path.dirname(entry.path)  # noqa: PTH120 - str paths throughout
         try:
             candidates = sorted(os.scandir(directory), key=lambda e: e.name)
         except OSError:
-            return None, None
+            return None, None, False
         same_inode = []
         others = []
         for candidate in candidates:
@@ -620,24 +628,31 @@ class FileTracker:
                 others.append((candidate.path, st))
         rewritten: Found_ | None = None
         for path, st in same_inode:
-            if not entry.head:
-                # Its head was not known yet: the inode alone names it (never a compressed file).
+            head, compressed = _head_of(path)
+            if compressed or head is None:
+                continue  # an inode reused by a compressed file: looked at below, by content
+            if not entry.head or head == entry.head:
+                if st.st_size <= entry.offset:
+                    return None, None, True  # read to its end before: nothing owed
                 found = self._open_generation(path, None, entry.offset, st.st_dev, st.st_ino)
-            else:
-                found = self._open_generation(path, entry.head, entry.offset, st.st_dev, st.st_ino)
-            if found is not None:
-                return found, None
-            if reused is None:
+                if found is not None:
+                    return found, None, False
+            elif reused is None:
                 rewritten = self._open_rewritten(path, st.st_dev, st.st_ino)
         if not entry.head:
-            return None, rewritten
-        for path, st in others:
-            if st.st_size <= entry.offset and not path.endswith(".gz"):
-                continue
+            return None, rewritten, False
+        for path, st in [*((p, s) for p, s in same_inode), *others]:
+            if not path.endswith(".gz"):
+                if (st.st_dev, st.st_ino) == (entry.dev, entry.ino):
+                    continue  # plain, same inode: decided above
+                if st.st_size <= entry.offset:
+                    if st.st_size == entry.offset and _head_of(path)[0] == entry.head:
+                        return None, rewritten, True  # a copy holding no more than was read
+                    continue
             found = self._open_generation(path, entry.head, entry.offset, st.st_dev, st.st_ino)
             if found is not None:
-                return found, rewritten
-        return None, rewritten
+                return found, rewritten, False
+        return None, rewritten, False
 
     def _open_rewritten(self, path: str, dev: int, ino: int) -> Found_ | None:
         """A plain file with a complete head, whatever it is, as a source."""
@@ -685,6 +700,18 @@ def _restart_order(real_path: str) -> tuple[int, str]:
     meta = parse_path(real_path)
     restart = meta.restart_count if meta is not None and meta.restart_count is not None else 0
     return restart, real_path
+
+
+def _head_of(path: str) -> tuple[str | None, bool]:
+    """The head fingerprint of a plain file as it is (final), and whether it is compressed."""
+    try:
+        with open(path, "rb") as handle:  # noqa: PTH123 - str paths throughout
+            start = handle.read(HEAD_BYTES)
+    except OSError:
+        return None, False
+    if compression_of(start) is not None:
+        return None, True
+    return fingerprint_head(start, final=True), False
 
 
 def _listdir(directory: str) -> list[str]:

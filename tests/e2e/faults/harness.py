@@ -103,18 +103,24 @@ class LogWriter:
         log.path.touch()
         log.current = []
 
-    def rotate_away(self, log: ContainerLog) -> dict[str, int]:
+    def rotate_away(self, log: ContainerLog, *, keep_gz: bool = False) -> dict[str, int]:
         """kubelet with compression: rename 0.log, gzip it (the plain file is gone), new 0.log.
 
+        Without ``keep_gz`` the ``.gz`` is deleted too, as kubelet does once
+        it is past ``containerLogMaxFiles``: no generation of the file is left.
         Returns the lines that were in the rotated file, with their size on
-        disk: what a collector that never read them has lost.
+        disk: what a collector that never read them has lost when nothing is
+        left (with the ``.gz`` kept, podlog reads them from it).
         """
         log.rotations += 1
         rotated = log.directory / f"0.log.{time.strftime('%Y%m%d-%H%M%S')}-{log.rotations}"
         log.path.rename(rotated)
-        with rotated.open("rb") as plain, gzip.open(rotated.with_name(rotated.name + ".gz"), "wb") as packed:
+        packed_path = rotated.with_name(rotated.name + ".gz")
+        with rotated.open("rb") as plain, gzip.open(packed_path, "wb") as packed:
             shutil.copyfileobj(plain, packed)
         rotated.unlink()
+        if not keep_gz:
+            packed_path.unlink()
         log.path.touch()
         gone, log.current = dict(log.current), []
         return gone

@@ -218,9 +218,10 @@ def test_log_rotated_away_unread_is_counted_to_the_byte(
 
     The broker is down, so the small spool fills and tailing pauses. A new
     pod writes lines the agent has seen (opened, sized) but not read; the
-    agent stops, and meanwhile the kubelet rotates the file and compresses
-    it away. After the restart the missing lines are exactly those, and the
-    loss counter holds exactly their bytes; everything else arrives once.
+    agent stops, and meanwhile the kubelet rotates the file, compresses it
+    and deletes the compressed generation too (max-files). After the restart
+    the missing lines are exactly those, and the loss counter holds exactly
+    their bytes; everything else arrives once.
     """
     writer = LogWriter(tmp_path / "logs")
     for i in range(4):
