@@ -204,6 +204,7 @@ class CheckpointStore:
             return
         if size > entry.size:
             entry.size = size
+            self.dirty = True  # a file deleted while podlog is down is counted lost up to here
         if head and not entry.head and not entry.origin:
             entry.head = head
             self.dirty = True

@@ -1,0 +1,66 @@
+"""Shared bits of the reproductions: a kubelet layout, a collector, kill -9, checkpoint on disk."""
+import asyncio
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import structlog
+
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+
+from podlog.metrics import sample  # noqa: E402
+from tests.integration.collector.harness import AckingSink  # noqa: E402
+from tests.unit.collector.helpers import make_collector  # noqa: E402
+
+POD = "shop_web-1_5f0c1b1e-8a2b-4c1e-9d0f-1234567890ab"
+
+
+class Bed:
+    def __init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="podlog-repro-"))
+        self.dir = self.tmp / "pods" / POD / "app"
+        self.dir.mkdir(parents=True)
+        self.live = self.dir / "0.log"
+        self.include = [str(self.tmp / "pods" / "*" / "*" / "*.log")]
+        self.sinks = []
+        self.collector = None
+        self.task = None
+
+    async def start(self, refuse=0, **overrides):
+        sink = AckingSink(refuse)
+        c = make_collector(self.tmp, sink, include=self.include, use_inotify=False,
+                           checkpoint_interval_seconds=0.02, **overrides)
+        sink.listener = c.checkpoints
+        await c.start()
+        self.task = asyncio.create_task(c.run())
+        self.collector, self.sink = c, sink
+        self.sinks.append(sink)
+        return c, sink
+
+    async def kill(self):
+        c = self.collector
+        for t in c._tasks:
+            t.cancel()
+        self.task.cancel()
+        await asyncio.gather(self.task, *c._tasks, return_exceptions=True)
+        c.tracker.close_all()
+
+    async def stop(self):
+        await self.collector.stop()
+        await self.task
+
+    def disk(self):
+        return json.loads((self.tmp / "state" / "checkpoints" / "checkpoints.json").read_bytes())["files"]
+
+    def records(self):
+        return [r for s in self.sinks for r in s.records]
+
+
+def cri(i, stream="stdout", tag="F", message=b""):
+    return b"2026-11-27T00:00:00.%09dZ %s %s %s\n" % (i, stream.encode(), tag.encode(), message)
+
+
+def lost():
+    return sum(sample("podlog_collector_lost_bytes_total", {"reason": r})
+               for r in ("deleted_before_read", "truncated_before_read"))
