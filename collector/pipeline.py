@@ -226,7 +226,10 @@ class Collector:
                 elif tailer.mark().offset != tailer.last_mark:
                     self._note_mark(tailer)
                 if tailer.file.should_close(now, config.rotate_wait_seconds):
-                    self._collect(tailer.finish(), tailer)
+                    records = tailer.finish()
+                    # A handed-over fragment ships with the successor: this file's end mark
+                    # goes with it (carried), never before it.
+                    self._collect(records, tailer, note_mark=not tailer.handed_over())
                     if tailer.successor is not None:
                         self._note_carried(tailer.successor)
                     tracker.close(tailer, "drained" if tailer.file.drain else "rotated")
@@ -348,7 +351,7 @@ class Collector:
 
     # -- batching ----------------------------------------------------------------
 
-    def _collect(self, records: list[Record], tailer: Tailer | None) -> None:
+    def _collect(self, records: list[Record], tailer: Tailer | None, *, note_mark: bool = True) -> None:
         if tailer is None:
             return
         if records:
@@ -358,7 +361,8 @@ class Collector:
             if meta is EMPTY_META:
                 EVENTS.records_unattributed(len(records))
             self._records.extend(records)
-        self._note_mark(tailer)
+        if note_mark:
+            self._note_mark(tailer)
 
     def _note_mark(self, tailer: Tailer) -> None:
         mark = tailer.mark()

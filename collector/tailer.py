@@ -158,7 +158,7 @@ class Tailer:
         if file.closed or file.is_blocked() or not file.copy_done():
             return []
         out: list[Record] = []
-        if self._check_head_next and file.read_offset > 0 and not file.source.compressed:
+        if self._check_head_next and file.head is not None and not file.source.compressed:
             # First read, or resuming after idling at the end: a truncate-and-rewrite
             # meanwhile shows in the head, even when the file grew past our offset again.
             out.extend(self._check_head())

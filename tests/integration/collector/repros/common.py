@@ -12,6 +12,7 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 from podlog.metrics import sample  # noqa: E402
 from tests.integration.collector.harness import AckingSink  # noqa: E402
 from tests.unit.collector.helpers import make_collector  # noqa: E402
+from tests.unit.collector.helpers import wait_until as wait_until  # noqa: E402 - re-exported for the scripts
 
 POD = "shop_web-1_5f0c1b1e-8a2b-4c1e-9d0f-1234567890ab"
 
