@@ -552,7 +552,7 @@ class FileTracker:
             return
         if self.enricher.policy(meta).exclude:
             return
-        found = self._open_rewritten(path, st.st_dev, st.st_ino)
+        found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
         if found is None:
             return
         _, source, dev, ino, head = found
@@ -638,7 +638,7 @@ class FileTracker:
                 if found is not None:
                     return found, None, False
             elif reused is None:
-                rewritten = self._open_rewritten(path, st.st_dev, st.st_ino)
+                rewritten = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
         if not entry.head:
             return None, rewritten, False
         for path, st in [*((p, s) for p, s in same_inode), *others]:
@@ -653,23 +653,6 @@ class FileTracker:
             if found is not None:
                 return found, rewritten, False
         return None, rewritten, False
-
-    def _open_rewritten(self, path: str, dev: int, ino: int) -> Found_ | None:
-        """A plain file with a complete head, whatever it is, as a source."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return None
-        try:
-            start = os.pread(fd, HEAD_BYTES, 0)
-        except OSError:
-            os.close(fd)
-            return None
-        head = fingerprint_head(start, final=True)
-        if compression_of(start) is not None or head is None:
-            os.close(fd)
-            return None
-        return path, FdSource(fd), dev, ino, head
 
     def _is_tracked(self, dev: int, ino: int) -> bool:
         return any((t.file.dev, t.file.ino) == (dev, ino) for t in self.tailers.values())
