@@ -135,6 +135,7 @@ def generation_order(name: str) -> tuple[int, int, str]:
     ``<restart>.log.<timestamp>`` (kubelet's rotations) before ``<restart>.log``,
     restarts in order; Docker's ``-json.log.<n>``: higher ``n`` is older.
     """
+    name = name.removesuffix(".gz")  # a compressed generation sorts where it was plain
     match = re.match(r"(\d+)\.log(?:\.(.+))?$", name)
     restart = int(match.group(1)) if match else 0
     suffix = match.group(2) if match else None

@@ -225,7 +225,7 @@ class Collector:
                     self._collect(records, tailer)
                 elif tailer.mark().offset != tailer.last_mark:
                     self._note_mark(tailer)
-                if tailer.file.should_close(now, config.rotate_wait_seconds):
+                if tailer.may_close(now, config.rotate_wait_seconds):
                     records = tailer.finish()
                     # A handed-over fragment ships with the successor: this file's end mark
                     # goes with it (carried), never before it.

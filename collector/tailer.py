@@ -46,6 +46,10 @@ _BATCH_DECODERS: dict[int, Callable[[Any, int, int, Columns], tuple[int, int]]] 
 }
 """The format's batch decoder for each kind of line the fast path takes."""
 
+FRAGMENT_WAIT_SECONDS = 5.0
+"""How long a rotated file ending in an open partial line waits for the next file of its
+container to open (kubelet creates it empty; it opens at its first complete line)."""
+
 TruncationHandler = Callable[["Tailer", int, "str | None"], "list[Record]"]
 """Called when a tailer finds its file truncated in place: (tailer, new size, head now)."""
 
@@ -106,6 +110,7 @@ class Tailer:
         self._check_head_next = True
         """Compare the head before the next read: nothing was read since open or the end."""
         self._builder: RecordBuilder | None = None
+        self._orphan_since: float | None = None
 
     # -- what the file state owns, read-only here ------------------------------
 
@@ -168,6 +173,7 @@ class Tailer:
         total = 0
         chunk = self.settings.chunk_bytes
         source = file.source
+        verify = not source.compressed
         file.at_eof = False
         while total < budget:
             try:
@@ -183,6 +189,11 @@ class Tailer:
                 self._check_head_next = True
                 if not source.compressed:
                     out.extend(self._check_truncation())
+                break
+            if verify and file.head is not None and file.head_now() != file.head:
+                # Truncated and written again past our offset since the last read (copytruncate
+                # while reading paused): these bytes belong to the next generation.
+                out.extend(self._check_head())
                 break
             file.read_offset += len(data)
             total += len(data)
@@ -467,6 +478,21 @@ class Tailer:
             entries = self.multiline.feed(entries)
             entries.extend(self.multiline.flush())
         return self._records(entries)
+
+    def may_close(self, now: float, rotate_wait: float) -> bool:
+        """True when the file is read to its end and will not grow: time to :meth:`finish`.
+
+        A file ending in an open partial line and with no successor yet waits
+        up to :data:`FRAGMENT_WAIT_SECONDS` for one, so the line's end in the
+        next file joins it instead of the two halves shipping as two records.
+        """
+        if not self.file.should_close(now, rotate_wait):
+            return False
+        if self.successor is not None or not self.joiner.has_pending():
+            return True
+        if self._orphan_since is None:
+            self._orphan_since = now
+        return now - self._orphan_since >= FRAGMENT_WAIT_SECONDS
 
     def file_end_mark(self) -> FileMark:
         """The mark of this file read to its very end."""

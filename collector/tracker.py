@@ -493,12 +493,40 @@ class FileTracker:
         its checkpoint before the newer files of its container.  Found
         nowhere, its unread bytes are counted as lost.
         """
-        live = {(item.dev, item.ino) for item in found.values()}
+        live = {(item.dev, item.ino): item for item in found.values()}
         entries = sorted(self.checkpoints.entries.values(), key=lambda e: e.first_seen)
         for entry in entries:
-            if entry.identity in self.tailers or ((entry.dev, entry.ino) in live and not entry.origin):
-                continue  # open, or still under an included name: discovery handles it
-            self._recover_entry(entry)
+            if entry.identity in self.tailers:
+                continue
+            item = live.get((entry.dev, entry.ino))
+            if item is None or entry.origin:
+                self._recover_entry(entry)
+            elif item.real_path != entry.path:
+                # Its inode names another file now (freed and reused): the file itself is elsewhere.
+                self._recover_entry(entry, reused=(entry.dev, entry.ino))
+            elif not _still_holds(item.real_path, entry):
+                self._truncated_while_down(entry)
+            # else: still under an included name, as it was: discovery resumes it
+
+    def _truncated_while_down(self, entry: CheckpointEntry) -> None:
+        """The file of ``entry`` holds other content now, or less than was read: copytruncate,
+        or its inode freed and reused under the same name, while podlog was down.
+
+        What it still owed is read from the copy it left (plain or ``.gz``,
+        found by head) under its identity; found nowhere, it is lost.  The
+        file at the path is the entry's next generation once it has a first line.
+        """
+        meta = _meta_of_entry(entry)
+        log_path = entry.log_path or entry.path
+        copy = None
+        if entry.head:
+            copy = self._find_copy(entry.head, entry.path, (entry.dev, entry.ino), entry.offset, entry.path)
+        if copy is not None:
+            self._start_drain(copy, entry, meta, origin=entry.identity, origin_generation=entry.generation)
+        elif self.checkpoints.unread(entry):
+            EVENTS.bytes_lost("truncated_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
+        self.checkpoints.finish_head(entry.head)
+        self.checkpoints.truncated(entry.identity, entry.generation + 1, None)
 
     def recover_unseen(self, found: dict[str, Found], since: float) -> None:
         """Before the first pass: read container files that changed while podlog was down
@@ -515,21 +543,23 @@ class FileTracker:
             root = pods_root(path)
             if root is not None:
                 roots.add(root)
-        candidates: list[tuple[tuple[str, tuple[int, int, str]], str]] = []
+        candidates: list[tuple[tuple[str, tuple[int, int, str]], str, str]] = []
         for root in sorted(roots):
             for container_dir in glob.glob(os.path.join(glob.escape(root), "*", "*")):  # noqa: PTH118, PTH207
                 for name in _listdir(container_dir):
                     path = os.path.join(container_dir, name)  # noqa: PTH118
-                    candidates.append(((container_dir, generation_order(name)), path))
+                    candidates.append(((container_dir, generation_order(name)), path, path))
                     target = os.path.realpath(path)
                     if target != path and os.path.dirname(target) != container_dir:  # noqa: PTH120
+                        # Docker: the link names <id>-json.log; its rotations lie beside it.
                         for sibling in _listdir(os.path.dirname(target)):  # noqa: PTH120
                             if sibling.startswith(os.path.basename(target) + "."):  # noqa: PTH119
                                 candidates.append(((container_dir, generation_order(sibling)),
-                                                   os.path.join(os.path.dirname(target), sibling)))  # noqa: PTH118, PTH120
+                                                   os.path.join(os.path.dirname(target), sibling), path))  # noqa: PTH118, PTH120
+        heads = self._owned_heads()
         seen: set[tuple[int, int]] = set()
-        for _, path in sorted(candidates):
-            if path.endswith((".gz", ".tmp")):
+        for _, path, via in sorted(candidates):
+            if path.endswith(".tmp"):
                 continue
             try:
                 st = os.stat(path)  # noqa: PTH116 - str paths throughout
@@ -541,28 +571,42 @@ class FileTracker:
                     or self._is_tracked(*key) or self.checkpoints.find_inode(*key)):
                 continue
             seen.add(key)
-            self._open_unseen(path, st)
+            self._open_unseen(path, via, st, heads)
 
-    def _open_unseen(self, path: str, st: os.stat_result) -> None:
+    def _owned_heads(self) -> set[str]:
+        """Heads of files podlog reads or has a checkpoint for: a generation with one is no stranger."""
+        heads = {entry.head for entry in self.checkpoints.entries.values() if entry.head}
+        heads.update(t.file.head for t in self.tailers.values() if t.file.head)
+        return heads
+
+    def _open_unseen(self, path: str, via: str, st: os.stat_result, heads: set[str]) -> None:
         try:
-            meta = resolve_meta(path) or parse_path(path) or EMPTY_META
+            meta = resolve_meta(via) or parse_path(via) or EMPTY_META
         except OSError:
             return
-        if self.discovery.is_excluded(path, path) or self.discovery.is_self(meta):
+        if self.discovery.is_excluded(via, via) or self.discovery.is_self(meta):
             return
         if self.enricher.policy(meta).exclude:
             return
-        found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
+        if path.endswith(".gz"):
+            head = gzip_head_fingerprint(path)
+            if head is None or head in heads or self.checkpoints.is_known(head):
+                return
+            found = self._open_generation(path, head, -1, st.st_dev, st.st_ino)
+        else:
+            found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
         if found is None:
             return
         _, source, dev, ino, head = found
-        if self.checkpoints.is_known(head):
+        if self.checkpoints.is_known(head) or head in heads:
             source.close()  # that generation (or a copy of it, copytruncate's) was read
             return
+        heads.add(head)
         identity = make_identity(dev, ino, head)
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
-                                  size=st.st_size, log_path=path, meta=dataclasses.asdict(meta))
-        self._drain(path, source, dev, ino, identity, head, 0, meta, path, None, None)
+                                  size=0 if source.compressed else st.st_size, log_path=via,
+                                  meta=dataclasses.asdict(meta))
+        self._drain(path, source, dev, ino, identity, head, 0, meta, via, None, None)
 
     def _recover_entry(self, entry: CheckpointEntry, reused: tuple[int, int] | None = None) -> None:
         meta = _meta_of_entry(entry)
@@ -695,6 +739,19 @@ def _head_of(path: str) -> tuple[str | None, bool]:
     if compression_of(start) is not None:
         return None, True
     return fingerprint_head(start, final=True), False
+
+
+def _still_holds(path: str, entry: CheckpointEntry) -> bool:
+    """True when ``path`` still starts with the head of ``entry`` and reaches its offset."""
+    try:
+        with open(path, "rb") as handle:  # noqa: PTH123 - str paths throughout
+            start = handle.read(HEAD_BYTES)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return True  # unreadable now: discovery finds out, and counts it
+    if size < entry.offset:
+        return False
+    return not entry.head or fingerprint_head(start) == entry.head
 
 
 def _listdir(directory: str) -> list[str]:
