@@ -95,6 +95,13 @@ class CheckpointStore:
         self._sequence = 0
         self._written = 0
         self._write_lock = threading.Lock()
+        self._acks = 0
+        """Acknowledgements that moved an offset so far."""
+        self._acks_in: dict[int, int] = {}
+        """Snapshot sequence -> acknowledgements it holds (until written)."""
+        self._acks_written = 0
+        """Acknowledgements the checkpoint file on disk holds."""
+        self._waiters: list[asyncio.Future[None]] = []
 
     # -- loading -----------------------------------------------------------------
 
@@ -274,6 +281,7 @@ class CheckpointStore:
     def acknowledged(self, marks: Mapping[str, FileMark]) -> None:
         """Every record before ``marks`` is durable downstream: move the offsets."""
         now = time.time()
+        moved = False
         for identity, mark in marks.items():
             entry = self.entries.get(identity)
             if entry is None:
@@ -284,8 +292,32 @@ class CheckpointStore:
             if entry.final_offset is not None and entry.offset >= entry.final_offset:
                 self._done(identity)
             self.dirty = True
+            moved = True
+        if moved:
+            self._acks += 1
         if self.write_on_ack and self.dirty:
             self.write()
+
+    async def durable(self) -> None:
+        """Return once every acknowledgement so far is in the checkpoint file on disk.
+
+        The shipper releases spooled batches only then: whatever the file on
+        disk does not hold yet is still in the spool after a SIGKILL, so the
+        bytes of a file that vanishes meanwhile are not counted lost.  With
+        ``write_on_ack`` (podlog stopping) every acknowledgement was written
+        at once.
+        """
+        target = self._acks
+        while self._acks_written < target and not self.write_on_ack:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def offset(self, identity: str) -> int | None:
         """The acknowledged offset of a file, or None when unknown."""
@@ -307,6 +339,7 @@ class CheckpointStore:
             "finished": self.finished,
         }
         self.dirty = False
+        self._acks_in[self._sequence] = self._acks
         return self._sequence, orjson.dumps(doc)
 
     def write(self) -> bool:
@@ -314,7 +347,9 @@ class CheckpointStore:
         self.dirty = True
         snapshot = self.snapshot()
         assert snapshot is not None
-        return self.write_bytes(*snapshot)
+        written = self.write_bytes(*snapshot)
+        self._wake()
+        return written
 
     def write_bytes(self, sequence: int, data: bytes) -> bool:
         """Persist a :meth:`snapshot` (tmp + fsync + rename); safe off the event loop.
@@ -325,8 +360,12 @@ class CheckpointStore:
         with self._write_lock:
             if sequence <= self._written:
                 return True
+            acks = self._acks_in.pop(sequence, 0)
+            for older in [s for s in self._acks_in if s < sequence]:
+                del self._acks_in[older]
             if self._write_file(data):
                 self._written = sequence
+                self._acks_written = max(self._acks_written, acks)
                 return True
             return False
 
@@ -361,6 +400,7 @@ class CheckpointStore:
         snapshot = self.snapshot()
         if snapshot is not None:
             self.write_bytes(*snapshot)
+            self._wake()
 
     async def flush_async(self) -> None:
         """:meth:`flush` with the write and fsync in a thread (the snapshot on the loop)."""
@@ -371,3 +411,5 @@ class CheckpointStore:
             except asyncio.CancelledError:
                 self.dirty = True  # the write may never have started: the next flush writes
                 raise
+            finally:
+                self._wake()

@@ -121,6 +121,11 @@ class Collector:
         self._started = True
         await asyncio.to_thread(self.checkpoints.load)
         self.checkpoints.write_on_ack = False
+        held = getattr(self.sink, "held_marks", None)
+        if held is not None:
+            # Records the sink still holds from before a crash were read: a file gone
+            # meanwhile lost only what lies beyond them.
+            self.checkpoints.spooled(held())
         now = time.monotonic()
         found = await asyncio.to_thread(self.discovery.scan)
         # Files that rotated while podlog was down first: their successors wait for them.

@@ -2,8 +2,8 @@
 
 ::
 
-    spool.read(after cursor) -> transport.send(records) -> spool.ack(last seq)
-                                                         -> acks.acknowledged(marks)
+    spool.read(after cursor) -> transport.send(records) -> acks.acknowledged(marks)
+                                                         -> (checkpoints on disk) spool.ack(last seq)
 
 One send is in flight at a time and batches are acknowledged strictly in
 spool order, so a checkpoint never moves past a record the transport does not
@@ -212,6 +212,7 @@ class Shipper:
         before it, so they still happen strictly in order.
         """
         self._sent_seq = batches[-1].seq
+        self.acks.acknowledged(merge_marks(batches))
         self._acking = asyncio.create_task(
             self._acknowledge(batches, self._acking), name="shipper-ack"
         )
@@ -219,10 +220,14 @@ class Shipper:
     async def _acknowledge(self, batches: list[SpoolBatch], previous: asyncio.Task[None] | None) -> None:
         if previous is not None:
             await previous  # re-raises a failed one, so the failure reaches the loop
+        durable = getattr(self.acks, "durable", None)
+        if durable is not None:
+            # The spool lets go of a batch only once the checkpoints on disk hold its
+            # marks: after a SIGKILL, what they lack is still spooled, never counted lost.
+            await durable()
         last = batches[-1].seq
         await self.spool.ack(last)
         self.delivered_seq = last
-        self.acks.acknowledged(merge_marks(batches))
 
     def _check_acknowledgements(self) -> None:
         """Raise a failed acknowledgement in the loop; forget finished ones."""

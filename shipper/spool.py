@@ -229,6 +229,13 @@ class Spool:
         """Sequence number of the last appended batch."""
         return self._next_seq - 1
 
+    def held_marks(self) -> dict[str, FileMark]:
+        """The file marks of every batch not acknowledged yet: their records are held here."""
+        marks: dict[str, FileMark] = {}
+        for entry in self._pending:
+            marks.update(entry.marks)
+        return marks
+
     def is_full(self) -> bool:
         """True while the last append was refused for lack of space."""
         return self._full

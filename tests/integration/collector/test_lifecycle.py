@@ -7,7 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
+import orjson
+
 from podlog.metrics import sample
+from podlog.protocols import FileMark
 from tests.integration.collector.harness import AckingSink, delivered, lines, running, write_cri
 from tests.unit.collector.helpers import HEX64, wait_until
 
@@ -188,6 +191,47 @@ async def test_loss_is_counted_to_the_byte_when_every_generation_is_gone(tmp_pat
     async with running(tmp_path):
         pass
     assert _lost("deleted_before_read") == lost + size
+
+
+class HoldingSink(AckingSink):
+    """Accepts batches without acknowledging them, like a spool whose transport is down."""
+
+    def __init__(self, held: dict[str, FileMark] | None = None) -> None:
+        super().__init__(ack=False)
+        self.held = held or {}
+
+    def held_marks(self) -> dict[str, FileMark]:
+        return dict(self.held)
+
+
+async def test_records_still_in_the_spool_after_a_crash_are_not_counted_lost(tmp_path: Path) -> None:
+    """Killed before the checkpoints said what the spool holds, then the file deleted while down:
+    what the spool still holds is not lost, only the bytes beyond it."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    _link(tmp_path, live)
+    lost = _lost("deleted_before_read")
+    first = HoldingSink()
+    async with running(tmp_path, first) as (collector, _):
+        await delivered(first, 10)
+        await wait_until(lambda: collector.spooled)
+    size = live.stat().st_size
+    # As after a SIGKILL between the spool's appends and the next checkpoint write: the
+    # spool holds the first seven lines, the checkpoint file says nothing of them.
+    mark = next(m for b in first.batches for m in b.marks.values())
+    seven = len(b"".join(live.read_bytes().splitlines(keepends=True)[:7]))
+    held = {mark.identity: FileMark(mark.path, mark.identity, mark.generation, seven)}
+    state = tmp_path / "state" / "checkpoints" / "checkpoints.json"
+    doc = orjson.loads(state.read_bytes())
+    for entry in doc["files"]:
+        entry["spooled"] = 0
+    state.write_bytes(orjson.dumps(doc))
+    unread = size - seven
+    live.unlink()
+    async with running(tmp_path, HoldingSink(held)):
+        pass
+    assert _lost("deleted_before_read") == lost + unread
 
 
 async def test_compressed_and_odd_files_matched_by_a_glob_are_counted_skips(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -92,3 +93,36 @@ def test_retired_file_is_dropped_once_acknowledged_to_its_end(tmp_path: Path) ->
     assert "1:2:ab" in store.entries
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 200)})
     assert "1:2:ab" not in store.entries
+
+
+async def test_durable_returns_once_the_file_on_disk_holds_every_acknowledgement(tmp_path: Path) -> None:
+    """While the collector writes periodically, durable() waits for the write that holds the
+    acknowledgements made before it was called; an unchanged store needs no write."""
+    store = _store(tmp_path)
+    store.write_on_ack = False
+    await asyncio.wait_for(store.durable(), 1)  # nothing acknowledged: nothing to wait for
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 120)})
+    waiting = asyncio.create_task(store.durable())
+    await asyncio.sleep(0)  # let it start waiting
+    assert not waiting.done()
+    on_disk = orjson.loads((tmp_path / "checkpoints" / "checkpoints.json").read_bytes()) if (
+        tmp_path / "checkpoints" / "checkpoints.json").exists() else {"files": []}
+    assert all(f["offset"] == 0 for f in on_disk["files"])
+    await store.flush_async()
+    await asyncio.wait_for(waiting, 1)
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    entry = again.find(1, 2, "ab")
+    assert entry is not None and entry.offset == 120
+
+
+async def test_durable_does_not_wait_once_every_acknowledgement_is_written_at_once(tmp_path: Path) -> None:
+    """Stopping, the collector writes on every acknowledgement: a waiter is released by that write."""
+    store = _store(tmp_path)
+    store.write_on_ack = False
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 120)})
+    waiting = asyncio.create_task(store.durable())
+    await asyncio.sleep(0)
+    store.write_on_ack = True
+    store.write()
+    await asyncio.wait_for(waiting, 1)

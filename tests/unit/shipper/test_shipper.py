@@ -261,7 +261,8 @@ async def test_a_failure_with_two_sends_in_flight_redelivers_both_in_order(tmp_p
 
 async def test_a_slow_acknowledgement_does_not_hold_up_the_next_send(tmp_path: Path) -> None:
     """While the spool releases one send (slowly), the next is already handed over; the
-    acknowledgements still happen once each, in spool order, after their sends."""
+    acknowledgements still happen once each, in spool order, after their sends, and the
+    spool lets go of a batch only after the checkpoints moved past it."""
     config = ShipperConfig(max_send_records=5, max_in_flight_sends=1, drain_timeout_seconds=2)
     transport = FlakyTransport()
     shipper, spool, acks, _ = _shipper(tmp_path, transport, config)
@@ -276,8 +277,9 @@ async def test_a_slow_acknowledgement_does_not_hold_up_the_next_send(tmp_path: P
     for i in range(3):
         await spool.append(batch("c", i * 5, 5))
     async with _Running(shipper):
-        await _until(lambda: len(transport.received) == 15)  # no acknowledgement yet
-        assert acks.calls == []
+        await _until(lambda: len(transport.received) == 15)  # the spool has released nothing yet
+        assert spool.records == 15
+        await _until(lambda: acks.offset("p:c:x") == 15)
         release.set()
         await _until(lambda: acks.offset("p:c:x") == 15)
     assert [r["log"]["offset"] for r in transport.received] == list(range(15))
@@ -299,4 +301,4 @@ async def test_a_failed_acknowledgement_ends_the_run_even_when_idle(tmp_path: Pa
     with pytest.raises(OSError, match="state directory gone"):
         await asyncio.wait_for(shipper.run(), 5)
     await shipper.stop()
-    assert acks.calls == []
+    assert [c["p:c:x"].offset for c in acks.calls] == [5]  # the checkpoint moved; the spool keeps the batch

@@ -66,6 +66,21 @@ async def test_reopen_keeps_unacked_batches_and_forgets_acked_ones(tmp_path: Pat
     await again.close()
 
 
+async def test_held_marks_after_a_crash_are_those_of_the_unacknowledged_batches(tmp_path: Path) -> None:
+    """Reopened after a kill, the spool names how far each file's records are held in it."""
+    spool = Spool(SpoolConfig(), tmp_path)
+    await _fill(spool, 3)
+    await _fill(spool, 2, stream="d")
+    await spool.ack(1)
+    crash(spool)
+    again = Spool(SpoolConfig(), tmp_path)
+    held = again.held_marks()
+    assert {k: m.offset for k, m in held.items()} == {"p:c:x": 9, "p:d:x": 6}
+    await again.ack(again.last_seq)
+    assert again.held_marks() == {}
+    await again.close()
+
+
 async def test_ack_without_close_is_still_remembered(tmp_path: Path) -> None:
     """A crash after ack (no close) does not resend what was acknowledged."""
     spool = Spool(SpoolConfig(), tmp_path)
