@@ -132,6 +132,7 @@ class Collector:
         await asyncio.to_thread(self.tracker.recover, found)
         if self.checkpoints.existed:
             await asyncio.to_thread(self.tracker.recover_unseen, found, self.checkpoints.written_at)
+        self.tracker.order_recovered()
         self._collect(self.tracker.reconcile(found, now, initial=True), None)
         await asyncio.to_thread(self.checkpoints.flush)
         self._next_scan = now + self.config.scan_interval_seconds

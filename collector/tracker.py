@@ -88,6 +88,8 @@ class FileTracker:
         self._waiting: set[str] = set()
         self.unopened: set[str] = set()
         """Included files not open yet (no complete first line): a write there means rescan."""
+        self._recovered: list[Tailer] | None = None
+        """At start, between :meth:`recover` and :meth:`order_recovered`: the drains found."""
         self._cursor = 0
 
     # -- iteration ---------------------------------------------------------------
@@ -441,7 +443,9 @@ class FileTracker:
         tailer.last_mark = offset
         tailer.on_truncated = None
         self._apply_policy(tailer, self.enricher.policy(meta))
-        if order:
+        if order and self._recovered is not None:
+            self._recovered.append(tailer)  # linked in generation order once all are found
+        elif order:
             self._link(tailer)
         self.tailers[identity] = tailer
         self.meta[identity] = meta
@@ -493,6 +497,8 @@ class FileTracker:
         its checkpoint before the newer files of its container.  Found
         nowhere, its unread bytes are counted as lost.
         """
+        if self._recovered is None:
+            self._recovered = []
         live = {(item.dev, item.ino): item for item in found.values()}
         entries = sorted(self.checkpoints.entries.values(), key=lambda e: e.first_seen)
         for entry in entries:
@@ -527,6 +533,26 @@ class FileTracker:
             EVENTS.bytes_lost("truncated_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
         self.checkpoints.finish_head(entry.head)
         self.checkpoints.truncated(entry.identity, entry.generation + 1, None)
+
+    def order_recovered(self) -> None:
+        """Order the generations found at start oldest first within each container stream.
+
+        They were found in checkpoint order (a file podlog knew, then older
+        ones it never saw), not in the order they were written: each now
+        waits for the one before it by restart and rotation name.
+        """
+        recovered, self._recovered = sorted(self._recovered or [], key=_age), None
+        newest: dict[str, Tailer] = {}
+        for tailer in recovered:
+            older = newest.get(tailer.file.key)  # nothing else is open yet
+            if older is not None:
+                tailer.file.wait_for(older.file)
+                if _same_container(older.file.meta, tailer.file.meta):
+                    older.successor = tailer
+            newest[tailer.file.key] = tailer
+        # The newest generation last: a file opened next is ordered after it.
+        for tailer in recovered:
+            self.tailers[tailer.identity] = self.tailers.pop(tailer.identity)
 
     def recover_unseen(self, found: dict[str, Found], since: float) -> None:
         """Before the first pass: read container files that changed while podlog was down
@@ -721,6 +747,13 @@ def _meta_of_entry(entry: CheckpointEntry) -> PathMeta:
 def _same_container(a: PathMeta, b: PathMeta) -> bool:
     """True when two files are generations of one container instance (a rotation)."""
     return (a.restart_count, a.container_id) == (b.restart_count, b.container_id)
+
+
+def _age(tailer: Tailer) -> tuple[str, int, tuple[int, int, str]]:
+    """Sort key of a found generation: its stream, then restart and rotation name, oldest first."""
+    file = tailer.file
+    restart = file.meta.restart_count or 0
+    return file.key, restart, generation_order(os.path.basename(file.real_path))  # noqa: PTH119
 
 
 def _restart_order(real_path: str) -> tuple[int, str]:
