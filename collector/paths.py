@@ -133,12 +133,15 @@ def generation_order(name: str) -> tuple[int, int, str]:
     """Sort key of a container's log files, oldest first.
 
     ``<restart>.log.<timestamp>`` (kubelet's rotations) before ``<restart>.log``,
-    restarts in order; Docker's ``-json.log.<n>``: higher ``n`` is older.
+    restarts in order; Docker's ``-json.log.<n>`` and logrotate's ``<restart>.log.<n>``:
+    higher ``n`` is older.  A ``.gz`` sorts where its plain name would.
     """
     name = name.removesuffix(".gz")  # a compressed generation sorts where it was plain
     match = re.match(r"(\d+)\.log(?:\.(.+))?$", name)
     restart = int(match.group(1)) if match else 0
     suffix = match.group(2) if match else None
+    if suffix is not None and suffix.isdigit() and len(suffix) <= 4:
+        return restart, 0, f"{9999 - int(suffix):04d}"  # logrotate's .1, .2: higher is older
     if suffix is None:
         docker = re.search(r"\.log\.(\d{1,4})$", name)
         if docker is None:

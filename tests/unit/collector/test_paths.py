@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collector.enrichment import PathMeta
-from collector.paths import parse_path
+from collector.paths import generation_order, parse_path
 
 ID = "0123456789abcdef" * 4
 
@@ -36,3 +36,17 @@ def test_unrelated_paths_do_not_parse() -> None:
     assert parse_path("/var/log/syslog") is None
     assert parse_path(f"/var/log/containers/no-id_{ID}.log") is None
     assert parse_path("/var/lib/docker/containers/abc/abc-json.log") is None
+
+
+def test_generation_order_puts_a_containers_files_oldest_first() -> None:
+    """kubelet timestamps in order, logrotate's and Docker's numbers higher-is-older, a .gz where its
+    plain name would be, the live file last."""
+    kubelet = ["0.log", "0.log.20261204-213512.gz", "0.log.20261204-213515", "0.log.20261204-213513.gz"]
+    assert sorted(kubelet, key=generation_order) == [
+        "0.log.20261204-213512.gz", "0.log.20261204-213513.gz", "0.log.20261204-213515", "0.log",
+    ]
+    logrotate = ["0.log", "0.log.1", "0.log.3.gz", "0.log.2.gz"]
+    assert sorted(logrotate, key=generation_order) == ["0.log.3.gz", "0.log.2.gz", "0.log.1", "0.log"]
+    docker = ["c-json.log", "c-json.log.1", "c-json.log.3.gz", "c-json.log.2.gz"]
+    assert sorted(docker, key=generation_order) == ["c-json.log.3.gz", "c-json.log.2.gz", "c-json.log.1", "c-json.log"]
+    assert sorted(["1.log", "0.log.1", "0.log"], key=generation_order) == ["0.log.1", "0.log", "1.log"]
