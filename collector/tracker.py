@@ -593,9 +593,8 @@ class FileTracker:
                 continue
             key = (st.st_dev, st.st_ino)
             if (not _is_regular(st.st_mode) or st.st_mtime <= since - UNSEEN_MARGIN_SECONDS or key in live
-                    or key in seen
-                    or self._is_tracked(*key) or self.checkpoints.find_inode(*key)):
-                continue
+                    or key in seen or self._is_tracked(*key)):
+                continue  # a checkpointed file is known by its head, not its (reusable) inode
             seen.add(key)
             self._open_unseen(path, via, st, heads)
 
