@@ -53,6 +53,9 @@ from podlog.record import Record
 
 __all__ = ["FileTracker"]
 
+UNSEEN_PASSES = 3
+"""Listings of the container directories at start while files vanish under them (renamed, compressed)."""
+
 UNSEEN_MARGIN_SECONDS = 300.0
 """At start, files changed this long before the last checkpoint write may still be unknown
 to it (opened after its snapshot): they are read unless known finished."""
@@ -569,8 +572,21 @@ class FileTracker:
             root = pods_root(path)
             if root is not None:
                 roots.add(root)
+        heads = self._owned_heads()
+        seen: set[tuple[int, int]] = set()
+        for _ in range(UNSEEN_PASSES):
+            # kubelet and dockerd rename and compress while podlog starts: a generation that
+            # vanished between the listing and its stat is under its next name in a new listing.
+            if not self._unseen_pass(sorted(roots), live, since, heads, seen):
+                break
+
+    def _unseen_pass(
+        self, roots: list[str], live: set[tuple[int, int]], since: float, heads: set[str],
+        seen: set[tuple[int, int]],
+    ) -> bool:
+        """One listing of the container directories; True when a listed file vanished meanwhile."""
         candidates: list[tuple[tuple[str, tuple[int, int, str]], str, str]] = []
-        for root in sorted(roots):
+        for root in roots:
             for container_dir in glob.glob(os.path.join(glob.escape(root), "*", "*")):  # noqa: PTH118, PTH207
                 for name in _listdir(container_dir):
                     path = os.path.join(container_dir, name)  # noqa: PTH118
@@ -582,21 +598,26 @@ class FileTracker:
                             if sibling.startswith(os.path.basename(target) + "."):  # noqa: PTH119
                                 candidates.append(((container_dir, generation_order(sibling)),
                                                    os.path.join(os.path.dirname(target), sibling), path))  # noqa: PTH118, PTH120
-        heads = self._owned_heads()
-        seen: set[tuple[int, int]] = set()
+        vanished = False
         for _, path, via in sorted(candidates):
             if path.endswith(".tmp"):
                 continue
             try:
                 st = os.stat(path)  # noqa: PTH116 - str paths throughout
+            except FileNotFoundError:
+                vanished = True
+                continue
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
             if (not _is_regular(st.st_mode) or st.st_mtime <= since - UNSEEN_MARGIN_SECONDS or key in live
                     or key in seen or self._is_tracked(*key)):
                 continue  # a checkpointed file is known by its head, not its (reusable) inode
-            seen.add(key)
-            self._open_unseen(path, via, st, heads)
+            if self._open_unseen(path, via, st, heads):
+                seen.add(key)
+            else:
+                vanished = True  # gone while being opened: look again under its next name
+        return vanished
 
     def _owned_heads(self) -> set[str]:
         """Heads of files podlog reads or has a checkpoint for: a generation with one is no stranger."""
@@ -604,34 +625,39 @@ class FileTracker:
         heads.update(t.file.head for t in self.tailers.values() if t.file.head)
         return heads
 
-    def _open_unseen(self, path: str, via: str, st: os.stat_result, heads: set[str]) -> None:
+    def _open_unseen(self, path: str, via: str, st: os.stat_result, heads: set[str]) -> bool:
+        """Drain ``path`` from its start unless its head is known; False when it could not be
+        read because it vanished (renamed or compressed meanwhile)."""
         try:
             meta = resolve_meta(via) or parse_path(via) or EMPTY_META
         except OSError:
-            return
+            return True
         if self.discovery.is_excluded(via, via) or self.discovery.is_self(meta):
-            return
+            return True
         if self.enricher.policy(meta).exclude:
-            return
+            return True
         if path.endswith(".gz"):
             head = gzip_head_fingerprint(path)
-            if head is None or head in heads or self.checkpoints.is_known(head):
-                return
+            if head is None:
+                return os.path.exists(path)  # noqa: PTH110 - unreadable stays skipped; gone is looked for again
+            if head in heads or self.checkpoints.is_known(head):
+                return True
             found = self._open_generation(path, head, -1, st.st_dev, st.st_ino)
         else:
             found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
         if found is None:
-            return
+            return os.path.exists(path)  # noqa: PTH110
         _, source, dev, ino, head = found
         if self.checkpoints.is_known(head) or head in heads:
             source.close()  # that generation (or a copy of it, copytruncate's) was read
-            return
+            return True
         heads.add(head)
         identity = make_identity(dev, ino, head)
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
                                   size=0 if source.compressed else st.st_size, log_path=via,
                                   meta=dataclasses.asdict(meta))
         self._drain(path, source, dev, ino, identity, head, 0, meta, via, None, None)
+        return True
 
     def _recover_entry(self, entry: CheckpointEntry, reused: tuple[int, int] | None = None) -> None:
         meta = _meta_of_entry(entry)
@@ -744,8 +770,14 @@ def _meta_of_entry(entry: CheckpointEntry) -> PathMeta:
 
 
 def _same_container(a: PathMeta, b: PathMeta) -> bool:
-    """True when two files are generations of one container instance (a rotation)."""
-    return (a.restart_count, a.container_id) == (b.restart_count, b.container_id)
+    """True when two files are generations of one container instance (a rotation).
+
+    A container ID only counts when both paths named one: the ``/var/log/pods``
+    link of a Docker container does not, its ``/var/log/containers`` link does.
+    """
+    if a.restart_count != b.restart_count:
+        return False
+    return not (a.container_id and b.container_id) or a.container_id == b.container_id
 
 
 def _age(tailer: Tailer) -> tuple[str, int, tuple[int, int, str]]:
