@@ -91,6 +91,8 @@ class FileState:
         self.copy: FileState | None = None
         """While TRUNCATED: the drain reading the copy copytruncate left."""
         self.eof_mtime = -1
+        self._head_len: int | None = None
+        """Bytes of the line the head fingerprint covers, once known."""
         self.holds_fragment = False
         """An open partial line ends what was read: a rotation's successor waits for it."""
 
@@ -169,6 +171,7 @@ class FileState:
         self.read_offset = resume_at
         self.size_seen = new_size
         self.head = head if resume_at else None
+        self._head_len = None
         self.at_eof = False
         self.copy = copy
         self.state = State.TRUNCATED if copy is not None else State.ACTIVE
@@ -205,6 +208,26 @@ class FileState:
             except OSError as exc:
                 EVENTS.file_failed(self.path, exc, "fingerprint")
         return self.head
+
+    def head_unchanged(self) -> bool:
+        """True while the file still starts with the line its head fingerprint was taken of.
+
+        Reads only that line's bytes (cheap enough to ask before every chunk).
+        """
+        if self.head is None:
+            return True
+        try:
+            if self._head_len is None:
+                start = self.source.pread(HEAD_BYTES, 0)
+                if fingerprint_head(start) != self.head:
+                    return False
+                newline = start.find(b"\n")
+                self._head_len = newline + 1 if newline >= 0 else HEAD_BYTES
+                return True
+            return fingerprint_head(self.source.pread(self._head_len, 0)) == self.head
+        except OSError as exc:
+            EVENTS.file_failed(self.path, exc, "fingerprint")
+            return True  # unreadable now: the next read reports it
 
     def head_now(self) -> str | None:
         """The fingerprint of the file's head as it is now (None: too short, or unreadable)."""

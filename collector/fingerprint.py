@@ -1,7 +1,7 @@
 """File identity: ``"<dev>:<inode>:<head fingerprint>"``, and what a file's head says.
 
-(device, inode) names the file while it exists; the fingerprint of its first
-line (at most :data:`HEAD_BYTES`) confirms it, so a reused inode is told from
+(device, inode) names the file while it exists; the fingerprint of its whole
+first line (at most :data:`HEAD_BYTES`) confirms it, so a reused inode is told from
 the file that had it before.  A fingerprint is taken only once the file has
 a complete first line or :data:`HEAD_BYTES` bytes: the head of an append-only
 file is then stable, so the identity does not change as the file grows.
@@ -27,8 +27,12 @@ __all__ = [
     "make_identity",
 ]
 
-HEAD_BYTES = 256
-"""Bytes of the head that the fingerprint covers at most."""
+HEAD_BYTES = 65536
+"""Bytes of the head that the fingerprint covers at most: the whole first line of any
+runtime's file (both cut lines at 16 KiB).  Docker's JSON puts the time last, and a
+rotation can start a file with the continuation of a long line, whose first few hundred
+bytes are the same in every container that logs the same text: only the whole line
+tells two such files apart."""
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),

@@ -190,7 +190,7 @@ class Tailer:
                 if not source.compressed:
                     out.extend(self._check_truncation())
                 break
-            if verify and file.head is not None and file.head_now() != file.head:
+            if verify and not file.head_unchanged():
                 # Truncated and written again past our offset since the last read (copytruncate
                 # while reading paused): these bytes belong to the next generation.
                 out.extend(self._check_head())
