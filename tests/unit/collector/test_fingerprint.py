@@ -8,13 +8,13 @@ from collector.fingerprint import HEAD_BYTES, compression_of, fingerprint_head
 
 
 def _docker(log: str, time: str) -> bytes:
-    return json.dumps({"log": log, "stream": "stdout", "time": time}).encode() + b"\n"
+    return json.dumps({"log": log, "stream": "stdout", "time": time}, ensure_ascii=False).encode() + b"\n"
 
 
 def test_files_starting_with_the_same_long_continuation_have_different_heads() -> None:
     """dockerd's rotation can start two containers' files with the same 16 KiB of text; only the
     time at the end of the JSON line differs, and the fingerprint covers it."""
-    piece = "日本語のログ" * 2000 + "\n"
+    piece = "日本語のログ" * 900 + "\n"  # 16 KiB of UTF-8, as dockerd cuts
     a = _docker(piece, "2026-12-04T21:55:37.569238961Z")
     b = _docker(piece, "2026-12-04T21:55:37.569238962Z")
     assert a[:4096] == b[:4096]
