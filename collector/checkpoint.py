@@ -70,6 +70,8 @@ class CheckpointEntry:
     """For the copy copytruncate left: the identity its records carry (the file it continues)."""
     origin_generation: int = 0
     """For such a copy: the generation its records carry."""
+    streams: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Per stream, where it resumes when past ``offset`` (:attr:`FileMark.streams`)."""
 
 
 class CheckpointStore:
@@ -201,6 +203,7 @@ class CheckpointStore:
         if entry is not None and generation > entry.generation:
             entry.generation, entry.offset, entry.head = generation, offset, head or ""
             entry.size = entry.spooled = offset
+            entry.streams = {}
             self.dirty = True
 
     def observed(self, identity: str, size: int, head: str | None = None) -> None:
@@ -286,9 +289,17 @@ class CheckpointStore:
             entry = self.entries.get(identity)
             if entry is None:
                 continue
-            if (mark.generation, mark.offset) <= (entry.generation, entry.offset):
+            position = (mark.generation, mark.offset)
+            if position < (entry.generation, entry.offset):
+                continue
+            streams = dict(mark.streams)
+            if position == (entry.generation, entry.offset):
+                if streams != entry.streams:  # held at an open fragment; the other stream went on
+                    entry.streams = streams
+                    self.dirty = moved = True
                 continue
             entry.generation, entry.offset, entry.updated = mark.generation, mark.offset, now
+            entry.streams = streams
             if entry.final_offset is not None and entry.offset >= entry.final_offset:
                 self._done(identity)
             self.dirty = True

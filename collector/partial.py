@@ -145,6 +145,10 @@ class PartialJoiner:
             return None
         return min(p.first.offset for p in self._pending.values())
 
+    def pending_starts(self) -> dict[str, int]:
+        """Offset of each stream's open fragment in this file."""
+        return {stream: p.first.offset for stream, p in self._pending.items()}
+
     def take_open(self) -> dict[str, Carried]:
         """Every open line by stream, for the next file of the container; clears."""
         out = dict(self._carried)

@@ -31,7 +31,10 @@ from collector.reader import Lines, LineSplitter, line_offsets
 from podlog.protocols import FileMark
 from podlog.record import Record, RecordBuilder, podlog_fields
 
-__all__ = ["PATH_PODLOG", "Tailer", "TailerSettings"]
+__all__ = ["PATH_PODLOG", "STREAMS", "Tailer", "TailerSettings"]
+
+STREAMS = ("stdout", "stderr")
+"""The streams of a container's log file."""
 
 PATH_PODLOG = podlog_fields("path")
 """The ``podlog`` map of records as the tailer builds them (the enricher replaces it)."""
@@ -111,6 +114,8 @@ class Tailer:
         """Compare the head before the next read: nothing was read since open or the end."""
         self._builder: RecordBuilder | None = None
         self._orphan_since: float | None = None
+        self._resume: dict[str, int] | None = None
+        """Per-stream offsets below which lines were emitted before a restart (skipped)."""
 
     # -- what the file state owns, read-only here ------------------------------
 
@@ -276,9 +281,18 @@ class Tailer:
 
     def _decode(self, lines: Lines) -> list[Record]:
         """Records for complete lines: whole chunks on the fast path when they can."""
+        resume = self._resume
+        if resume is None:
+            return self._decode_lines(lines)
+        out = self._decode_lines(lines)
+        if lines.start + len(lines.chunk) >= max(resume.values()):
+            self._resume = None  # every stream is past its resume offset
+        return out
+
+    def _decode_lines(self, lines: Lines) -> list[Record]:
         chunk = lines.chunk
         if lines.long_lines is None:
-            fast = self.multiline is None and not self.joiner.has_pending()
+            fast = self.multiline is None and not self.joiner.has_pending() and self._resume is None
             if fast and self.decoder.format == "cri" and chunk.isascii() and b"\x00" not in chunk:
                 # CRI text without NULs or UTF-8 to check: decode the chunk once, not each
                 # line (ASCII: a line's characters are its bytes, so offsets hold).
@@ -301,6 +315,9 @@ class Tailer:
               long_lines: dict[int, int] | None = None) -> list[Record]:
         """Every line through the decoder and all stages (the general path)."""
         entries = self.decoder.decode(lines, offsets, self.joiner.pending_streams() or None)
+        resume = self._resume
+        if resume is not None:
+            entries = [e for e in entries if e.offset >= resume.get(e.stream, 0)]
         if long_lines:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
@@ -433,17 +450,29 @@ class Tailer:
         return file.read_offset
 
     def mark(self) -> FileMark:
-        """Position after everything emitted so far: where reading resumes."""
+        """Position after everything emitted so far: where reading resumes.
+
+        While one stream's partial line is open, the other stream's lines go
+        on being emitted: the mark then also says where each stream resumes,
+        so that after a restart no emitted line (or half of one) comes again.
+        """
         file = self.file
-        offset = self.splitter.pending_offset(file.read_offset)
-        pending = self.joiner.pending_offset()
-        if pending is not None and pending < offset:
-            offset = pending
-        if self.multiline is not None:
-            pending = self.multiline.pending_offset()
-            if pending is not None and pending < offset:
-                offset = pending
-        return FileMark(file.real_path, file.identity, file.generation, offset)
+        consumed = offset = self.splitter.pending_offset(file.read_offset)
+        starts = self.joiner.pending_starts()
+        for start in starts.values():
+            offset = min(offset, start)
+        event = self.multiline.pending_offset() if self.multiline is not None else None
+        if event is not None:
+            offset = min(offset, event)
+        streams: tuple[tuple[str, int], ...] = ()
+        if starts and event is None and offset < consumed:
+            streams = tuple((stream, starts.get(stream, consumed)) for stream in STREAMS)
+        return FileMark(file.real_path, file.identity, file.generation, offset, streams)
+
+    def resume_streams(self, streams: Mapping[str, int]) -> None:
+        """Resume at the mark with these per-stream offsets (:meth:`mark`): lines of a stream
+        that start before its offset were emitted before the restart and are skipped."""
+        self._resume = dict(streams) if streams else None
 
     def take_carried_marks(self) -> dict[str, FileMark]:
         """Marks of earlier files once no fragment they handed over is still open here."""

@@ -297,6 +297,7 @@ class FileTracker:
     ) -> Tailer:
         entry = self.checkpoints.find(dev, ino, head)
         generation = 0
+        streams: dict[str, int] = {}
         if entry is not None:
             identity, generation, offset = entry.identity, entry.generation, entry.offset
             if offset > size:
@@ -310,6 +311,7 @@ class FileTracker:
                 generation, offset = generation + 1, 0
                 self.checkpoints.truncated(identity, generation, head)
             else:
+                streams = entry.streams
                 EVENTS.file_resumed(path, identity, offset)
         else:
             for stale in self.checkpoints.find_inode(dev, ino):
@@ -328,6 +330,7 @@ class FileTracker:
                          meta=meta, key=stream_key(meta))
         tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node))
         tailer.last_mark = offset
+        tailer.resume_streams(streams)
         EVENTS.file_opened(path, identity, offset, tailer.decoder.format or "auto")
         return tailer
 
@@ -430,8 +433,10 @@ class FileTracker:
                                   offset=entry.offset, size=entry.offset, log_path=entry.log_path,
                                   meta=dataclasses.asdict(meta), origin=origin,
                                   origin_generation=origin_generation)
-        return self._drain(path, source, dev, ino, identity, head, entry.offset, meta,
-                           entry.log_path or entry.path, origin, origin_generation)
+        drain = self._drain(path, source, dev, ino, identity, head, entry.offset, meta,
+                            entry.log_path or entry.path, origin, origin_generation)
+        drain.resume_streams(entry.streams)
+        return drain
 
     def _drain(
         self, path: str, source: Source, dev: int, ino: int, identity: str, head: str, offset: int,
@@ -679,8 +684,9 @@ class FileTracker:
             origin_generation = entry.origin_generation if entry.origin else None
             entry.path, entry.dev, entry.ino = path, dev, ino
             self.checkpoints.dirty = True
-            self._drain(path, source, dev, ino, entry.identity, head, entry.offset, meta, log_path,
-                        origin, origin_generation, generation=entry.generation)
+            drain = self._drain(path, source, dev, ino, entry.identity, head, entry.offset, meta, log_path,
+                                origin, origin_generation, generation=entry.generation)
+            drain.resume_streams(entry.streams)
         if rewritten is not None and not entry.origin:
             # Truncated in place and written again while podlog was down, then renamed:
             # the new content is the file's next generation, read whole after the old one.

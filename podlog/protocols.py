@@ -38,6 +38,14 @@ class FileMark:
     """Truncation/reuse generation, as in ``log.generation``."""
     offset: int
     """Byte offset just past the last byte consumed into this or an earlier batch."""
+    streams: tuple[tuple[str, int], ...] = ()
+    """Where each stream resumes when it is past ``offset``: (stream, offset) pairs.
+
+    An open partial line of one stream holds ``offset`` back while the other
+    stream's lines go on; after a restart at ``offset``, a line of a listed
+    stream that starts before its own offset was already emitted (alone or
+    joined) and is skipped, so no half of a joined line is emitted again.
+    """
 
 
 @dataclass(frozen=True, slots=True)

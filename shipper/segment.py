@@ -129,7 +129,8 @@ def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> 
         {
             "n": len(encoded),
             "m": {
-                key: [mark.path, mark.identity, mark.generation, mark.offset]
+                key: [mark.path, mark.identity, mark.generation, mark.offset,
+                      *([[list(pair) for pair in mark.streams]] if mark.streams else [])]
                 for key, mark in marks.items()
             },
             "g": encoded.groups,
@@ -187,7 +188,8 @@ def decode_records(payload: bytes | memoryview) -> EncodedRecords:
 def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:
     """File marks from a decoded meta."""
     return {
-        key: FileMark(path=str(v[0]), identity=str(v[1]), generation=int(v[2]), offset=int(v[3]))
+        key: FileMark(path=str(v[0]), identity=str(v[1]), generation=int(v[2]), offset=int(v[3]),
+                      streams=tuple((str(s), int(o)) for s, o in v[4]) if len(v) > 4 else ())
         for key, v in (meta.get("m") or {}).items()
     }
 

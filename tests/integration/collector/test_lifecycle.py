@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import time
 from pathlib import Path
 
 import orjson
@@ -269,3 +270,53 @@ async def test_container_started_and_exited_while_down_is_read_before_its_restar
         messages = await delivered(sink2, 20)
         await wait_until(lambda: len(sink2.records) >= 20)
     assert messages == lines("s", 0, 20)
+
+
+def _cri(i: int, stream: str, tag: str, message: bytes) -> bytes:
+    return b"2026-11-27T00:00:00.%09dZ %s %s %s\n" % (i, stream.encode(), tag.encode(), message)
+
+
+async def test_a_restart_at_an_open_fragment_emits_no_half_of_the_other_streams_joined_line(
+    tmp_path: Path,
+) -> None:
+    """stdout and stderr both split into P..F, interleaved as runtimes write them; stopped while the
+    stderr line is open: after the restart the stdout line is not shipped again as its second half,
+    and the stderr line comes out whole once its end is written."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    live.write_bytes(_cri(1, "stdout", "P", b"out first half|") + _cri(2, "stderr", "P", b"err first half|")
+                     + _cri(3, "stdout", "F", b"out second half") + _cri(4, "stdout", "F", b"b-0"))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        assert await delivered(sink, 2) == ["out first half|out second half", "b-0"]
+    with live.open("ab") as handle:
+        handle.write(_cri(5, "stderr", "F", b"err second half") + _cri(6, "stdout", "F", b"b-1"))
+    async with running(tmp_path) as (_, again):
+        messages = await delivered(again, 2)
+    assert sorted(messages) == ["b-1", "err first half|err second half"]
+
+
+async def test_a_fragment_at_a_rotation_waits_for_the_new_file_to_open(tmp_path: Path) -> None:
+    """kubelet creates the new 0.log empty; the rotated file ends in a P fragment whose F is the
+    new file's first line: one record, its UTF-8 character cut at the boundary whole again."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    message = "m0 " + "é" * 9
+    raw = message.encode()
+    live.write_bytes(_cri(1, "stdout", "P", raw[:6]))
+    _link(tmp_path, live)
+    async with running(tmp_path, rotate_wait_seconds=0.2) as (collector, sink):
+        await wait_until(lambda: any(t.read_offset > 0 for t in collector.tracker.tailers.values()))
+        live.rename(directory / "0.log.20261127-000000")
+        live.touch()
+        rotated = next(t for t in collector.tracker.tailers.values())
+        await wait_until(lambda: rotated.file.state.value == "rotated")
+        since = rotated.file.state_since
+        assert since is not None
+        # Past rotate_wait, read to its end: it would have closed (and flushed its half) here.
+        await wait_until(lambda: time.monotonic() - since > 1.0 and rotated.file.at_eof)
+        assert not rotated.closed
+        with live.open("ab") as handle:
+            handle.write(_cri(2, "stdout", "F", raw[6:]))
+        messages = await delivered(sink, 1)
+    assert messages == [message]

@@ -126,3 +126,17 @@ async def test_durable_does_not_wait_once_every_acknowledgement_is_written_at_on
     store.write_on_ack = True
     store.write()
     await asyncio.wait_for(waiting, 1)
+
+
+def test_a_mark_held_at_a_fragment_still_moves_the_other_streams_resume_offset(tmp_path: Path) -> None:
+    """The offset stays at an open stderr fragment while stdout goes on: the entry keeps where each
+    stream resumes, persisted; moving past the fragment clears it."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40, (("stdout", 90), ("stderr", 40)))})
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40, (("stdout", 150), ("stderr", 40)))})
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    entry = again.find(1, 2, "ab")
+    assert entry is not None and (entry.offset, entry.streams) == (40, {"stdout": 150, "stderr": 40})
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 200)})
+    assert store.entries["1:2:ab"].streams == {}
