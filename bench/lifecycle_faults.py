@@ -58,9 +58,10 @@ FIGURES: tuple[tuple[str, Callable[[ScenarioResult], int | None]], ...] = (
     ("lost_excess", lambda r: max(0, abs(r.report.lost_difference) - r.report.lost_tolerance)),
     ("key_violations", lambda r: r.report.key_violations),
     ("missing_deleted", lambda r: r.report.missing_deleted_seen + r.report.missing_deleted_unseen),
+    ("partial", lambda r: r.report.partial_after_loss),
     ("raw_dup", lambda r: r.report.raw_duplicates),
 )
-"""Columns of the summary: the worst value over the runs (the last two are figures, not conditions)."""
+"""Columns of the summary: the worst value over the runs (the last three are figures, not conditions)."""
 
 
 def parse_args() -> argparse.Namespace:

@@ -33,6 +33,7 @@ __all__ = [
     "docker_entries",
     "docker_time",
     "go_json_string",
+    "piece_text",
 ]
 
 MAX_PIECE_BYTES = 16 * 1024
@@ -124,3 +125,11 @@ def docker_entries(message: bytes, stream: str, time_ns: int) -> Entries:
     data = [_json_entry(log, stream, time_ns) for log in logs]
     text = "".join(json.loads(entry)["log"] for entry in data)
     return Entries(data, text.removesuffix("\n"))
+
+
+def piece_text(data: bytes, *, docker: bool) -> bytes:
+    """The message bytes one framed piece holds (a partial line's share, without the final newline)."""
+    if docker:
+        log: str = json.loads(data)["log"]
+        return log.removesuffix("\n").encode("utf-8", "surrogatepass")
+    return data.split(b" ", 3)[3].removesuffix(b"\n")

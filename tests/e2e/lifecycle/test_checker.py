@@ -185,6 +185,20 @@ def test_line_spanning_two_generations_is_deleted_when_either_is() -> None:
     assert report.ok
 
 
+def test_the_share_left_of_a_line_cut_by_a_rotation_is_partial_only_when_the_other_share_is_gone() -> None:
+    """Exactly one generation's share of a split line is no garbage when the other generation was
+    deleted unread; with both generations still there it is an unjoined piece: garbage."""
+    for storage, garbage in ((Storage.DELETED, 0), (Storage.PLAIN, 1)):
+        truth = truth_of(("a", 1, 1), ("b", 1, 2), storage={2: storage})
+        line = truth.lines["r1/pod-a/app/0"]
+        head = text("a", 0)[:10]
+        shares = ((0, 1, message_digest(head)), (1, 2, message_digest("rest")))
+        truth.lines["r1/pod-a/app/0"] = LineTruth(line.stream, 0, 0, (1, 2), line.disk_bytes, line.framing,
+                                                   line.digest, 0, shares)
+        report = run(truth, [Delivered(head, "e1", "k", "0")])
+        assert (report.garbage, report.partial_after_loss) == (garbage, 1 - garbage)
+
+
 def test_mangled_line_is_one_failure_as_garbage_not_also_a_loss() -> None:
     """A line delivered mangled is garbage; it is not missing from its file again, nor owed to the lost bytes."""
     truth = truth_of(("a", 3, 1))

@@ -85,6 +85,10 @@ class LineTruth:
     """:func:`message_digest` of the text a correct collector delivers."""
     fffd: int
     """U+FFFD characters in that text (Docker writes them for cut characters)."""
+    parts: tuple[tuple[int, int, bytes], ...] = ()
+    """For a line whose pieces went to several generations: ``(start, stop, digest)`` for every run
+    ``gens[start:stop]`` short of all of them, with :func:`message_digest` of the text their pieces
+    hold: what a collector delivers when the other generations are gone."""
 
 
 @dataclass(slots=True)

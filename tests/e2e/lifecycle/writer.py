@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from tests.e2e.lifecycle.formats import MAX_PIECE_BYTES, Entries, cri_entries, docker_entries
+from tests.e2e.lifecycle.formats import MAX_PIECE_BYTES, Entries, cri_entries, docker_entries, piece_text
 from tests.e2e.lifecycle.truth import GenerationTruth, GroundTruth, LineTruth, Storage, message_digest
 
 __all__ = ["Format", "NodeWriter", "WriterConfig"]
@@ -711,6 +711,7 @@ class NodeWriter:
             stream = "stderr" if self.rng.random() < self.config.stderr_fraction else "stdout"
             entries = self._entries(self._message(line_id, stream), stream)
             gens: list[int] = []
+            parts: list[list[bytes]] = []
             for data in entries.data:
                 if docker_rotates and instance.size >= self.config.max_size:
                     flush()
@@ -720,13 +721,23 @@ class NodeWriter:
                 instance.live.add(data)
                 if not gens or gens[-1] != instance.live.gen_id:
                     gens.append(instance.live.gen_id)
+                    parts.append([])
+                parts[-1].append(data)
+            digests: tuple[tuple[int, int, bytes], ...] = ()
             if len(gens) > 1:
                 self.stats["lines_split_by_rotation"] += 1
+                docker = self.config.format == "docker"
+                texts = [b"".join(piece_text(d, docker=docker) for d in part) for part in parts]
+                digests = tuple(
+                    (start, stop, message_digest(b"".join(texts[start:stop]).decode("utf-8", "replace")))
+                    for start in range(len(texts)) for stop in range(start + 1, len(texts) + 1)
+                    if stop - start < len(texts)
+                )
             disk = sum(len(data) for data in entries.data)
             self.lines[line_id] = LineTruth(
                 stream=container.stream, seq=seq, tick=self.tick, gens=tuple(gens), disk_bytes=disk,
                 framing=disk - len(entries.text.encode()), digest=message_digest(entries.text),
-                fffd=entries.text.count("\ufffd"),
+                fffd=entries.text.count("\ufffd"), parts=digests,
             )
         flush()
         self.stats["lines"] += count
