@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import time
 from collections.abc import Iterator
 
 from collector.checkpoint import CheckpointEntry, CheckpointStore
@@ -232,8 +233,37 @@ class FileTracker:
                 self.checkpoints.skip(tailer.identity, tailer.skip_to(st.st_size))
         if meta is EMPTY_META:
             EVENTS.path_unparsed(path)
+        older = self._newest_of(tailer.file.key)
+        if older is not None and not initial and _same_container(older.file.meta, meta):
+            self._open_between(older, tailer)
         self._adopt(tailer, meta, policy)
         self.by_path[path] = tailer
+
+    def _open_between(self, older: Tailer, newer: Tailer) -> None:
+        """Generations written between ``older`` and ``newer`` that no stat pass saw.
+
+        A busy container can fill a whole file between two passes: it is
+        renamed (and compressed) before an included name ever led to it.  Its
+        rotated siblings changed since ``older`` was first opened, whose head
+        no file podlog knows has, are read whole, in order, before ``newer``.
+        """
+        entry = self.checkpoints.entries.get(older.identity)
+        since = entry.first_seen if entry is not None and entry.first_seen else time.time()
+        directory, base = os.path.split(newer.file.real_path)
+        names = [n for n in _listdir(directory) if n.startswith(base + ".") and not n.endswith(".tmp")]
+        heads: set[str] | None = None
+        for name in sorted(names, key=generation_order):
+            path = os.path.join(directory, name)  # noqa: PTH118
+            try:
+                st = os.stat(path)  # noqa: PTH116 - str paths throughout
+            except OSError:
+                continue
+            if not _is_regular(st.st_mode) or st.st_mtime < since - 1 or self._is_tracked(st.st_dev, st.st_ino):
+                continue
+            if heads is None:
+                heads = self._owned_heads()
+                heads.add(newer.file.head or "")
+            self._open_unseen(path, newer.path, st, heads)
 
     def _adopt(self, tailer: Tailer, meta: PathMeta, policy: FilePolicy | None = None) -> None:
         """Make ``tailer`` one of the open files: ordered after its container's older ones."""

@@ -320,3 +320,22 @@ async def test_a_fragment_at_a_rotation_waits_for_the_new_file_to_open(tmp_path:
             handle.write(_cri(2, "stdout", "F", raw[6:]))
         messages = await delivered(sink, 1)
     assert messages == [message]
+
+
+async def test_a_generation_born_and_rotated_between_two_stat_passes_is_read_in_its_place(tmp_path: Path) -> None:
+    """A busy container fills a whole file between two passes: renamed and gzip'ed before any pass
+    saw it under 0.log.  It is found beside the next file and read, in order, before it."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 5))
+    _link(tmp_path, live)
+    async with running(tmp_path, scan_interval_seconds=0.3, use_inotify=False) as (_, sink):
+        await delivered(sink, 5)
+        live.rename(directory / "0.log.20261127-000001")
+        write_cri(live, lines("b", 0, 5))
+        between = directory / "0.log.20261127-000002"
+        live.rename(between)
+        _gzip_away(between)
+        write_cri(live, lines("c", 0, 5))
+        messages = await delivered(sink, 15)
+    assert messages == lines("a", 0, 5) + lines("b", 0, 5) + lines("c", 0, 5)
