@@ -339,3 +339,43 @@ async def test_a_generation_born_and_rotated_between_two_stat_passes_is_read_in_
         write_cri(live, lines("c", 0, 5))
         messages = await delivered(sink, 15)
     assert messages == lines("a", 0, 5) + lines("b", 0, 5) + lines("c", 0, 5)
+
+
+async def test_copytruncate_while_down_with_nothing_written_after_is_read_from_the_copy(tmp_path: Path) -> None:
+    """Unacknowledged lines, then copytruncate while podlog is down and the file left empty: they are
+    read from the copy at start, not only once the container writes again."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 3))
+    _link(tmp_path, live)
+    async with running(tmp_path, AckingSink(ack=False)) as (collector, sink):
+        await delivered(sink, 3)
+        await wait_until(lambda: bool(collector.checkpoints.entries))
+    shutil.copyfile(live, directory / "0.log.1")
+    with live.open("r+b") as handle:
+        handle.truncate(0)
+    async with running(tmp_path) as (_, again):
+        assert await delivered(again, 3) == lines("a", 0, 3)
+        write_cri(live, lines("b", 0, 1))
+        assert await delivered(again, 4) == [*lines("a", 0, 3), "b-0"]
+
+
+async def test_copytruncate_while_reading_is_paused_and_the_file_regrown_is_seen(tmp_path: Path) -> None:
+    """Reading paused mid-file (the sink refuses), copytruncate, the writer goes on past the read
+    offset: the rest of the old content comes from the copy, the new content whole, nothing mixed."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    pad = " " + "x" * 80
+    write_cri(live, [f"a-{i}{pad}" for i in range(60)])
+    _link(tmp_path, live)
+    sink = AckingSink(refuse=10**9)
+    async with running(tmp_path, sink, batch_max_records=8, read_budget_bytes=512) as (collector, _):
+        await wait_until(lambda: any(0 < t.read_offset < live.stat().st_size
+                                     for t in collector.tracker.tailers.values()))
+        shutil.copyfile(live, directory / "0.log.1")
+        with live.open("r+b") as handle:
+            handle.truncate(0)
+        write_cri(live, [f"b-{i}{pad}" for i in range(40)])
+        sink.refuse = 0
+        messages = await delivered(sink, 100)
+    assert sorted(messages) == sorted([f"a-{i}{pad}" for i in range(60)] + [f"b-{i}{pad}" for i in range(40)])
