@@ -134,7 +134,7 @@ class FileTracker:
         for path in [p for p in self.by_path if p not in found]:
             self._rotated(self.by_path[path], path, now, "removed")
         # Older files of a container first: restart 0 before restart 1.
-        new.sort(key=lambda pi: _restart_order(pi[1].real_path))
+        new.sort(key=lambda pi: _restart_order(pi[0], pi[1].real_path))
         for path, item in new:
             self._open(path, item, initial=initial)
         for path in [p for p in self._excluded if p not in found]:
@@ -345,7 +345,9 @@ class FileTracker:
                 EVENTS.file_resumed(path, identity, offset)
         else:
             for stale in self.checkpoints.find_inode(dev, ino):
-                if stale.identity not in self.tailers and not stale.origin:
+                # A retired entry was read to its end here and waits for its acks only:
+                # its inode was freed (the file compressed or deleted) and handed on.
+                if stale.identity not in self.tailers and not stale.origin and stale.final_offset is None:
                     self._recover_entry(stale, reused=(dev, ino))
             identity = make_identity(dev, ino, head)
             if identity in self.checkpoints.entries:
@@ -823,8 +825,16 @@ def _age(tailer: Tailer) -> tuple[str, int, tuple[int, int, str]]:
     return file.key, restart, generation_order(os.path.basename(file.real_path))  # noqa: PTH119
 
 
-def _restart_order(real_path: str) -> tuple[int, str]:
-    meta = parse_path(real_path)
+def _restart_order(path: str, real_path: str) -> tuple[int, str]:
+    """Sort key of new files: restart 0 before restart 1 of a container.
+
+    The count is in a ``/var/log/pods`` name along the link chain: a Docker
+    file's own path (``<id>-json.log``) carries none.
+    """
+    try:
+        meta = resolve_meta(path) or parse_path(real_path)
+    except OSError:
+        meta = parse_path(real_path)
     restart = meta.restart_count if meta is not None and meta.restart_count is not None else 0
     return restart, real_path
 

@@ -12,7 +12,7 @@ import orjson
 
 from podlog.metrics import sample
 from podlog.protocols import FileMark
-from tests.integration.collector.harness import AckingSink, delivered, lines, running, write_cri
+from tests.integration.collector.harness import AckingSink, delivered, lines, running, write_cri, write_docker
 from tests.unit.collector.helpers import HEX64, wait_until
 
 UID = "5f0c1b1e-8a2b-4c1e-9d0f-1234567890ab"
@@ -379,3 +379,54 @@ async def test_copytruncate_while_reading_is_paused_and_the_file_regrown_is_seen
         sink.refuse = 0
         messages = await delivered(sink, 100)
     assert sorted(messages) == sorted([f"a-{i}{pad}" for i in range(60)] + [f"b-{i}{pad}" for i in range(40)])
+
+
+async def test_an_inode_freed_by_a_generation_read_but_not_acknowledged_is_no_stale_file(tmp_path: Path) -> None:
+    """A rotated generation read to its end waits for its acks; it is gzip'ed and its inode handed
+    to another container's new file: that is no file found again, its lines are not read twice."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    _link(tmp_path, live)
+    other_dir = tmp_path / "pods" / f"shop_api-1_{UID[:-1]}c" / "app"
+    other_dir.mkdir(parents=True)
+    async with running(tmp_path, AckingSink(ack=False)) as (collector, sink):
+        await delivered(sink, 10)
+        rotated = directory / "0.log.20261127-000001"
+        first_ino = live.stat().st_ino
+        live.rename(rotated)
+        write_cri(live, lines("b", 0, 5))
+        await delivered(sink, 15)
+        entries = collector.checkpoints.entries
+        old = next(e for e in entries.values() if e.ino == first_ino)
+        await wait_until(lambda: old.final_offset is not None)  # closed, read to its end, not acknowledged
+        _gzip_away(rotated)
+        # The kernel hands the freed inode to the next new file: that file's inode is given to the entry.
+        born = tmp_path / "new-file"
+        write_cri(born, lines("c", 0, 5))
+        old.ino = born.stat().st_ino
+        born.rename(other_dir / "0.log")
+        _link(tmp_path, other_dir / "0.log", cid="c" * 64)
+        await delivered(sink, 20)
+        await wait_until(lambda: len(sink.records) >= 20)
+    messages = sink.messages()
+    assert sorted(messages) == sorted(lines("a", 0, 10) + lines("b", 0, 5) + lines("c", 0, 5))
+
+
+async def test_docker_files_of_two_restarts_found_at_start_are_read_in_restart_order(tmp_path: Path) -> None:
+    """Docker's own paths carry no restart count: it comes from the /var/log/pods link, and the
+    exited container's file is read before its successor's at start."""
+    pods = _pods(tmp_path)
+    docker = tmp_path / "docker"
+    files = []
+    for restart, cid in ((0, "e" * 64), (1, "d" * 64)):  # the second container id sorts first
+        (docker / cid).mkdir(parents=True)
+        target = docker / cid / f"{cid}-json.log"
+        write_docker(target, lines(f"r{restart}", 0, 10))
+        (pods / f"{restart}.log").symlink_to(target)
+        _link(tmp_path, pods / f"{restart}.log", cid=cid)
+        files.append(target)
+    async with running(tmp_path) as (_, sink):
+        messages = await delivered(sink, 20)
+        await wait_until(lambda: len(sink.records) >= 20)
+    assert messages == lines("r0", 0, 10) + lines("r1", 0, 10)
