@@ -72,6 +72,8 @@ class CheckpointEntry:
     """For such a copy: the generation its records carry."""
     streams: dict[str, int] = dataclasses.field(default_factory=dict)
     """Per stream, where it resumes when past ``offset`` (:attr:`FileMark.streams`)."""
+    past: int = 0
+    """Bytes after ``max(offset, spooled)`` already emitted (:attr:`FileMark.past`)."""
 
 
 class CheckpointStore:
@@ -204,6 +206,7 @@ class CheckpointStore:
             entry.generation, entry.offset, entry.head = generation, offset, head or ""
             entry.size = entry.spooled = offset
             entry.streams = {}
+            entry.past = 0
             self.dirty = True
 
     def observed(self, identity: str, size: int, head: str | None = None) -> None:
@@ -271,13 +274,16 @@ class CheckpointStore:
             if entry is None or mark.generation != entry.generation:
                 continue
             if mark.offset > entry.spooled:
-                entry.spooled = mark.offset
+                entry.spooled, entry.past = mark.offset, mark.past
+                self.dirty = True
+            elif mark.offset == entry.spooled and mark.past > entry.past:
+                entry.past = mark.past
                 self.dirty = True
 
     def unread(self, entry: CheckpointEntry) -> int:
         """Bytes of a vanished file that neither the sink nor downstream ever held."""
         end = entry.size if entry.final_offset is None else max(entry.size, entry.final_offset)
-        return max(0, end - max(entry.offset, entry.spooled))
+        return max(0, end - max(entry.offset, entry.spooled) - entry.past)
 
     # -- the shipper's side ----------------------------------------------------
 
@@ -294,12 +300,17 @@ class CheckpointStore:
                 continue
             streams = dict(mark.streams)
             if position == (entry.generation, entry.offset):
-                if streams != entry.streams:  # held at an open fragment; the other stream went on
+                if streams != entry.streams or mark.past > entry.past:
+                    # Held at an open fragment; the other stream went on.
                     entry.streams = streams
+                    if mark.offset >= entry.spooled:
+                        entry.past = max(entry.past, mark.past)
                     self.dirty = moved = True
                 continue
             entry.generation, entry.offset, entry.updated = mark.generation, mark.offset, now
             entry.streams = streams
+            if mark.offset >= entry.spooled:
+                entry.past = mark.past
             if entry.final_offset is not None and entry.offset >= entry.final_offset:
                 self._done(identity)
             self.dirty = True

@@ -28,7 +28,7 @@ Carried = tuple[bytes, str, int]
 class _Pending:
     """An open line: bytes parts (CRI), or text parts (Docker's JSON strings are text already)."""
 
-    __slots__ = ("cut", "first", "parts", "size", "text")
+    __slots__ = ("cut", "first", "held", "parts", "size", "text")
 
     def __init__(self, first: Entry, prefix: bytes = b"") -> None:
         self.first = first
@@ -38,6 +38,8 @@ class _Pending:
             self.parts.append(prefix.decode("utf-8", "surrogatepass") if self.text else prefix)
         self.size = len(self.parts[0]) if self.parts else 0
         self.cut = 0
+        self.held = 0
+        """Bytes of this file its fragments take (a carried prefix lies in the previous file)."""
 
     def joined(self) -> bytes:
         """The line so far as bytes."""
@@ -101,6 +103,7 @@ class PartialJoiner:
                     first = entry._replace(time=carried[1], time_ns=carried[2])
                     open_line = pending[entry.stream] = _Pending(first, carried[0])
             self._add(open_line, entry.message if open_line.text else message_bytes(entry))
+            open_line.held += entry.size
             if not entry.partial:
                 del pending[entry.stream]
                 out.append(self._finish(open_line, entry))
@@ -144,6 +147,10 @@ class PartialJoiner:
         if not self._pending:
             return None
         return min(p.first.offset for p in self._pending.values())
+
+    def pending_held(self) -> int:
+        """Bytes of this file that the open lines' fragments take."""
+        return sum(p.held for p in self._pending.values())
 
     def pending_starts(self) -> dict[str, int]:
         """Offset of each stream's open fragment in this file."""

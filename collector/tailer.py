@@ -465,9 +465,11 @@ class Tailer:
         if event is not None:
             offset = min(offset, event)
         streams: tuple[tuple[str, int], ...] = ()
+        past = 0
         if starts and event is None and offset < consumed:
             streams = tuple((stream, starts.get(stream, consumed)) for stream in STREAMS)
-        return FileMark(file.real_path, file.identity, file.generation, offset, streams)
+            past = max(0, consumed - offset - self.joiner.pending_held())
+        return FileMark(file.real_path, file.identity, file.generation, offset, streams, past)
 
     def resume_streams(self, streams: Mapping[str, int]) -> None:
         """Resume at the mark with these per-stream offsets (:meth:`mark`): lines of a stream

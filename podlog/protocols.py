@@ -46,6 +46,9 @@ class FileMark:
     stream that starts before its own offset was already emitted (alone or
     joined) and is skipped, so no half of a joined line is emitted again.
     """
+    past: int = 0
+    """Bytes after ``offset`` already emitted (the lines of the stream that went on): a file
+    that vanishes takes ``size - offset - past`` unread bytes with it, not ``size - offset``."""
 
 
 @dataclass(frozen=True, slots=True)

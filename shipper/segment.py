@@ -130,7 +130,7 @@ def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> 
             "n": len(encoded),
             "m": {
                 key: [mark.path, mark.identity, mark.generation, mark.offset,
-                      *([[list(pair) for pair in mark.streams]] if mark.streams else [])]
+                      *([[list(pair) for pair in mark.streams], mark.past] if mark.streams else [])]
                 for key, mark in marks.items()
             },
             "g": encoded.groups,
@@ -189,7 +189,8 @@ def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:
     """File marks from a decoded meta."""
     return {
         key: FileMark(path=str(v[0]), identity=str(v[1]), generation=int(v[2]), offset=int(v[3]),
-                      streams=tuple((str(s), int(o)) for s, o in v[4]) if len(v) > 4 else ())
+                      streams=tuple((str(s), int(o)) for s, o in v[4]) if len(v) > 4 else (),
+                      past=int(v[5]) if len(v) > 5 else 0)
         for key, v in (meta.get("m") or {}).items()
     }
 

@@ -48,9 +48,9 @@ def parse_cri_line(line: bytes, offset: int) -> Entry | Rejected:
     if partial:
         # A fragment may end inside a UTF-8 character (runtimes cut at 16 KiB):
         # it is decoded once, joined with the rest (collector.partial).
-        return _new(Entry, (offset, time, ns, stream_name, "", True, False, None, raw))
+        return _new(Entry, (offset, time, ns, stream_name, "", True, False, None, raw, len(line) + 1))
     message, error = decode_text(raw) if raw else ("", None)
-    return _new(Entry, (offset, time, ns, stream_name, message, False, False, error, raw))
+    return _new(Entry, (offset, time, ns, stream_name, message, False, False, error, raw, 0))
 
 
 _new = tuple.__new__

@@ -42,8 +42,8 @@ def parse_docker_line(line: bytes, offset: int) -> Entry | Rejected:
     except (ValueError, OverflowError) as exc:
         return Rejected("invalid_timestamp", str(exc)[:200])
     if log[-1:] == "\n":
-        return _new(Entry, (offset, time, ns, stream, log[:-1], False, False, error, None))
-    return _new(Entry, (offset, time, ns, stream, log, True, False, error, None))
+        return _new(Entry, (offset, time, ns, stream, log[:-1], False, False, error, None, 0))
+    return _new(Entry, (offset, time, ns, stream, log, True, False, error, None, len(line) + 1))
 
 
 _new = tuple.__new__

@@ -36,6 +36,9 @@ class Entry(NamedTuple):
     """An error code when the line decoded only after a repair (``invalid_utf8``)."""
     raw: bytes | None = None
     """The message's bytes as written (CRI): fragments are joined as bytes, decoded once."""
+    size: int = 0
+    """Bytes of the line in the file, newline included; set on fragments only (what an open
+    line holds back of the file)."""
 
 
 class Rejected(NamedTuple):

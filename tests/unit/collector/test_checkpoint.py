@@ -140,3 +140,17 @@ def test_a_mark_held_at_a_fragment_still_moves_the_other_streams_resume_offset(t
     assert entry is not None and (entry.offset, entry.streams) == (40, {"stdout": 150, "stderr": 40})
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 200)})
     assert store.entries["1:2:ab"].streams == {}
+
+
+def test_a_file_gone_at_an_open_fragment_loses_only_what_was_not_emitted(tmp_path: Path) -> None:
+    """Held at a stderr fragment (offset 40) while stdout went on to 150: the 70 bytes of stdout
+    lines past the offset were emitted, so a file gone at 200 bytes lost 200 - 40 - 70."""
+    store = _store(tmp_path)
+    store.register("1:2:ab", "/x/0.log", dev=1, ino=2, head="ab", generation=0, offset=0, size=200)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40, (("stdout", 150), ("stderr", 40)), 70)})
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    entry = again.find(1, 2, "ab")
+    assert entry is not None and again.unread(entry) == 90
+    store.spooled({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 120)})
+    assert store.unread(store.entries["1:2:ab"]) == 80

@@ -40,7 +40,7 @@ def test_payload_round_trips_records_and_marks() -> None:
     """A payload decodes to the same records and marks it was built from."""
     records = [record("c", 1), record("c", 2, "ünïcode \"quoted\" \n")]
     marks = {"k": FileMark("/f", "k", 3, 99),
-             "j": FileMark("/g", "j", 0, 40, (("stdout", 120), ("stderr", 40)))}  # held at a fragment
+             "j": FileMark("/g", "j", 0, 40, (("stdout", 120), ("stderr", 40)), 60)}  # held at a fragment
     meta, decoded = decode_payload(encode_payload(records, marks))
     assert decoded == records
     assert meta["n"] == 2
