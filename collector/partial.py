@@ -28,10 +28,12 @@ Carried = tuple[bytes, str, int]
 class _Pending:
     """An open line: bytes parts (CRI), or text parts (Docker's JSON strings are text already)."""
 
-    __slots__ = ("cut", "first", "held", "parts", "size", "text")
+    __slots__ = ("carried", "cut", "first", "held", "parts", "size", "text")
 
-    def __init__(self, first: Entry, prefix: bytes = b"") -> None:
+    def __init__(self, first: Entry, prefix: bytes = b"", carried: Carried | None = None) -> None:
         self.first = first
+        self.carried = carried
+        """What the previous file handed over, when the line began there."""
         self.text = first.raw is None
         self.parts: list[Any] = []
         if prefix:
@@ -101,7 +103,7 @@ class PartialJoiner:
                 else:
                     # The line began in the previous file: its time, this file's offset.
                     first = entry._replace(time=carried[1], time_ns=carried[2])
-                    open_line = pending[entry.stream] = _Pending(first, carried[0])
+                    open_line = pending[entry.stream] = _Pending(first, carried[0], carried)
             self._add(open_line, entry.message if open_line.text else message_bytes(entry))
             open_line.held += entry.size
             if not entry.partial:
@@ -163,6 +165,16 @@ class PartialJoiner:
             first = open_line.first
             out[stream] = (open_line.joined(), first.time, first.time_ns)
         self._pending.clear()
+        self._carried.clear()
+        return out
+
+    def take_carried(self) -> dict[str, Carried]:
+        """What earlier files handed over, as handed over (open lines' own fragments left out):
+        for a drain that reads this file's fragments again from its copy."""
+        out = dict(self._carried)
+        for stream, open_line in self._pending.items():
+            if open_line.carried is not None:
+                out[stream] = open_line.carried
         self._carried.clear()
         return out
 

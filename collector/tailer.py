@@ -236,8 +236,9 @@ class Tailer:
             return []  # untouched since we reached the end
         file.eof_mtime = st.st_mtime_ns
         head = file.head_now()
-        if head is None and st.st_size >= file.read_offset:
-            return []
+        if head is None and st.st_size >= file.read_offset and st.st_size > 0:
+            return []  # no whole first line to compare (a long one still being written)
+        # Empty now, though its first line was fingerprinted: truncated, even before a byte was read.
         if head is not None and head == file.head:
             return []
         return self._truncated(st.st_size, head)

@@ -378,6 +378,10 @@ class FileTracker:
             found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), mark, file.real_path)
             if found is not None:
                 copy = self._start_drain_at(found, tailer, mark)
+                # Fragments an earlier file handed over continue in what the drain reads again.
+                copy.joiner.carry(tailer.joiner.take_carried())
+                copy.carried_marks.update(tailer.carried_marks)
+                tailer.carried_marks = {}
         out = tailer.restart_truncated(size, head, copy.file if copy is not None else None)
         self.checkpoints.truncated(file.identity, file.generation, file.head, file.read_offset)
         return out

@@ -146,3 +146,15 @@ def test_joined_line_over_the_limit_is_truncated_and_marked() -> None:
     assert entry.message == "abcdefabcd"
     assert entry.truncated
     assert joiner.take_cut() == 11
+
+
+def test_fragments_hold_their_bytes_and_hand_back_what_an_earlier_file_carried() -> None:
+    """An open line counts the bytes its fragments take in this file; what the previous file
+    handed over comes back as it was handed over (for a drain of this file's copy)."""
+    joiner = PartialJoiner(1 << 20)
+    joiner.carry({"stderr": (b"first half|", "2026-11-27T00:00:00.000000001Z", 1)})
+    lines = [b"2026-11-27T00:00:01.000000000Z stderr P more|", b"2026-11-27T00:00:01.000000000Z stdout F out"]
+    entries = LineDecoder("f").decode(lines, [0, len(lines[0]) + 1])
+    assert [e.message for e in joiner.feed(entries)] == ["out"]
+    assert joiner.pending_held() == len(lines[0]) + 1
+    assert joiner.take_carried() == {"stderr": (b"first half|", "2026-11-27T00:00:00.000000001Z", 1)}
