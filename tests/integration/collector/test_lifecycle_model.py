@@ -478,7 +478,14 @@ class LifecycleModel(RuleBasedStateMachine):
 
     @rule(container=CONTAINER, compress=st.booleans(), wait=WAIT)
     def rotate(self, container: str, compress: bool, wait: bool) -> None:
-        """kubelet's rotation; an open P..F line continues in the new file."""
+        """kubelet's rotation; an open P..F line continues in the new file.
+
+        The runtime writes the rest of a split line straight after its start,
+        so the rest lands in the new file at once: the collector holds a
+        fragment at a rotation only ``FRAGMENT_WAIT_SECONDS`` for it, then
+        ships what it has (a line open across a rotation for longer is
+        shipped in parts, which this model would take for strays).
+        """
         gen = self.live[container]
         if gen is None:
             return
@@ -486,6 +493,7 @@ class LifecycleModel(RuleBasedStateMachine):
         if wait or self._spans(gen):
             self._wait_open(gen)
         self._rotate(container, compress=compress)
+        self._complete(container)
 
     @rule(container=CONTAINER, wait=WAIT)
     def copytruncate(self, container: str, wait: bool) -> None:
