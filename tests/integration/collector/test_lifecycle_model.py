@@ -570,6 +570,7 @@ class LifecycleModel(RuleBasedStateMachine):
                     self._copytruncate(container)
                 else:
                     self._rotate(container, compress=how == "rename+gzip")
+                    self._complete(container)  # the rest of a split line follows at once (see rotate)
         self._write(container, self._compose(container, after, None))
         self._start()
 
