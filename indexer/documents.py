@@ -18,10 +18,12 @@ from typing import Any
 
 import orjson
 
+from indexer.events import events
 from indexer.templates import Capabilities, dlq_index, index_name
 from podlog.errors import SchemaError
-from podlog.record import decode_batch, parse_timestamp_ns
+from podlog.record import parse_timestamp_ns
 from podlog.retention import RetentionConfig, retention_class
+from podlog.wire import decode_message
 
 __all__ = [
     "BulkItem",
@@ -150,10 +152,13 @@ def build_items(
     not a record), already shaped as dead-letter items.
     """
     try:
-        records = decode_batch(value or b"")
+        message = decode_message(value or b"")
     except SchemaError as exc:
         dead = _message_dead_letter(value or b"", position, prefix, str(exc))
         return [], [("schema", str(exc), dead)]
+    records = message.records
+    if message.payloads is not None:
+        events.payloads_parsed(message.payloads)
     items: list[BulkItem] = []
     dead_items: list[tuple[str, str, BulkItem]] = []
     for number, record in enumerate(records):

@@ -13,6 +13,7 @@ from typing import Any
 
 from podlog import metrics
 from podlog.logging import get_logger
+from podlog.payload import PayloadsParsed
 
 __all__ = ["IndexerEvents", "events"]
 
@@ -73,6 +74,12 @@ RETENTION_DELETED = metrics.counter(
     "Expired log indices deleted, by retention class.",
     ["retention_class"],
 )
+PAYLOADS = metrics.counter(
+    "podlog_indexer_payloads_total",
+    "Schema 2 messages parsed as application payloads (JSON, logfmt) here, by outcome "
+    "(parsed, truncated, or the rejection's error code).",
+    ["outcome"],
+)
 
 DEAD_LETTERS_EXPIRED = metrics.counter(
     "podlog_indexer_dead_letters_expired_total",
@@ -89,6 +96,14 @@ class IndexerEvents:
     def batch_consumed(self, messages: int, size: int) -> None:
         CONSUMED_MESSAGES.inc(messages)
         CONSUMED_BYTES.inc(size)
+
+    def payloads_parsed(self, counts: PayloadsParsed) -> None:
+        if counts.parsed:
+            PAYLOADS.labels("parsed").inc(counts.parsed)
+        if counts.truncated:
+            PAYLOADS.labels("truncated").inc(counts.truncated)
+        for code, count in counts.rejected.items():
+            PAYLOADS.labels(code).inc(count)
 
     def documents_resolved(self, outcomes: Mapping[str, int]) -> None:
         for outcome, count in outcomes.items():

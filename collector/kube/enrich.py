@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from collector.appparse import PARSERS, Payload, PayloadLimits, PayloadRejected, parse_payload
 from collector.enrichment import Enricher, FilePolicy, PathMeta
 from collector.kube.cache import PodCache, PodEntry
 from collector.kube.config import KubernetesConfig
@@ -29,6 +28,7 @@ from collector.kube.metadata import (
 )
 from podlog.config import CommonConfig
 from podlog.lifecycle import Health, Service
+from podlog.payload import PARSERS, PayloadLimits, parse_payloads
 from podlog.record import Record, SharedMap, podlog_fields
 
 __all__ = ["ApiState", "KubeEnricher", "build_enricher"]
@@ -257,43 +257,11 @@ class KubeEnricher:
     # -- payloads ----------------------------------------------------------------------------
 
     def _parse_payloads(self, parser: str, records: list[Record], meta: PathMeta) -> None:
-        if parser == "none":
-            return
-        parsed = truncated = 0
-        rejected: dict[str, int] = {}
-        limits = self._limits
-        json_only = parser != "logfmt"
-        for record in records:
-            message = record.get("message")
-            if type(message) is not str:
-                continue
-            if json_only:
-                # Only an object can be a payload: skip the rest without a call (most
-                # text starts with a printable ASCII character; a stack frame with a tab).
-                first = message[:1]
-                if first != "{" and (
-                    not first or " " < first < "\x80" or not first.isspace()
-                    or message.lstrip()[:1] != "{"
-                ):
-                    continue
-            if record.get("json") is not None:
-                continue
-            result = parse_payload(message, parser, limits)
-            if result is None:
-                continue
-            if isinstance(result, PayloadRejected):
-                rejected[result.error_code] = rejected.get(result.error_code, 0) + 1
-                continue
-            assert isinstance(result, Payload)
-            record["json"] = result.fields
-            if result.level is not None and record.get("level") is None:
-                record["level"] = result.level
-            parsed += 1
-            truncated += result.truncated
-        if parsed:
-            events.payloads_parsed(parser, parsed, truncated)
-        if rejected:
-            events.payloads_rejected(rejected, meta.namespace, meta.pod)
+        counts = parse_payloads(records, parser, self._limits)
+        if counts.parsed:
+            events.payloads_parsed(parser, counts.parsed, counts.truncated)
+        if counts.rejected:
+            events.payloads_rejected(counts.rejected, meta.namespace, meta.pod)
 
 
 def _multiline(value: str) -> str | None:

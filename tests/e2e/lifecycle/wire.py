@@ -1,10 +1,9 @@
 """The one place this suite reads podlog's record layouts: Kafka message values and search hits.
 
-Today a Kafka message value is a schema-1 batch (``podlog.record.decode_batch``).
-When the wire format moves to schema 2 (``StreamBatch``: a resource once plus
-columns), only :func:`decode_message` changes: it must keep returning one
-``dict`` per record laid out as schema 1 lays records out (``message``,
-``event.id``, ``log.file``), which is also what the search API returns.
+A Kafka message value is a schema-1 batch or a schema-2 stream batch (a
+resource once, then columns): :func:`decode_message` returns one ``dict`` per
+record laid out as schema 1 lays records out (``message``, ``event.id``,
+``log.file``) for both, which is also what the search API returns.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ __all__ = ["decode_message", "delivered"]
 
 def decode_message(value: bytes) -> list[dict[str, Any]]:
     """The records of one Kafka message value, in the order the agent sent them."""
-    from podlog.record import decode_batch  # imported here: the seam the schema-2 change replaces
+    from podlog.wire import decode_message as decode  # imported here: the one seam to podlog's layouts
 
-    return decode_batch(value)
+    return decode(value).records
 
 
 def _origin(record: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from podlog.record import Record, decode_batch
+from podlog.record import Record
+from podlog.wire import decode_message
 
 
 @dataclass
@@ -63,7 +64,7 @@ def read_topic(bootstrap: str, topic: str, expect_ids: int, timeout: float = 60.
                 content.messages += 1
                 key, value = message.key(), message.value()
                 assert key is not None and value is not None
-                content.by_key[key].extend(decode_batch(value))
+                content.by_key[key].extend(decode_message(value).records)
     finally:
         consumer.close()
     return content

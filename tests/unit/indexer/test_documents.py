@@ -163,3 +163,44 @@ def test_any_bytes_become_items_or_dead_letters(value: bytes) -> None:
         assert items == []
         assert [d[0] for d in dead] == ["schema"]
         assert base64.b64decode(dead[0][2].document["message_base64"]) == value
+
+
+def _schema2(messages: list[bytes], parser: str = "json") -> bytes:
+    from podlog.record import record_id_prefix
+    from podlog.wire import StreamBatch, encode
+
+    resource = {
+        "kubernetes": {"namespace": "payments", "pod": {"name": "api-0", "uid": "u"}, "container": {"name": "app"}},
+        "log": {"file": {"path": "/var/log/containers/a.log", "identity": "1:2:ab"}, "generation": 0},
+        "podlog": {"metadata": "api", "parser": parser},
+        "event_id_prefix": record_id_prefix("c", "n", "1:2:ab", 0),
+    }
+    offsets = [i * 100 for i in range(len(messages))]
+    times = [1_795_737_600_000_000_000 + i for i in range(len(messages))]
+    return encode(StreamBatch(resource, offsets, times, [0] * len(messages), [0] * len(messages), messages))
+
+
+def test_a_schema_2_message_indexes_as_schema_1_would_with_its_payloads_parsed_here() -> None:
+    """Same index, same _id as the schema 1 record of the same line; JSON parsed by the indexer."""
+    items, dead = _build(_schema2([b'{"level":"error","msg":"charge failed"}', b"plain text"]))
+    assert dead == []
+    one = _record("payments", 0)
+    assert [i.doc_id for i in items] == [one["event"]["id"], one["event"]["id"][:-1] + "100"]
+    assert items[0].index == "pl-logs-long-2026.11.27"
+    assert items[0].document["level"] == "error" and items[0].document["json"]["msg"] == "charge failed"
+    assert items[1].document["json"] is None and items[1].document["podlog"]["schema"] == 2
+
+
+def test_a_schema_2_message_under_logfmt_and_none_parsers() -> None:
+    (item,), _ = _build(_schema2([b"level=warn msg=slow"], parser="logfmt"))
+    assert item.document["level"] == "warn"
+    (item,), _ = _build(_schema2([b'{"level":"error"}'], parser="none"))
+    assert item.document["json"] is None
+
+
+def test_a_damaged_schema_2_message_is_dead_lettered_with_its_reason() -> None:
+    value = _schema2([b"one", b"two"])
+    items, dead = _build(value[:-3])
+    assert items == []
+    ((reason, detail, _),) = dead
+    assert reason == "schema" and "decompress" in detail

@@ -1,0 +1,268 @@
+"""Schema 2: one Kafka message is one batch of one container stream, in columns.
+
+The resource (what every line of the batch shares: ``kubernetes``,
+``log.file``, host, agent, the ``event.id`` prefix) is written once per
+message; then one row per line, column by column.  ``docs/wire-format.md``
+is the specification; this module is its executable version.
+
+A message value::
+
+    "PLG" 0x02            magic and schema version (a schema 1 value starts with "{")
+    codec: u8             0 none, 1 zstd
+    body, compressed by the codec:
+        header length: u32 LE, then the header: a JSON object
+            {"schema": 2, "rows": n, "resource": {...}}
+        offset:  n x i64 LE   byte offset of the line's first byte in its file
+        time_ns: n x i64 LE   UTC epoch nanoseconds of the runtime's timestamp
+        length:  n x u32 LE   bytes of the message
+        stream:  n x u8       0 stdout, 1 stderr
+        flags:   n x u8       FLAG_JOINED | FLAG_TRUNCATED | FLAG_MULTILINE
+        message: the messages' UTF-8 bytes, back to back
+
+The body's size is exactly what the header and the lengths say: anything
+else is a :class:`~podlog.errors.SchemaError` naming what is wrong, never a
+guess.  :func:`to_records` turns a batch into schema-1-shaped records, so
+the index and search see one layout whichever schema a line came in.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import cramjam
+import orjson
+
+from podlog.errors import SchemaError
+from podlog.payload import PARSERS, PayloadLimits, PayloadsParsed, parse_payloads
+from podlog.record import Record, decode_batch, format_timestamp_ns
+
+__all__ = [
+    "CODECS",
+    "FLAG_JOINED",
+    "FLAG_MULTILINE",
+    "FLAG_TRUNCATED",
+    "MAGIC",
+    "SCHEMA",
+    "STREAMS",
+    "Message",
+    "StreamBatch",
+    "decode",
+    "decode_message",
+    "encode",
+    "is_schema2",
+    "to_records",
+]
+
+SCHEMA = 2
+MAGIC = b"PLG\x02"
+CODECS = {"none": 0, "zstd": 1}
+STREAMS = ("stdout", "stderr")
+FLAG_JOINED = 1
+"""The line was joined from runtime fragments (CRI ``P``, Docker's 16 KiB split)."""
+FLAG_TRUNCATED = 2
+"""The line was longer than the collector keeps and was cut (``log.truncated``)."""
+FLAG_MULTILINE = 4
+"""Several physical lines merged into one event (a stack trace)."""
+
+_ROW_BYTES = 8 + 8 + 4 + 1 + 1
+_LITTLE = sys.byteorder == "little"
+_ZSTD_LEVEL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StreamBatch:
+    """One message's content: the resource, and one entry per line in each column."""
+
+    resource: Mapping[str, Any]
+    """``kubernetes``, ``log`` (``file``: path, identity; ``generation``), ``host``, ``agent``,
+    ``podlog`` (metadata source, retention class, parser) and ``event_id_prefix``."""
+    offsets: Sequence[int]
+    times_ns: Sequence[int]
+    streams: Sequence[int]
+    """Indexes into :data:`STREAMS`."""
+    flags: Sequence[int]
+    messages: Sequence[bytes]
+    """UTF-8 bytes of each line's message."""
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+class Message(NamedTuple):
+    """The records of one Kafka message, whichever schema it came in."""
+
+    records: list[Record]
+    schema: int
+    payloads: PayloadsParsed | None
+    """Schema 2: what parsing the messages as application payloads did (the parser is
+    the resource's ``podlog.parser``); schema 1 records were parsed by the agent."""
+
+
+def decode_message(value: bytes | memoryview, limits: PayloadLimits | None = None) -> Message:
+    """Records of a message value of schema 1 or 2; :class:`SchemaError` when it is neither.
+
+    Schema 2 lines are parsed here (JSON or logfmt payloads, their level),
+    as the agent no longer does.
+    """
+    if not is_schema2(value):
+        return Message(decode_batch(bytes(value)), 1, None)
+    batch = decode(value)
+    records = to_records(batch)
+    parser = _map(batch.resource, "podlog").get("parser", "json")
+    if parser not in PARSERS:
+        parser = "json"
+    return Message(records, SCHEMA, parse_payloads(records, parser, limits or PayloadLimits()))
+
+
+def is_schema2(value: bytes | memoryview) -> bool:
+    """True when ``value`` starts like a schema 2 message."""
+    return bytes(value[:4]) == MAGIC
+
+
+def encode(batch: StreamBatch, codec: str = "zstd") -> bytes:
+    """The message value of ``batch``; raises ``ValueError`` for columns of unequal length."""
+    rows = len(batch.offsets)
+    if not (len(batch.times_ns) == len(batch.streams) == len(batch.flags) == len(batch.messages) == rows):
+        raise ValueError("schema 2 columns of unequal length")
+    header = orjson.dumps({"schema": SCHEMA, "rows": rows, "resource": batch.resource})
+    lengths = array("I", map(len, batch.messages))
+    parts = [
+        len(header).to_bytes(4, "little"),
+        header,
+        _little(array("q", batch.offsets)),
+        _little(array("q", batch.times_ns)),
+        _little(lengths),
+        bytes(batch.streams),
+        bytes(batch.flags),
+        *batch.messages,
+    ]
+    body = b"".join(parts)
+    code = CODECS.get(codec)
+    if code is None:
+        raise ValueError(f"unknown schema 2 codec {codec!r}; one of {sorted(CODECS)}")
+    if code == 1:
+        body = bytes(cramjam.zstd.compress(body, level=_ZSTD_LEVEL))
+    return MAGIC + bytes((code,)) + body
+
+
+def decode(value: bytes | memoryview) -> StreamBatch:
+    """The batch in a schema 2 message value; :class:`SchemaError` says what is wrong with it."""
+    if bytes(value[:4]) != MAGIC:
+        raise SchemaError("not a schema 2 message (no PLG\\x02 magic)")
+    if len(value) < 5:
+        raise SchemaError("schema 2 message truncated before its codec byte")
+    code = value[4]
+    if code == 0:
+        body = bytes(value[5:])
+    elif code == 1:
+        try:
+            body = bytes(cramjam.zstd.decompress(bytes(value[5:])))
+        except Exception as exc:  # cramjam raises its own DecompressionError
+            raise SchemaError(f"schema 2 message does not decompress (zstd): {exc}") from exc
+    else:
+        raise SchemaError(f"schema 2 message with unknown codec {code}")
+    if len(body) < 4:
+        raise SchemaError("schema 2 message truncated before its header")
+    size = int.from_bytes(body[:4], "little")
+    if 4 + size > len(body):
+        raise SchemaError(f"schema 2 header of {size} bytes runs past the message ({len(body)} bytes)")
+    try:
+        header = orjson.loads(body[4 : 4 + size])
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"schema 2 header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise SchemaError("schema 2 header is not a JSON object")
+    if header.get("schema") != SCHEMA:
+        raise SchemaError(f"schema 2 header names schema {header.get('schema')!r}")
+    rows, resource = header.get("rows"), header.get("resource")
+    if not isinstance(rows, int) or rows < 0 or not isinstance(resource, dict):
+        raise SchemaError("schema 2 header without a row count or a resource")
+    at = 4 + size
+    fixed = rows * _ROW_BYTES
+    if at + fixed > len(body):
+        raise SchemaError(f"schema 2 columns truncated: {rows} rows need {fixed} bytes, {len(body) - at} left")
+    offsets = _column("q", body, at, rows)
+    at += rows * 8
+    times = _column("q", body, at, rows)
+    at += rows * 8
+    lengths = _column("I", body, at, rows)
+    at += rows * 4
+    streams = body[at : at + rows]
+    at += rows
+    flags = body[at : at + rows]
+    at += rows
+    total = sum(lengths)
+    if at + total != len(body):
+        raise SchemaError(
+            f"schema 2 message columns of unequal length: lengths sum to {total} message bytes, "
+            f"{len(body) - at} present")
+    if any(s > 1 for s in streams):
+        raise SchemaError("schema 2 stream column holds a value other than 0 (stdout) or 1 (stderr)")
+    messages = []
+    for length in lengths:
+        messages.append(body[at : at + length])
+        at += length
+    return StreamBatch(resource, offsets.tolist(), times.tolist(), list(streams), list(flags), messages)
+
+
+def to_records(batch: StreamBatch) -> list[Record]:
+    """Schema-1-shaped records of ``batch`` (``level`` and ``json`` None: the reader parses).
+
+    Invalid UTF-8 in a message is replaced (U+FFFD), as the collector does.
+    """
+    resource = batch.resource
+    log = _map(resource, "log")
+    file = _map(log, "file")
+    generation = log.get("generation", 0)
+    prefix = str(resource.get("event_id_prefix", ""))
+    kubernetes = _map(resource, "kubernetes")
+    podlog = {**_map(resource, "podlog"), "schema": SCHEMA}
+    podlog.pop("parser", None)
+    extra = {key: resource[key] for key in ("host", "agent") if isinstance(resource.get(key), dict)}
+    records = []
+    for offset, ns, stream, flags, raw in zip(
+        batch.offsets, batch.times_ns, batch.streams, batch.flags, batch.messages, strict=True,
+    ):
+        try:
+            message = raw.decode()
+        except UnicodeDecodeError:
+            message = raw.decode(errors="replace")
+        record: Record = {
+            "@timestamp": format_timestamp_ns(ns),
+            "timestamp_ns": ns,
+            "message": message,
+            "stream": STREAMS[stream],
+            "level": None,
+            "json": None,
+            "log": {"file": file, "offset": offset, "generation": generation,
+                    "truncated": bool(flags & FLAG_TRUNCATED)},
+            "kubernetes": kubernetes,
+            "event": {"id": f"{prefix}{offset}"},
+            "podlog": podlog,
+            **extra,
+        }
+        records.append(record)
+    return records
+
+
+def _map(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _little(column: array[Any]) -> bytes:
+    if not _LITTLE:
+        column.byteswap()
+    return column.tobytes()
+
+
+def _column(kind: str, body: bytes, at: int, rows: int) -> array[Any]:
+    column = array(kind)
+    column.frombytes(body[at : at + rows * column.itemsize])
+    if not _LITTLE:
+        column.byteswap()
+    return column

@@ -1,0 +1,90 @@
+"""Schema 2 messages: round trips, and every malformed value refused with its reason."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from podlog.errors import SchemaError
+from podlog.record import format_timestamp_ns, record_id_prefix
+from podlog.wire import FLAG_TRUNCATED, StreamBatch, decode, encode, is_schema2, to_records
+
+PREFIX = record_id_prefix("c", "node-1", "1:2:ab", 0)
+RESOURCE = {
+    "kubernetes": {"namespace": "shop", "pod": {"name": "web-1", "uid": "u1"}, "container": {"name": "app"}},
+    "log": {"file": {"path": "/var/log/containers/web-1_shop_app-x.log", "identity": "1:2:ab"}, "generation": 0},
+    "host": {"name": "node-1"},
+    "podlog": {"metadata": "api", "parser": "json"},
+    "event_id_prefix": PREFIX,
+}
+
+
+def _batch(messages: list[bytes], flags: list[int] | None = None) -> StreamBatch:
+    offsets = []
+    at = 0
+    for message in messages:
+        offsets.append(at)
+        at += len(message) + 40
+    return StreamBatch(RESOURCE, offsets, [1_795_737_600_000_000_000 + i for i in range(len(messages))],
+                       [i % 2 for i in range(len(messages))], flags or [0] * len(messages), messages)
+
+
+@given(messages=st.lists(st.text().map(str.encode), max_size=40), codec=st.sampled_from(["zstd", "none"]))
+def test_a_batch_round_trips(messages: list[bytes], codec: str) -> None:
+    batch = _batch(messages)
+    value = encode(batch, codec)
+    assert is_schema2(value)
+    assert decode(value) == StreamBatch(RESOURCE, list(batch.offsets), list(batch.times_ns),
+                                        list(batch.streams), list(batch.flags), messages)
+
+
+def test_records_have_the_schema_1_layout_and_the_same_event_ids() -> None:
+    """event.id is the prefix of the file generation and the offset, as in schema 1."""
+    (first, second) = to_records(decode(encode(_batch([b"GET /", "café \xff".encode()], [0, FLAG_TRUNCATED]))))
+    assert first["event"]["id"] == f"{PREFIX}0"
+    assert first["@timestamp"] == format_timestamp_ns(first["timestamp_ns"])
+    assert (first["stream"], second["stream"]) == ("stdout", "stderr")
+    assert second["message"] == "café \xff" and second["log"]["truncated"] is True
+    assert first["kubernetes"]["pod"]["uid"] == "u1" and first["host"] == {"name": "node-1"}
+    assert first["podlog"] == {"metadata": "api", "schema": 2}
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    (record,) = to_records(decode(encode(_batch([b"ok \xff\xfe"]))))
+    assert record["message"] == "ok \ufffd\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda v: v[:3], "no PLG"),
+        (lambda v: v[:4], "truncated before its codec"),
+        (lambda v: v[:5] + b"\x00" * 8, "does not decompress"),
+        (lambda v: v[:4] + b"\x07" + v[5:], "unknown codec"),
+    ],
+)
+def test_a_damaged_message_is_refused_with_its_reason(mangle: object, reason: str) -> None:
+    value = encode(_batch([b"one", b"two"]))
+    with pytest.raises(SchemaError, match=reason):
+        decode(mangle(value))  # type: ignore[operator]
+
+
+def test_columns_that_do_not_add_up_are_refused() -> None:
+    """Cut short, or with bytes past the last message: the lengths no longer match."""
+    plain = encode(_batch([b"one", b"two"]), "none")
+    with pytest.raises(SchemaError, match="unequal length"):
+        decode(plain[:-1])
+    with pytest.raises(SchemaError, match="unequal length"):
+        decode(plain + b"x")
+    with pytest.raises(SchemaError, match="runs past the message"):
+        decode(plain[:60])
+    header_end = 5 + 4 + int.from_bytes(plain[5:9], "little")
+    with pytest.raises(SchemaError, match="columns truncated"):
+        decode(plain[: header_end + 10])
+
+
+def test_unequal_columns_are_not_encoded() -> None:
+    batch = StreamBatch(RESOURCE, [0, 1], [0], [0, 0], [0, 0], [b"a", b"b"])
+    with pytest.raises(ValueError, match="unequal"):
+        encode(batch)
