@@ -54,7 +54,7 @@ class KafkaProducerConfig(KafkaSecurityConfig):
         "broker lacks InitProducerId).",
     )
     compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = setting(
-        "zstd", "Compression of message batches; zstd measured fastest end to end (docs/wire-format.md)."
+        "zstd", "Compression of message batches; zstd measured fastest end to end (bench/RESULTS.md)."
     )
     linger_ms: int = setting(5, "Time the producer waits to fill a batch before sending it.")
     max_batch_bytes: int = setting(
