@@ -477,6 +477,10 @@ class Tailer:
         that start before its offset were emitted before the restart and are skipped."""
         self._resume = dict(streams) if streams else None
 
+    def resuming(self) -> dict[str, int]:
+        """Per-stream offsets still skipped since :meth:`resume_streams` (empty once past them)."""
+        return dict(self._resume or {})
+
     def take_carried_marks(self) -> dict[str, FileMark]:
         """Marks of earlier files once no fragment they handed over is still open here."""
         if not self.carried_marks or self.joiner.pending_streams():

@@ -371,13 +371,16 @@ class FileTracker:
     def _truncated(self, tailer: Tailer, size: int, head: str | None) -> list[Record]:
         """A file was truncated in place: read what it still owed from its copy, if one exists."""
         file = tailer.file
-        mark = tailer.mark().offset
+        held = tailer.mark()
+        mark = held.offset
         self.checkpoints.finish_head(file.head)
         copy = None
         if file.head is not None:
             found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), mark, file.real_path)
             if found is not None:
                 copy = self._start_drain_at(found, tailer, mark)
+                # Held at an open fragment, the other stream went on: the drain skips what it emitted.
+                copy.resume_streams(dict(held.streams) or tailer.resuming())
                 # Fragments an earlier file handed over continue in what the drain reads again.
                 copy.joiner.carry(tailer.joiner.take_carried())
                 copy.carried_marks.update(tailer.carried_marks)

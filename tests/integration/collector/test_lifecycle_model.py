@@ -719,7 +719,15 @@ class LifecycleModel(RuleBasedStateMachine):
 
     def _lost_as_expected(self) -> bool:
         counted = lost_bytes() - self.lost_before
-        return self._expected_lost() <= counted <= self._expected_lost() + self.lost_slack
+        return self._expected_lost() <= counted <= self._expected_lost() + self._lost_allowance()
+
+    def _lost_allowance(self) -> int:
+        """What may count as lost beyond the lost lines: bytes sized but never fingerprinted, and
+        lines of a file the collector had not opened when it moved (it may find the file later,
+        under its new name, and count what it could not read of it), never delivered."""
+        delivered = self._delivered_numbers()
+        unseen = sum(line.written for line in self.lines if line.fate == "unseen" and line.number not in delivered)
+        return self.lost_slack + unseen
 
     def _idle(self) -> bool:
         """Every line due is delivered, the loss counted, and this collector caught up: every
@@ -801,8 +809,8 @@ class LifecycleModel(RuleBasedStateMachine):
         expected = self._expected_lost()
         assert self._lost_as_expected(), (
             f"podlog_collector_lost_bytes_total rose by {counted:.0f}, but {expected} bytes of lines "
-            f"were lost (up to {self.lost_slack} more may count: sized, never fingerprinted; "
-            f"{self.unseen_bytes} bytes were never seen by the collector)")
+            f"were lost (up to {self._lost_allowance()} more may count: sized but never fingerprinted, "
+            f"or in files the collector had not opened; {self.unseen_bytes} bytes were never seen by it)")
 
 
 class _Entry:
