@@ -168,6 +168,10 @@ class PartialJoiner:
         self._carried.clear()
         return out
 
+    def holds_carried(self) -> bool:
+        """True while a line an earlier file handed over is not complete yet."""
+        return bool(self._carried) or any(p.carried is not None for p in self._pending.values())
+
     def take_carried(self) -> dict[str, Carried]:
         """What earlier files handed over, as handed over (open lines' own fragments left out):
         for a drain that reads this file's fragments again from its copy."""

@@ -483,7 +483,7 @@ class Tailer:
 
     def take_carried_marks(self) -> dict[str, FileMark]:
         """Marks of earlier files once no fragment they handed over is still open here."""
-        if not self.carried_marks or self.joiner.pending_streams():
+        if not self.carried_marks or self.joiner.holds_carried():
             return {}
         marks, self.carried_marks = self.carried_marks, {}
         return marks

@@ -158,3 +158,14 @@ def test_fragments_hold_their_bytes_and_hand_back_what_an_earlier_file_carried()
     assert [e.message for e in joiner.feed(entries)] == ["out"]
     assert joiner.pending_held() == len(lines[0]) + 1
     assert joiner.take_carried() == {"stderr": (b"first half|", "2026-11-27T00:00:00.000000001Z", 1)}
+
+
+def test_a_carried_line_once_complete_no_longer_holds_the_earlier_files_mark() -> None:
+    """The earlier file's mark is held by the line it handed over, not by a new open line here."""
+    joiner = PartialJoiner(1 << 20)
+    joiner.carry({"stdout": (b"m1 first|", "2026-11-27T00:00:00.000000001Z", 1)})
+    assert joiner.holds_carried()
+    lines = [b"2026-11-27T00:00:01.000000000Z stdout F end", b"2026-11-27T00:00:01.000000000Z stdout P m2 open"]
+    done = joiner.feed(LineDecoder("f").decode(lines, [0, len(lines[0]) + 1]))
+    assert [e.message for e in done] == ["m1 first|end"]
+    assert joiner.has_pending() and not joiner.holds_carried()
