@@ -115,6 +115,8 @@ class Tailer:
         self._builder: RecordBuilder | None = None
         self._orphan_since: float | None = None
         self._resume: dict[str, int] | None = None
+        self._resume_past = (0, 0)
+        """(offset, bytes past it already emitted) of the mark this file resumed at."""
         """Per-stream offsets below which lines were emitted before a restart (skipped)."""
 
     # -- what the file state owns, read-only here ------------------------------
@@ -467,15 +469,24 @@ class Tailer:
             offset = min(offset, event)
         streams: tuple[tuple[str, int], ...] = ()
         past = 0
-        if starts and event is None and offset < consumed:
-            streams = tuple((stream, starts.get(stream, consumed)) for stream in STREAMS)
+        resume = self._resume
+        if event is None and ((starts and offset < consumed) or resume is not None):
+            # Still skipping after a restart: a stream's lines up to its resume offset were
+            # emitted by an earlier run, whatever this one has read of them so far.
+            streams = tuple(
+                (stream, starts[stream] if stream in starts else max(consumed, (resume or {}).get(stream, 0)))
+                for stream in STREAMS
+            )
             past = max(0, consumed - offset - self.joiner.pending_held())
+            if resume is not None and self._resume_past[0] == offset:
+                past = max(past, self._resume_past[1])
         return FileMark(file.real_path, file.identity, file.generation, offset, streams, past)
 
-    def resume_streams(self, streams: Mapping[str, int]) -> None:
+    def resume_streams(self, streams: Mapping[str, int], past: int = 0) -> None:
         """Resume at the mark with these per-stream offsets (:meth:`mark`): lines of a stream
         that start before its offset were emitted before the restart and are skipped."""
         self._resume = dict(streams) if streams else None
+        self._resume_past = (self.file.read_offset, past)
 
     def resuming(self) -> dict[str, int]:
         """Per-stream offsets still skipped since :meth:`resume_streams` (empty once past them)."""

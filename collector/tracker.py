@@ -328,6 +328,7 @@ class FileTracker:
         entry = self.checkpoints.find(dev, ino, head)
         generation = 0
         streams: dict[str, int] = {}
+        past = 0
         if entry is not None:
             identity, generation, offset = entry.identity, entry.generation, entry.offset
             if offset > size:
@@ -341,7 +342,7 @@ class FileTracker:
                 generation, offset = generation + 1, 0
                 self.checkpoints.truncated(identity, generation, head)
             else:
-                streams = entry.streams
+                streams, past = entry.streams, entry.past
                 EVENTS.file_resumed(path, identity, offset)
         else:
             for stale in self.checkpoints.find_inode(dev, ino):
@@ -362,7 +363,7 @@ class FileTracker:
                          meta=meta, key=stream_key(meta))
         tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node))
         tailer.last_mark = offset
-        tailer.resume_streams(streams)
+        tailer.resume_streams(streams, past)
         EVENTS.file_opened(path, identity, offset, tailer.decoder.format or "auto")
         return tailer
 
@@ -474,7 +475,7 @@ class FileTracker:
                                   origin_generation=origin_generation)
         drain = self._drain(path, source, dev, ino, identity, head, entry.offset, meta,
                             entry.log_path or entry.path, origin, origin_generation)
-        drain.resume_streams(entry.streams)
+        drain.resume_streams(entry.streams, entry.past)
         return drain
 
     def _drain(
@@ -725,7 +726,7 @@ class FileTracker:
             self.checkpoints.dirty = True
             drain = self._drain(path, source, dev, ino, entry.identity, head, entry.offset, meta, log_path,
                                 origin, origin_generation, generation=entry.generation)
-            drain.resume_streams(entry.streams)
+            drain.resume_streams(entry.streams, entry.past)
         if rewritten is not None and not entry.origin:
             # Truncated in place and written again while podlog was down, then renamed:
             # the new content is the file's next generation, read whole after the old one.
