@@ -259,11 +259,18 @@ class Collector:
         await self._queue.put(None)
 
     def _read(self, tailer: Tailer, budget: int) -> list[Record]:
-        generation = tailer.generation
+        generation, head = tailer.generation, tailer.file.head
         records = tailer.read(budget)
         if tailer.generation != generation:  # truncated in place: the offset restarts
             self.checkpoints.truncated(tailer.identity, tailer.generation, tailer.file.head,
                                        tailer.read_offset)
+        if tailer.generation != generation or (head is None and tailer.file.head is not None):
+            # A new generation, or its first line now whole: written at once, not at the next
+            # interval, so that after a SIGKILL the copy a copytruncate leaves is known by its
+            # head (read again under this identity, the same event ids) and not taken for a
+            # stranger.  Once per truncation.
+            self.checkpoints.observed(tailer.identity, tailer.file.size_seen, tailer.file.head)
+            self.checkpoints.write()
         return records
 
     async def _drain_rotated(self, budget: int, batch_max: int) -> None:
