@@ -50,6 +50,7 @@ __all__ = [
     "STREAMS",
     "Message",
     "StreamBatch",
+    "batch_from_records",
     "decode",
     "decode_message",
     "encode",
@@ -207,6 +208,47 @@ def decode(value: bytes | memoryview) -> StreamBatch:
         messages.append(body[at : at + length])
         at += length
     return StreamBatch(resource, offsets.tolist(), times.tolist(), list(streams), list(flags), messages)
+
+
+def batch_from_records(records: Sequence[Record], parser: str = "json") -> StreamBatch:
+    """The schema 2 batch of schema-1 records of one file generation (their shared maps once).
+
+    Raises ``ValueError`` when the records come from more than one file generation or
+    container; ``level`` and ``json`` are left out (a schema 2 reader parses the messages).
+    """
+    if not records:
+        raise ValueError("no records")
+    first = records[0]
+    log, kubernetes = first["log"], first["kubernetes"]
+    identity, generation = log["file"]["identity"], log["generation"]
+    prefix = _id_prefix(first)
+    offsets, times, streams, flags, messages = [], [], [], [], []
+    for record in records:
+        record_log = record["log"]
+        if (record_log["file"]["identity"], record_log["generation"]) != (identity, generation) or (
+            record["kubernetes"] != kubernetes
+        ):
+            raise ValueError("records of more than one file generation or container")
+        offsets.append(record_log["offset"])
+        times.append(record["timestamp_ns"])
+        streams.append(STREAMS.index(record["stream"]))
+        flags.append(FLAG_TRUNCATED if record_log.get("truncated") else 0)
+        messages.append(record["message"].encode("utf-8", "surrogatepass"))
+    podlog = {key: value for key, value in first.get("podlog", {}).items() if key != "schema"}
+    resource = {
+        "kubernetes": kubernetes,
+        "log": {"file": dict(log["file"]), "generation": generation},
+        "podlog": {**podlog, "parser": parser},
+        "event_id_prefix": prefix,
+    }
+    return StreamBatch(resource, offsets, times, streams, flags, messages)
+
+
+def _id_prefix(record: Record) -> str:
+    event_id, offset = record["event"]["id"], str(record["log"]["offset"])
+    if not event_id.endswith(offset):
+        raise ValueError(f"event.id {event_id!r} does not end in its offset {offset}")
+    return str(event_id[: len(event_id) - len(offset)])
 
 
 def to_records(batch: StreamBatch) -> list[Record]:

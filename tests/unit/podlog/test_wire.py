@@ -88,3 +88,21 @@ def test_unequal_columns_are_not_encoded() -> None:
     batch = StreamBatch(RESOURCE, [0, 1], [0], [0, 0], [0, 0], [b"a", b"b"])
     with pytest.raises(ValueError, match="unequal"):
         encode(batch)
+
+
+def test_schema_1_records_become_one_batch_with_the_same_ids() -> None:
+    from podlog.record import SourcePosition, make_record
+    from podlog.wire import batch_from_records
+
+    records = [
+        make_record(position=SourcePosition("c", "n", "1:2:ab", 0, offset), timestamp="", timestamp_ns=offset,
+                    message=f"line {offset}", stream="stdout", path="/p", kubernetes={"namespace": "shop"})
+        for offset in (0, 17, 1000)
+    ]
+    again = to_records(decode(encode(batch_from_records(records))))
+    assert [r["event"]["id"] for r in again] == [r["event"]["id"] for r in records]
+    assert [r["message"] for r in again] == ["line 0", "line 17", "line 1000"]
+    other = make_record(position=SourcePosition("c", "n", "1:2:ab", 1, 5), timestamp="", timestamp_ns=5,
+                        message="x", stream="stdout", path="/p", kubernetes={"namespace": "shop"})
+    with pytest.raises(ValueError, match="more than one"):
+        batch_from_records([*records, other])
