@@ -54,6 +54,7 @@ __all__ = [
     "decode",
     "decode_message",
     "encode",
+    "encode_fitting",
     "is_schema2",
     "to_records",
 ]
@@ -148,6 +149,49 @@ def encode(batch: StreamBatch, codec: str = "zstd") -> bytes:
     if code == 1:
         body = bytes(cramjam.zstd.compress(body, level=_ZSTD_LEVEL))
     return MAGIC + bytes((code,)) + body
+
+
+def encode_fitting(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> list[bytes]:
+    """``batch`` as one or more message values of at most ``max_bytes`` each, rows in order.
+
+    A batch too large is split in halves until each part fits; a single line that
+    does not fit alone is cut (on a UTF-8 boundary) and flagged truncated, with its
+    ``event.id`` unchanged.  Nothing is dropped for its size.
+    """
+    value = encode(batch, codec)
+    if len(value) <= max_bytes:
+        return [value]
+    rows = len(batch)
+    if rows > 1:
+        half = rows // 2
+        return [*encode_fitting(_rows(batch, 0, half), max_bytes, codec),
+                *encode_fitting(_rows(batch, half, rows), max_bytes, codec)]
+    message = batch.messages[0]
+    overhead = len(value) - len(message)
+    room = max(0, max_bytes - overhead - 16)  # a compressed body can be a little larger than its input
+    if room >= len(message):
+        room = len(message) // 2
+    cut = _utf8_prefix(message, room)
+    smaller = StreamBatch(batch.resource, batch.offsets, batch.times_ns, batch.streams,
+                          [batch.flags[0] | FLAG_TRUNCATED], [cut])
+    if not cut:
+        return [encode(smaller, codec)]  # the resource alone is over the limit: sent as small as it gets
+    return encode_fitting(smaller, max_bytes, codec)
+
+
+def _rows(batch: StreamBatch, start: int, stop: int) -> StreamBatch:
+    return StreamBatch(batch.resource, batch.offsets[start:stop], batch.times_ns[start:stop],
+                       batch.streams[start:stop], batch.flags[start:stop], batch.messages[start:stop])
+
+
+def _utf8_prefix(data: bytes, size: int) -> bytes:
+    """The longest prefix of at most ``size`` bytes that does not end inside a UTF-8 character."""
+    if size >= len(data):
+        return data
+    end = size
+    while end > 0 and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return data[:end]
 
 
 def decode(value: bytes | memoryview) -> StreamBatch:

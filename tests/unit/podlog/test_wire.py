@@ -106,3 +106,22 @@ def test_schema_1_records_become_one_batch_with_the_same_ids() -> None:
                         message="x", stream="stdout", path="/p", kubernetes={"namespace": "shop"})
     with pytest.raises(ValueError, match="more than one"):
         batch_from_records([*records, other])
+
+
+@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=30), limit=st.integers(600, 5000))
+def test_a_batch_over_the_limit_is_split_in_order_and_nothing_is_dropped(sizes: list[int], limit: int) -> None:
+    """Every part fits; rows keep their order and ids; only a line too long alone is cut, flagged."""
+    import os
+
+    from podlog.wire import encode_fitting
+
+    messages = [("é" + os.urandom(size).hex())[: size or 1].encode() for size in sizes]
+    batch = _batch(messages)
+    values = encode_fitting(batch, limit, "none")
+    assert all(len(v) <= limit for v in values)
+    parts = [decode(v) for v in values]
+    assert [o for p in parts for o in p.offsets] == list(batch.offsets)
+    for part in parts:
+        for flags, message, offset in zip(part.flags, part.messages, part.offsets, strict=True):
+            original = messages[list(batch.offsets).index(offset)]
+            assert message == original or (flags & FLAG_TRUNCATED and original.startswith(message))
