@@ -21,7 +21,7 @@ failed each.
 ``--mode agent`` starts tansu on moto S3 storage (the test suite's
 ``DurableKafka``) once for all runs and stops it at the end; every podlog
 process is stopped by its PID after its run.  Run directories are removed
-unless ``--keep`` (each holds the node's files, ``delivered.jsonl`` and
+unless ``--keep`` or the run failed (each holds the node's files, ``delivered.jsonl`` and
 ``report.txt``).  The podlog under test is the one ``python -m podlog``
 imports from the current directory and ``PYTHONPATH``.
 """
@@ -140,11 +140,14 @@ def main() -> int:
                 for mode in modes:
                     config = scenario(args, fmt, mode, args.seed + number)
                     workdir = base / f"{fmt}-{mode}-{config.writer.seed}"
+                    result = None
                     try:
                         result = run_scenario(config, workdir, bootstrap=kafka.bootstrap if kafka else None,
                                               say=lambda _: None)
                     finally:
-                        if not args.keep:
+                        # A failed run's directory is kept: its report, delivered.jsonl and the
+                        # agent's own logs are what a post-mortem needs.
+                        if not args.keep and result is not None and result.ok:
                             shutil.rmtree(workdir, ignore_errors=True)
                     results.append(result)
                     print(result.line(), flush=True)
@@ -155,8 +158,11 @@ def main() -> int:
             kafka.close()
         if not args.keep:
             shutil.rmtree(base / "servers", ignore_errors=True)
-            if args.workdir is None:
+            if args.workdir is None and all(r.ok for r in results):
                 shutil.rmtree(base, ignore_errors=True)
+        for result in results:
+            if not result.ok:
+                print(f"kept for a post-mortem: {base / (result.name.replace('/', '-') + f'-{result.seed}')}")
     print(f"\n{len(results)} runs in {time.monotonic() - started:.0f}s")
     print(summary(results))
     return 0 if results and all(r.ok for r in results) else 1

@@ -227,6 +227,8 @@ def check(truth: GroundTruth, delivered: Iterable[Delivered], lost: LostBytes, *
     streams_of_key: dict[str, set[str]] = defaultdict(set)
     out_of_order = 0
     parts: dict[bytes, tuple[str, int, int]] = {}
+    shipped_share: dict[str, set[int]] = defaultdict(set)
+    """Generations (indexes into ``gens``) of a partly lost line whose share was delivered."""
     for split_id, split in truth.lines.items():
         for start, stop, part in split.parts:
             parts[part] = (split_id, start, stop)
@@ -239,7 +241,10 @@ def check(truth: GroundTruth, delivered: Iterable[Delivered], lost: LostBytes, *
         line = truth.lines.get(line_id) if line_id is not None else None
         digest = message_digest(record.message)
         if line is None or digest != line.digest:
-            if _share_of_a_partly_lost_line(truth, parts.get(digest)):
+            share = parts.get(digest)
+            if _share_of_a_partly_lost_line(truth, share):
+                assert share is not None
+                shipped_share[share[0]].update(range(share[1], share[2]))
                 report.partial_after_loss += 1
                 report.example("partial_after_loss", f"{_shown(record.message)} from {record.origin or '?'}")
                 continue
@@ -305,10 +310,12 @@ def check(truth: GroundTruth, delivered: Iterable[Delivered], lost: LostBytes, *
         if storage is not Storage.DELETED:
             report.missing_in_copies += copied
             report.example(f"missing_{storage.value}", f"{line_id} in {truth.generations[line.gens[-1]].path}")
+        # What of a partly lost line was delivered (its share in generations still read) is not lost.
+        shipped = sum(line.gen_bytes[i] for i in shipped_share.get(line_id, ()) if i < len(line.gen_bytes))
         if surely:
-            report.missing_bytes += line.disk_bytes
+            report.missing_bytes += line.disk_bytes - shipped
         if possibly:
-            report.missing_bytes_possible += line.disk_bytes
+            report.missing_bytes_possible += line.disk_bytes - shipped
             for gen in line.gens:
                 framing_by_gen[gen] = max(framing_by_gen.get(gen, 0), line.framing)
     report.affected_files = len(framing_by_gen)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.e2e.lifecycle.checker import Delivered, LostBytes, Report, check
 from tests.e2e.lifecycle.truth import GenerationTruth, GroundTruth, LineTruth, Storage, message_digest
 
@@ -256,3 +258,16 @@ def test_a_file_renamed_before_the_collector_found_it_is_not_surely_seen() -> No
     assert (report.missing_deleted_unseen, report.missing_bytes) == (2, 0)
     assert report.missing_bytes_possible == lines_bytes(truth, "a", range(2))
     assert report.ok
+
+
+def test_a_partly_lost_line_owes_the_counter_only_the_share_that_is_gone() -> None:
+    """Split over generations 1 (deleted unread, 60 bytes) and 2 (read, 40 bytes): the share of
+    generation 2 delivered, the lost-bytes counter owes 60, not the line's 100."""
+    truth = truth_of(("a", 1, 1), storage={1: Storage.DELETED})
+    truth.generations[2] = dataclasses.replace(truth.generations[1], gen_id=2, storage=Storage.PLAIN)
+    line = truth.lines["r1/pod-a/app/0"]
+    shares = ((0, 1, message_digest("head")), (1, 2, message_digest("rest")))
+    truth.lines["r1/pod-a/app/0"] = LineTruth(line.stream, 0, 0, (1, 2), 100, 5, line.digest, 0, shares, (60, 40))
+    report = run(truth, [Delivered("rest", "e1", "k", "0")], lost=60)
+    assert report.partial_after_loss == 1
+    assert report.lost_difference == 0, report

@@ -89,6 +89,8 @@ class LineTruth:
     """For a line whose pieces went to several generations: ``(start, stop, digest)`` for every run
     ``gens[start:stop]`` short of all of them, with :func:`message_digest` of the text their pieces
     hold: what a collector delivers when the other generations are gone."""
+    gen_bytes: tuple[int, ...] = ()
+    """Bytes on disk in each of ``gens``, in order (empty: all in the one generation)."""
 
 
 @dataclass(slots=True)

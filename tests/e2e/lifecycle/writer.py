@@ -738,6 +738,7 @@ class NodeWriter:
                 stream=container.stream, seq=seq, tick=self.tick, gens=tuple(gens), disk_bytes=disk,
                 framing=disk - len(entries.text.encode()), digest=message_digest(entries.text),
                 fffd=entries.text.count("\ufffd"), parts=digests,
+                gen_bytes=tuple(sum(len(data) for data in part) for part in parts) if len(gens) > 1 else (),
             )
         flush()
         self.stats["lines"] += count
