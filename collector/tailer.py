@@ -534,7 +534,13 @@ class Tailer:
         next file joins it instead of the two halves shipping as two records.
         """
         if not self.file.should_close(now, rotate_wait):
-            return False
+            # Rotated, read to its end and in a line the next file continues: once the runtime
+            # writes there, it writes here no more.  Waiting out rotate_wait would hold every
+            # newer file of the container back (they wait for this line's end).
+            successor = self.successor
+            if not (successor is not None and self.file.draining and self.file.at_eof
+                    and self.joiner.has_pending() and successor.file.size_seen > 0):
+                return False
         if self.successor is not None or not self.joiner.has_pending():
             return True
         if self._orphan_since is None:

@@ -430,3 +430,18 @@ async def test_docker_files_of_two_restarts_found_at_start_are_read_in_restart_o
         messages = await delivered(sink, 20)
         await wait_until(lambda: len(sink.records) >= 20)
     assert messages == lines("r0", 0, 10) + lines("r1", 0, 10)
+
+
+async def test_a_fragment_ending_a_rotated_file_joins_as_soon_as_the_new_file_has_its_end(tmp_path: Path) -> None:
+    """The runtime writes the rest of a split line into the new file: the rotated file is done
+    then, and the joined line (and the new file's lines behind it) come without rotate_wait."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    live.write_bytes(_cri(1, "stdout", "F", b"a-0") + _cri(2, "stdout", "P", b"hel"))
+    _link(tmp_path, live)
+    async with running(tmp_path, rotate_wait_seconds=60.0) as (_, sink):
+        await delivered(sink, 1)
+        live.rename(directory / "0.log.20261127-000000")
+        live.write_bytes(_cri(3, "stdout", "F", b"lo") + _cri(4, "stdout", "F", b"b-0"))
+        messages = await delivered(sink, 3, timeout=4.0)
+    assert messages == ["a-0", "hello", "b-0"]
