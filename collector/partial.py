@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collector.parsers.entry import Entry, decode_text
+from podlog.record import utf8_boundary
 
 __all__ = ["Carried", "PartialJoiner"]
 
@@ -30,12 +31,13 @@ class _Pending:
 
     __slots__ = ("carried", "cut", "first", "held", "parts", "size", "text")
 
-    def __init__(self, first: Entry, prefix: bytes = b"", carried: Carried | None = None) -> None:
+    def __init__(self, first: Entry, carried: Carried | None = None) -> None:
         self.first = first
         self.carried = carried
         """What the previous file handed over, when the line began there."""
         self.text = first.raw is None
         self.parts: list[Any] = []
+        prefix = carried[0] if carried is not None else b""
         if prefix:
             self.parts.append(prefix.decode("utf-8", "surrogatepass") if self.text else prefix)
         self.size = len(self.parts[0]) if self.parts else 0
@@ -55,16 +57,6 @@ def message_bytes(entry: Entry) -> bytes:
     if entry.raw is not None:
         return entry.raw
     return entry.message.encode("utf-8", "surrogatepass")
-
-
-def utf8_boundary(data: bytes, size: int) -> int:
-    """The largest length <= ``size`` that does not end inside a UTF-8 character."""
-    if size >= len(data):
-        return len(data)
-    end = size
-    while end > 0 and (data[end] & 0xC0) == 0x80:
-        end -= 1
-    return end
 
 
 class PartialJoiner:
@@ -103,7 +95,7 @@ class PartialJoiner:
                 else:
                     # The line began in the previous file: its time, this file's offset.
                     first = entry._replace(time=carried[1], time_ns=carried[2])
-                    open_line = pending[entry.stream] = _Pending(first, carried[0], carried)
+                    open_line = pending[entry.stream] = _Pending(first, carried)
             self._add(open_line, entry.message if open_line.text else message_bytes(entry))
             open_line.held += entry.size
             if not entry.partial:

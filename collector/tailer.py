@@ -115,9 +115,9 @@ class Tailer:
         self._builder: RecordBuilder | None = None
         self._orphan_since: float | None = None
         self._resume: dict[str, int] | None = None
+        """Per-stream offsets below which lines were emitted before a restart (skipped)."""
         self._resume_past = (0, 0)
         """(offset, bytes past it already emitted) of the mark this file resumed at."""
-        """Per-stream offsets below which lines were emitted before a restart (skipped)."""
 
     # -- what the file state owns, read-only here ------------------------------
 

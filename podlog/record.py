@@ -66,6 +66,7 @@ __all__ = [
     "record_id",
     "record_id_prefix",
     "stream_key",
+    "utf8_boundary",
 ]
 
 SCHEMA_VERSION = 1
@@ -315,6 +316,16 @@ def decode_batch(value: bytes) -> list[Record]:
     if not isinstance(records, list):
         raise SchemaError("'records' is not a list")
     return records
+
+
+def utf8_boundary(data: bytes, size: int) -> int:
+    """The largest length <= ``size`` that does not end inside a UTF-8 character."""
+    if size >= len(data):
+        return len(data)
+    end = size
+    while end > 0 and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return end
 
 
 def iter_fields(record: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

@@ -38,7 +38,7 @@ import orjson
 
 from podlog.errors import SchemaError
 from podlog.payload import PARSERS, PayloadLimits, PayloadsParsed, parse_payloads
-from podlog.record import Record, decode_batch, format_timestamp_ns
+from podlog.record import Record, decode_batch, format_timestamp_ns, utf8_boundary
 
 __all__ = [
     "CODECS",
@@ -171,7 +171,7 @@ def encode_fitting(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> l
     room = max(0, max_bytes - overhead - 16)  # a compressed body can be a little larger than its input
     if room >= len(message):
         room = len(message) // 2
-    cut = _utf8_prefix(message, room)
+    cut = message[: utf8_boundary(message, room)]
     smaller = StreamBatch(batch.resource, batch.offsets, batch.times_ns, batch.streams,
                           [batch.flags[0] | FLAG_TRUNCATED], [cut])
     if not cut:
@@ -182,16 +182,6 @@ def encode_fitting(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> l
 def _rows(batch: StreamBatch, start: int, stop: int) -> StreamBatch:
     return StreamBatch(batch.resource, batch.offsets[start:stop], batch.times_ns[start:stop],
                        batch.streams[start:stop], batch.flags[start:stop], batch.messages[start:stop])
-
-
-def _utf8_prefix(data: bytes, size: int) -> bytes:
-    """The longest prefix of at most ``size`` bytes that does not end inside a UTF-8 character."""
-    if size >= len(data):
-        return data
-    end = size
-    while end > 0 and (data[end] & 0xC0) == 0x80:
-        end -= 1
-    return data[:end]
 
 
 def decode(value: bytes | memoryview) -> StreamBatch:
