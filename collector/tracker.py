@@ -200,6 +200,7 @@ class FileTracker:
         try:
             fd = os.open(item.real_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
+            self._gone_before_open(item)
             return
         except OSError as exc:
             EVENTS.file_failed(path, exc, "open")
@@ -212,7 +213,8 @@ class FileTracker:
             EVENTS.file_failed(path, exc, "open")
             return
         if (st.st_dev, st.st_ino) != (item.dev, item.ino):
-            os.close(fd)  # replaced meanwhile: next pass
+            os.close(fd)  # replaced meanwhile: the new file on the next pass
+            self._gone_before_open(item)
             return
         kind = compression_of(head_bytes)
         if kind is not None:
@@ -238,6 +240,19 @@ class FileTracker:
             self._open_between(older, tailer)
         self._adopt(tailer, meta, policy)
         self.by_path[path] = tailer
+
+    def _gone_before_open(self, item: Found) -> None:
+        """The file a stat pass found was renamed (and compressed) before it could be opened.
+
+        Had podlog a checkpoint for it, what it still owed is read from
+        wherever it went, before its container's next file: no later pass
+        names it again, and its head keeps other passes from taking it for a
+        stranger.
+        """
+        for entry in list(self.checkpoints.entries.values()):
+            if ((entry.dev, entry.ino) == (item.dev, item.ino) and entry.final_offset is None
+                    and entry.identity not in self.tailers):
+                self._recover_entry(entry)
 
     def _open_between(self, older: Tailer, newer: Tailer) -> None:
         """Generations written between ``older`` and ``newer`` that no stat pass saw.

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
+from collector.tracker import FileTracker
 from podlog.metrics import sample
 from podlog.protocols import FileMark
 from tests.integration.collector.harness import AckingSink, delivered, lines, running, write_cri, write_docker
@@ -411,6 +413,38 @@ async def test_an_inode_freed_by_a_generation_read_but_not_acknowledged_is_no_st
         await wait_until(lambda: len(sink.records) >= 20)
     messages = sink.messages()
     assert sorted(messages) == sorted(lines("a", 0, 10) + lines("b", 0, 5) + lines("c", 0, 5))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_a_file_rotated_between_the_start_scan_and_its_open_is_read_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool,
+) -> None:
+    """The start scan names the checkpointed live file; it is renamed (and gzip'ed) before it is
+    opened: what it still owed is read from the rotated generation, then the new file."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 50))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 50)
+    write_cri(live, lines("a", 50, 150))
+    order_recovered = FileTracker.order_recovered
+
+    def rotate_first(tracker: FileTracker) -> None:
+        rotated = directory / "0.log.20261127-004500"
+        live.rename(rotated)
+        if compressed:
+            _gzip_away(rotated)
+        write_cri(live, lines("b", 0, 20))
+        order_recovered(tracker)
+
+    monkeypatch.setattr(FileTracker, "order_recovered", rotate_first)
+    lost = _lost("deleted_before_read")
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 120)
+        await wait_until(lambda: len(sink2.records) >= 120)
+    assert messages == lines("a", 50, 150) + lines("b", 0, 20)
+    assert _lost("deleted_before_read") == lost
 
 
 async def test_docker_files_of_two_restarts_found_at_start_are_read_in_restart_order(tmp_path: Path) -> None:
