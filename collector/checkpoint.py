@@ -178,15 +178,17 @@ class CheckpointStore:
     def register(
         self, identity: str, path: str, *, dev: int, ino: int, head: str, generation: int,
         offset: int, size: int, log_path: str = "", meta: dict[str, Any] | None = None,
-        origin: str = "", origin_generation: int = 0,
+        origin: str = "", origin_generation: int = 0, streams: Mapping[str, int] | None = None,
+        past: int = 0,
     ) -> CheckpointEntry:
-        """Record a file as opened at ``offset``; an existing entry keeps its offset."""
+        """Record a file as opened at ``offset`` (per stream: ``streams``, as :attr:`FileMark.streams`);
+        an existing entry keeps its offset."""
         entry = self.entries.get(identity)
         if entry is None:
             now = time.time()
             entry = self.entries[identity] = CheckpointEntry(
                 identity, path, generation, offset, dev, ino, head, size, offset, None,
-                now, now, log_path or path, meta, origin, origin_generation,
+                now, now, log_path or path, meta, origin, origin_generation, dict(streams or {}), past,
             )
         else:
             entry.path, entry.head, entry.size = path, head, max(entry.size, size)

@@ -394,9 +394,9 @@ class FileTracker:
         if file.head is not None:
             found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), mark, file.real_path)
             if found is not None:
-                copy = self._start_drain_at(found, tailer, mark)
-                # Held at an open fragment, the other stream went on: the drain skips what it emitted.
-                copy.resume_streams(dict(held.streams) or tailer.resuming())
+                # Held at an open fragment, the other stream went on: the drain skips what it emitted
+                # (and so does a restart before the drain's first acknowledgement).
+                copy = self._start_drain_at(found, tailer, mark, dict(held.streams) or tailer.resuming())
                 # Fragments an earlier file handed over continue in what the drain reads again.
                 copy.joiner.carry(tailer.joiner.take_carried())
                 copy.carried_marks.update(tailer.carried_marks)
@@ -465,17 +465,20 @@ class FileTracker:
         except OSError:
             return None
 
-    def _start_drain_at(self, found: Found_, tailer: Tailer, offset: int) -> Tailer:
-        """A drain of copytruncate's copy, from ``offset``, under ``tailer``'s identity and generation."""
+    def _start_drain_at(self, found: Found_, tailer: Tailer, offset: int, streams: dict[str, int]) -> Tailer:
+        """A drain of copytruncate's copy, from ``offset`` (per stream: ``streams``), under
+        ``tailer``'s identity and generation."""
         path, source, dev, ino, head = found
         file = tailer.file
         identity = make_identity(dev, ino, head)
         meta = self.meta_of(tailer)
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=offset,
                                   size=offset, log_path=file.path, meta=dataclasses.asdict(meta),
-                                  origin=file.identity, origin_generation=file.generation)
-        return self._drain(path, source, dev, ino, identity, head, offset, meta, file.path,
-                           file.identity, file.generation, order=False)
+                                  origin=file.identity, origin_generation=file.generation, streams=streams)
+        drain = self._drain(path, source, dev, ino, identity, head, offset, meta, file.path,
+                            file.identity, file.generation, order=False)
+        drain.resume_streams(streams)
+        return drain
 
     def _start_drain(
         self, found: Found_, entry: CheckpointEntry, meta: PathMeta, *,
@@ -487,7 +490,7 @@ class FileTracker:
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0,
                                   offset=entry.offset, size=entry.offset, log_path=entry.log_path,
                                   meta=dataclasses.asdict(meta), origin=origin,
-                                  origin_generation=origin_generation)
+                                  origin_generation=origin_generation, streams=entry.streams, past=entry.past)
         drain = self._drain(path, source, dev, ino, identity, head, entry.offset, meta,
                             entry.log_path or entry.path, origin, origin_generation)
         drain.resume_streams(entry.streams, entry.past)

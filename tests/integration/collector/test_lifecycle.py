@@ -479,3 +479,32 @@ async def test_a_fragment_ending_a_rotated_file_joins_as_soon_as_the_new_file_ha
         live.write_bytes(_cri(3, "stdout", "F", b"lo") + _cri(4, "stdout", "F", b"b-0"))
         messages = await delivered(sink, 3, timeout=4.0)
     assert messages == ["a-0", "hello", "b-0"]
+
+
+async def test_a_copy_drain_stopped_before_its_first_ack_skips_what_the_other_stream_emitted(
+    tmp_path: Path,
+) -> None:
+    """copytruncate while stdout holds an open fragment and stderr went on past it: the drain of the
+    copy starts at the fragment.  Stopped before anything it read was accepted, the restart still
+    skips the stderr lines emitted before: never the second half of one as a line of its own."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    live.write_bytes(
+        _cri(1, "stdout", "P", b"s1-") + _cri(2, "stderr", "P", b"e1-") + _cri(3, "stderr", "F", b"tail")
+        + _cri(4, "stderr", "F", b"e2")
+    )
+    _link(tmp_path, live)
+    copy = directory / "0.log.1"
+    sink = AckingSink()
+    async with running(tmp_path, sink) as (collector, _):
+        assert await delivered(sink, 2) == ["e1-tail", "e2"]
+        sink.refuse = 10**9  # the spool is full from here on
+        shutil.copyfile(live, copy)
+        with live.open("r+b") as handle:
+            handle.truncate(0)
+        await wait_until(lambda: any(t.file.real_path == str(copy) for t in collector.tracker.tailers.values()))
+    with live.open("ab") as handle:
+        handle.write(_cri(5, "stdout", "F", b"end") + _cri(6, "stderr", "F", b"e3"))
+    async with running(tmp_path, rotate_wait_seconds=0.2) as (_, sink2):
+        await wait_until(lambda: "e3" in sink2.messages())
+    assert sink2.messages() == ["s1-end", "e3"]

@@ -1,9 +1,10 @@
-"""Open, found by the lifecycle model: a copytruncate while both streams' lines are split into
-fragments, with the spool refusing and SIGKILLs around rotations, ships the second half of a
-stdout line on its own (a record that is no written line) before the whole line.
+"""Fixed, found by the lifecycle model: a copytruncate while one stream holds an open fragment, with
+the spool refusing and SIGKILLs around rotations, shipped the second half of a stderr line on its
+own (a record that is no written line): the copy's checkpoint entry did not say where each stream
+resumes, so a restart before the copy's first acknowledgement read the other stream again.
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r9_copytruncate_fragments_crashes.py
-It ends in the model's AssertionError while the bug is there.
+It ended in the model's AssertionError while the bug was there.
 """
 import tests.integration.collector.test_lifecycle_model as model
 from tests.integration.collector.test_lifecycle_model import LifecycleModel, LineSpec
