@@ -170,7 +170,7 @@ class FileState:
         self.generation += 1
         self.read_offset = resume_at
         self.size_seen = new_size
-        self.head = head if resume_at else None
+        self.head = head  # the new content's first line, when it is whole already
         self._head_len = None
         self.at_eof = False
         self.copy = copy

@@ -213,7 +213,8 @@ class Tailer:
         return out
 
     def _check_truncation(self) -> list[Record]:
-        """At EOF: if the file shrank below our offset, it was truncated in place."""
+        """At EOF: if the file shrank below our offset, or below the size it was seen at, it
+        was truncated in place (a generation not read yet is truncated too)."""
         file = self.file
         try:
             st = file.source.fstat()
@@ -221,7 +222,7 @@ class Tailer:
             EVENTS.file_failed(self.path, exc, "fstat")
             return []
         file.eof_mtime = st.st_mtime_ns
-        if st.st_size >= file.read_offset:
+        if st.st_size >= file.read_offset and st.st_size >= file.size_seen:
             return []
         return self._truncated(st.st_size, file.head_now())
 

@@ -121,7 +121,7 @@ class FileTracker:
             current = self.by_path.get(path)
             if current is not None and (current.file.dev, current.file.ino) == (item.dev, item.ino):
                 file = current.file
-                if file.state is State.ACTIVE and item.size < file.read_offset:
+                if file.state is State.ACTIVE and item.size < max(file.read_offset, file.size_seen):
                     # The stat pass ran in a thread while reading went on: confirm on the descriptor.
                     out.extend(current.truncated_now())
                 elif item.size > file.size_seen:

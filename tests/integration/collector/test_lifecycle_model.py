@@ -838,3 +838,64 @@ test_lifecycle_model = pytest.mark.skipif(
     reason="the lifecycle model still finds a rare interleaving (a copytruncate of a file with both streams' "
     "fragments open across repeated SIGKILLs, docs/collector.md); run it with PODLOG_LIFECYCLE=1",
 )(LifecycleModel.TestCase)
+
+
+# -- what the model found, replayed step by step (each failed before its fix) -----------------
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> LifecycleModel:
+    monkeypatch.setattr(f"{__name__}.event", lambda *args, **kwargs: None)  # hypothesis' event() needs its test
+    return LifecycleModel()
+
+
+def test_two_copytruncates_before_the_new_generation_was_read_lose_nothing(model: LifecycleModel) -> None:
+    """copytruncate, a line written, copytruncate again while the first copy is still drained: the
+    generation in between was never read from the file, and is read from the second copy."""
+    model.rotate_while_down(
+        container="app", how="copytruncate", before=[],
+        after=[LineSpec("stderr", "é", 34, (1942, 1037, 9742), 1), LineSpec("stderr", "é日本", 19, (4797, 4099, 165), 2)],
+    )  # fmt: skip
+    model.spool_full(on=False)
+    model.append(container="app", cut=127, specs=[
+        LineSpec("stderr", "é日本", 40, (1914,), 2), LineSpec("stdout", "", 25, (1934, 966), 0),
+        LineSpec("stdout", "é", 1, (374,), 0),
+    ])  # fmt: skip
+    model.copytruncate(container="app", wait=True)
+    model.append(container="app", cut=5, specs=[LineSpec("stdout", "", 0, (), 0)])
+    model.copytruncate(container="app", wait=True)
+    model.teardown()
+
+
+def test_a_copy_drained_at_a_fragment_with_the_spool_refusing_survives_sigkills(model: LifecycleModel) -> None:
+    """r9: the copy's checkpoint keeps where the other stream resumes across SIGKILLs."""
+    model.spool_full(on=True)
+    model.crash()
+    model.crash()
+    model.append(container="sidecar", cut=2327, specs=[
+        LineSpec("stdout", "naïve café", 10, (), 2), LineSpec("stderr", "ascii text", 14, (), 0),
+        LineSpec("stdout", "日本", 19, (9770, 5851, 926), 1), LineSpec("stderr", "é日本", 4, (18, 1853, 3271), 1),
+        LineSpec("stdout", "日本", 22, (1617, 440, 664), 2), LineSpec("stderr", "", 24, (155, 27, 114), 0),
+    ])  # fmt: skip
+    model.rotate(compress=True, container="app", wait=False)
+    model.spool_full(on=False)
+    model.crash()
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stderr", "", 14, (), 0)])
+    model.copytruncate(container="sidecar", wait=True)
+    model.tick()
+    model.copytruncate(container="app", wait=True)
+    model.spool_full(on=True)
+    model.rotate(compress=True, container="sidecar", wait=True)
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stderr", "ascii text", 21, (192, 7752), 0)])
+    model.rotate_while_down(container="sidecar", how="rename+gzip", before=[], after=[
+        LineSpec("stdout", "é日本", 31, (2204, 907, 2951), 2), LineSpec("stderr", "é日本", 22, (336,), 1),
+        LineSpec("stdout", "é日本", 32, (), 0), LineSpec("stdout", "naïve café", 12, (8732,), 2),
+    ])  # fmt: skip
+    model.tick()
+    model.append(container="app", cut=None, specs=[
+        LineSpec("stdout", "日本", 17, (9362,), 0), LineSpec("stdout", "ascii text", 33, (), 1),
+        LineSpec("stderr", "", 13, (3410, 1124, 494), 1), LineSpec("stderr", "日本", 0, (96, 2798), 1),
+        LineSpec("stdout", "naïve café", 6, (), 2),
+    ])  # fmt: skip
+    model.crash()
+    model.teardown()
