@@ -854,7 +854,8 @@ def test_two_copytruncates_before_the_new_generation_was_read_lose_nothing(model
     generation in between was never read from the file, and is read from the second copy."""
     model.rotate_while_down(
         container="app", how="copytruncate", before=[],
-        after=[LineSpec("stderr", "é", 34, (1942, 1037, 9742), 1), LineSpec("stderr", "é日本", 19, (4797, 4099, 165), 2)],
+        after=[LineSpec("stderr", "é", 34, (1942, 1037, 9742), 1),
+               LineSpec("stderr", "é日本", 19, (4797, 4099, 165), 2)],
     )  # fmt: skip
     model.spool_full(on=False)
     model.append(container="app", cut=127, specs=[
