@@ -299,6 +299,7 @@ class CheckpointStore:
                 continue
             position = (mark.generation, mark.offset)
             if position < (entry.generation, entry.offset):
+                moved = self._acknowledged_in_copy(identity, mark, now) or moved
                 continue
             streams = dict(mark.streams)
             if position == (entry.generation, entry.offset):
@@ -321,6 +322,20 @@ class CheckpointStore:
             self._acks += 1
         if self.write_on_ack and self.dirty:
             self.write()
+
+    def _acknowledged_in_copy(self, identity: str, mark: FileMark, now: float) -> bool:
+        """A mark of a generation truncated since it was read: it moves the entry of the copy
+        that keeps that generation's bytes until they are acknowledged (same offsets)."""
+        for key, entry in list(self.entries.items()):
+            if (entry.origin == identity and entry.origin_generation == mark.generation
+                    and entry.final_offset is not None and mark.offset > entry.offset):
+                entry.offset, entry.streams, entry.updated = mark.offset, dict(mark.streams), now
+                entry.past = mark.past
+                if entry.offset >= entry.final_offset:
+                    self._done(key)
+                self.dirty = True
+                return True
+        return False
 
     async def durable(self) -> None:
         """Return once every acknowledgement so far is in the checkpoint file on disk.

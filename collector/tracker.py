@@ -401,9 +401,32 @@ class FileTracker:
                 copy.joiner.carry(tailer.joiner.take_carried())
                 copy.carried_marks.update(tailer.carried_marks)
                 tailer.carried_marks = {}
+            else:
+                self._keep_until_acknowledged(tailer, mark)
         out = tailer.restart_truncated(size, head, copy.file if copy is not None else None)
         self.checkpoints.truncated(file.identity, file.generation, file.head, file.read_offset)
         return out
+
+    def _keep_until_acknowledged(self, tailer: Tailer, mark: int) -> None:
+        """The generation was read to ``mark`` and its copy holds no more: nothing to drain.  But what
+        was read of it is not acknowledged yet: the copy's entry keeps it (retired at ``mark``,
+        moved by that generation's acknowledgements), so a restart before them reads it from the copy."""
+        file = tailer.file
+        entry = self.checkpoints.entries.get(file.identity)
+        if file.head is None or entry is None or entry.generation != file.generation or entry.offset >= mark:
+            return
+        found = self._find_copy(file.head, file.real_path, (file.dev, file.ino), entry.offset, file.real_path)
+        if found is None:
+            return
+        path, source, dev, ino, head = found
+        source.close()
+        identity = make_identity(dev, ino, head)
+        meta = self.meta_of(tailer)
+        self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=entry.offset,
+                                  size=mark, log_path=file.path, meta=dataclasses.asdict(meta),
+                                  origin=file.identity, origin_generation=file.generation, streams=entry.streams,
+                                  past=entry.past)
+        self.checkpoints.retire(identity, mark)
 
     def _find_copy(
         self, head: str, real_path: str, not_ino: tuple[int, int], beyond: int, original: str,

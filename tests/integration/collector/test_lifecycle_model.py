@@ -900,3 +900,41 @@ def test_a_copy_drained_at_a_fragment_with_the_spool_refusing_survives_sigkills(
     ])  # fmt: skip
     model.crash()
     model.teardown()
+
+
+def test_a_truncated_generation_read_but_not_acknowledged_is_read_again_from_its_copy(model: LifecycleModel) -> None:
+    """Read to its end (a line joined with the fragment an earlier file handed over), then copytruncated
+    while the spool refused it, then SIGKILLed: the copy keeps that generation until acknowledged."""
+    model.append(container="app", cut=16, specs=[LineSpec("stdout", "日本", 26, (474, 592, 113), 0),
+     LineSpec("stdout", "naïve café", 26, (183,), 2)])
+    model.rotate_while_down(after=[LineSpec("stdout", "ascii text", 7, (401,), 0),
+     LineSpec("stdout", "naïve café", 27, (4243, 15), 1),
+     LineSpec("stderr", "é日本", 1, (74,), 2)], before=[LineSpec("stdout", "日本", 32, (615, 5339), 0),
+     LineSpec("stderr", "ascii text", 0, (31,), 1),
+     LineSpec("stdout", "", 17, (274, 62, 3664), 2),
+     LineSpec("stdout", "ascii text", 11, (), 1)], container="app", how="copytruncate")
+    model.copytruncate(container="app", wait=False)
+    model.copytruncate(container="sidecar", wait=True)
+    model.copytruncate(container="app", wait=True)
+    model.tick()
+    model.copytruncate(container="app", wait=True)
+    model.spool_full(on=True)
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stderr", "naïve café", 36, (2577,), 2)])
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stdout", "é", 35, (310, 435, 19), 2),
+     LineSpec("stderr", "日本", 6, (65, 1078), 1)])
+    model.copytruncate(container="app", wait=True)
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "ascii text", 19, (4157,), 2),
+     LineSpec("stderr", "é", 24, (), 2),
+     LineSpec("stderr", "naïve café", 5, (187,), 0)], container="app", how="rename+gzip")
+    model.spool_full(on=True)
+    model.tick()
+    model.copytruncate(container="app", wait=True)
+    model.tick()
+    model.spool_full(on=True)
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "日本", 7, (), 2),
+     LineSpec("stderr", "é", 7, (), 2),
+     LineSpec("stdout", "é日本", 9, (6384,), 1),
+     LineSpec("stdout", "", 29, (6802,), 2)], container="app", how="copytruncate")
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stdout", "日本", 23, (363, 644), 0)])
+    model.tick()
+    model.teardown()
