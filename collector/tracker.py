@@ -266,13 +266,21 @@ class FileTracker:
         since = entry.first_seen if entry is not None and entry.first_seen else time.time()
         directory, base = os.path.split(newer.file.real_path)
         names = [n for n in _listdir(directory) if n.startswith(base + ".") and not n.endswith(".tmp")]
-        heads: set[str] | None = None
+        found: list[tuple[str, os.stat_result]] = []
+        after: tuple[int, int, str] | None = None
         for name in sorted(names, key=generation_order):
-            path = os.path.join(directory, name)  # noqa: PTH118
             try:
-                st = os.stat(path)  # noqa: PTH116 - str paths throughout
+                st = os.stat(os.path.join(directory, name))  # noqa: PTH116, PTH118 - str paths throughout
             except OSError:
                 continue
+            if (st.st_dev, st.st_ino) == (older.file.dev, older.file.ino):
+                after = generation_order(name)  # ``older`` under its rotated name
+            found.append((name, st))
+        heads: set[str] | None = None
+        for name, st in found:
+            if after is not None and generation_order(name) <= after:
+                continue  # rotated before ``older``, not between it and ``newer``
+            path = os.path.join(directory, name)  # noqa: PTH118
             if not _is_regular(st.st_mode) or st.st_mtime < since - 1 or self._is_tracked(st.st_dev, st.st_ino):
                 continue
             if heads is None:

@@ -938,3 +938,25 @@ def test_a_truncated_generation_read_but_not_acknowledged_is_read_again_from_its
     model.append(container="sidecar", cut=None, specs=[LineSpec("stdout", "日本", 23, (363, 644), 0)])
     model.tick()
     model.teardown()
+
+
+def test_a_generation_older_than_the_first_file_read_is_not_put_between_it_and_the_next(
+    model: LifecycleModel,
+) -> None:
+    """A first start found only the live file (its rotated predecessor never opened, then compressed):
+    when the live file rotates, that predecessor is no generation between the two, and the line the
+    live file left open joins its end in the new file, not the predecessor's first line."""
+    model.read()
+    model.tick()
+    model.append(container="sidecar", cut=818, specs=[LineSpec("stdout", "日本", 6, (), 1)])
+    model.spool_full(on=False)
+    model.spool_full(on=True)
+    model.read()
+    model.read()
+    model.rotate_while_down(container="sidecar", how="rename", before=[LineSpec("stdout", "日本", 6, (), 1)], after=[
+        LineSpec("stderr", "", 6, (), 0), LineSpec("stdout", "ascii text", 11, (4247, 420), 2),
+        LineSpec("stderr", "ascii text", 0, (89,), 1), LineSpec("stderr", "ascii text", 21, (250, 220), 1),
+    ])  # fmt: skip
+    model.rotate(compress=True, container="sidecar", wait=True)
+    model.read()
+    model.teardown()
