@@ -772,6 +772,9 @@ class FileTracker:
             origin = entry.origin or None
             origin_generation = entry.origin_generation if entry.origin else None
             entry.path, entry.dev, entry.ino = path, dev, ino
+            # A generation truncated to empty was found by inode alone: its head is known now, so
+            # no later search takes this file (under any name) for one never read.
+            entry.head = entry.head or head
             self.checkpoints.dirty = True
             drain = self._drain(path, source, dev, ino, entry.identity, head, entry.offset, meta, log_path,
                                 origin, origin_generation, generation=entry.generation)

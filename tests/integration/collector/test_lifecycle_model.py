@@ -833,11 +833,7 @@ LifecycleModel.TestCase.settings = settings(
     # PODLOG_MODEL_SHRINK=0: report the first failure as found (shrinking can take many minutes).
     phases=[p for p in Phase if p is not Phase.shrink or os.environ.get("PODLOG_MODEL_SHRINK", "1") != "0"],
 )
-test_lifecycle_model = pytest.mark.skipif(
-    os.environ.get("PODLOG_LIFECYCLE") != "1",
-    reason="the lifecycle model still finds a rare interleaving (a copytruncate of a file with both streams' "
-    "fragments open across repeated SIGKILLs, docs/collector.md); run it with PODLOG_LIFECYCLE=1",
-)(LifecycleModel.TestCase)
+test_lifecycle_model = LifecycleModel.TestCase
 
 
 # -- what the model found, replayed step by step (each failed before its fix) -----------------
@@ -959,4 +955,42 @@ def test_a_generation_older_than_the_first_file_read_is_not_put_between_it_and_t
     ])  # fmt: skip
     model.rotate(compress=True, container="sidecar", wait=True)
     model.read()
+    model.teardown()
+
+
+def test_a_generation_found_again_by_inode_alone_is_not_read_again_as_a_new_file(model: LifecycleModel) -> None:
+    """copytruncated, written, renamed while down: found again by its inode (its new head unknown to the
+    checkpoint), read from the checkpoint, and later never read whole again as a file nobody knew."""
+    model.copytruncate(container="sidecar", wait=True)
+    model.crash()
+    model.read()
+    model.rotate(compress=True, container="app", wait=False)
+    model.crash()
+    model.append(container="app", cut=None, specs=[LineSpec("stdout", "日本", 31, (145, 8870, 1), 0)])
+    model.rotate(compress=True, container="sidecar", wait=True)
+    model.tick()
+    model.rotate_while_down(after=[LineSpec("stdout", "naïve café", 36, (), 0)], before=[], container="sidecar",
+                            how="copytruncate")
+    model.copytruncate(container="app", wait=True)
+    model.crash()
+    model.copytruncate(container="sidecar", wait=False)
+    model.rotate_while_down(after=[LineSpec("stderr", "ascii text", 0, (), 2),
+     LineSpec("stdout", "é", 36, (681, 335, 4923), 1),
+     LineSpec("stderr", "", 18, (581,), 2),
+     LineSpec("stdout", "é", 31, (200, 1169, 6373), 0)],
+     before=[LineSpec("stdout", "é日本", 22, (364, 128, 207), 2),
+     LineSpec("stdout", "naïve café", 40, (), 1),
+     LineSpec("stdout", "é日本", 15, (581,), 1),
+     LineSpec("stdout", "日本", 19, (), 0)], container="app", how="rename")
+    model.read()
+    model.crash()
+    model.read()
+    model.tick()
+    model.rotate_while_down(after=[LineSpec("stdout", "日本", 19, (), 0),
+     LineSpec("stdout", "", 34, (4318, 128), 1)], before=[LineSpec("stdout", "é", 20, (3637, 8192), 0),
+     LineSpec("stdout", "é日本", 37, (1160, 221), 2),
+     LineSpec("stderr", "naïve café", 24, (0,), 0),
+     LineSpec("stderr", "ascii text", 11, (0,), 0)], container="app", how="copytruncate")
+    model.spool_full(on=True)
+    model.delete(container="sidecar", wait=False)
     model.teardown()
