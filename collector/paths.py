@@ -47,7 +47,7 @@ _CONTAINERS = re.compile(
 )
 _PODS = re.compile(
     r"(?:^|/)(?P<ns>[a-z0-9][a-z0-9-]*)_(?P<pod>[a-z0-9][a-z0-9.-]*)_(?P<uid>[^/_]+)/"
-    r"(?P<container>[a-z0-9][a-z0-9-]*)/(?P<restart>\d+)\.log(?:\.[0-9TZ:.-]+?)?(?:\.gz)?$"
+    r"(?P<container>[a-z0-9][a-z0-9-]*)/(?P<restart>\d+)\.log(?:\.[^/]*)?$"
 )
 
 

@@ -994,3 +994,39 @@ def test_a_generation_found_again_by_inode_alone_is_not_read_again_as_a_new_file
     model.spool_full(on=True)
     model.delete(container="sidecar", wait=False)
     model.teardown()
+
+
+def test_a_copy_found_at_start_under_a_name_of_its_own_is_read_before_the_live_file(model: LifecycleModel) -> None:
+    """copytruncate while down to a copy named by logrotate's own rule: the copy is the same container's
+    (its directory says so, whatever its name), so it is read before what the live file holds now."""
+    model.read()
+    model.backlog_then_lose(container="sidecar", cut=1184, delete_first=False, recreate=False, rotate=True,
+                            specs=[LineSpec("stdout", "naïve café", 11, (639, 254), 2)])
+    model.spool_full(on=False)
+    model.spool_full(on=True)
+    model.spool_full(on=False)
+    model.read()
+    model.tick()
+    model.rotate(compress=False, container="sidecar", wait=False)
+    model.rotate_while_down(after=[], before=[LineSpec("stderr", "naïve café", 39, (), 2),
+     LineSpec("stderr", "é", 32, (92, 19), 2),
+     LineSpec("stdout", "日本", 32, (1046, 10000, 9412), 0),
+     LineSpec("stderr", "日本", 15, (583, 305, 8018), 1)], container="app", how="rename+gzip")
+    model.read()
+    model.backlog_then_lose(container="sidecar", cut=None, delete_first=True, recreate=True, rotate=False,
+                            specs=[LineSpec("stdout", "naïve café", 11, (8045, 463), 1),
+     LineSpec("stderr", "ascii text", 18, (475, 320, 4272), 2),
+     LineSpec("stdout", "é日本", 24, (993, 200), 0),
+     LineSpec("stdout", "ascii text", 26, (1, 999), 2)])
+    model.rotate(compress=True, container="app", wait=True)
+    model.backlog_then_lose(container="app", cut=None, delete_first=False, recreate=True, rotate=False,
+                            specs=[LineSpec("stderr", "é日本", 20, (), 0)])
+    model.tick()
+    model.copytruncate(container="sidecar", wait=True)
+    model.tick()
+    model.spool_full(on=False)
+    model.rotate_while_down(after=[LineSpec("stdout", "日本", 35, (830, 20), 2)],
+                            before=[LineSpec("stdout", "", 26, (), 2)], container="sidecar", how="copytruncate")
+    model.crash()
+    model.crash()
+    model.teardown()

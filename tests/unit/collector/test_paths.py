@@ -29,6 +29,10 @@ def test_any_parent_directory_and_rotated_names_parse() -> None:
         namespace="b", pod="a", container="c", container_id=ID)
     meta = parse_path("/tmp/p/pods/ns_pod_uid-1/app/0.log.20261127-001122")
     assert meta is not None and (meta.namespace, meta.pod, meta.container) == ("ns", "pod", "app")
+    # Any rotated name beside it is the same container's: logrotate's copies, compressed or not.
+    for name in ("1.log.20261127-001122.gz", "1.log.1", "1.log.20261127-000004-copy", "1.log.x"):
+        meta = parse_path(f"/tmp/p/pods/ns_pod_uid-1/app/{name}")
+        assert meta is not None and (meta.container, meta.pod_uid, meta.restart_count) == ("app", "uid-1", 1), name
 
 
 def test_unrelated_paths_do_not_parse() -> None:
