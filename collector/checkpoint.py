@@ -272,6 +272,14 @@ class CheckpointStore:
     def spooled(self, marks: Mapping[str, FileMark]) -> None:
         """The sink accepted records up to ``marks`` (durable there, not yet delivered)."""
         for identity, mark in marks.items():
+            for _, kept in self._kept_copies(identity):
+                if mark.generation > kept.origin_generation:
+                    kept.spooled = max(kept.spooled, kept.final_offset or 0)
+                elif mark.generation == kept.origin_generation and mark.offset > kept.spooled:
+                    kept.spooled = mark.offset
+                else:
+                    continue
+                self.dirty = True
             entry = self.entries.get(identity)
             if entry is None or mark.generation != entry.generation:
                 continue
@@ -297,9 +305,9 @@ class CheckpointStore:
             entry = self.entries.get(identity)
             if entry is None:
                 continue
+            moved = self._acknowledged_in_copy(identity, mark, now) or moved
             position = (mark.generation, mark.offset)
             if position < (entry.generation, entry.offset):
-                moved = self._acknowledged_in_copy(identity, mark, now) or moved
                 continue
             streams = dict(mark.streams)
             if position == (entry.generation, entry.offset):
@@ -323,19 +331,31 @@ class CheckpointStore:
         if self.write_on_ack and self.dirty:
             self.write()
 
+    def _kept_copies(self, identity: str) -> list[tuple[str, CheckpointEntry]]:
+        """Entries of copies that keep a truncated generation of ``identity`` until it is
+        acknowledged (retired at what was read of it, never read themselves)."""
+        return [(key, entry) for key, entry in self.entries.items()
+                if entry.origin == identity and entry.final_offset is not None]
+
     def _acknowledged_in_copy(self, identity: str, mark: FileMark, now: float) -> bool:
-        """A mark of a generation truncated since it was read: it moves the entry of the copy
-        that keeps that generation's bytes until they are acknowledged (same offsets)."""
-        for key, entry in list(self.entries.items()):
-            if (entry.origin == identity and entry.origin_generation == mark.generation
-                    and entry.final_offset is not None and mark.offset > entry.offset):
-                entry.offset, entry.streams, entry.updated = mark.offset, dict(mark.streams), now
-                entry.past = mark.past
-                if entry.offset >= entry.final_offset:
-                    self._done(key)
-                self.dirty = True
-                return True
-        return False
+        """A mark of ``identity`` moves the entries of the copies keeping its earlier generations
+        (same offsets): one of a later generation acknowledges all of theirs (acks are in order,
+        and a batch keeps only the last mark of a file)."""
+        moved = False
+        for key, entry in self._kept_copies(identity):
+            assert entry.final_offset is not None
+            if mark.generation > entry.origin_generation:
+                offset = entry.final_offset
+            elif mark.generation == entry.origin_generation and mark.offset > entry.offset:
+                offset = mark.offset
+            else:
+                continue
+            entry.offset, entry.streams, entry.updated = offset, dict(mark.streams), now
+            entry.past = mark.past if offset == mark.offset else 0
+            if entry.offset >= entry.final_offset:
+                self._done(key)
+            self.dirty = moved = True
+        return moved
 
     async def durable(self) -> None:
         """Return once every acknowledgement so far is in the checkpoint file on disk.

@@ -154,3 +154,34 @@ def test_a_file_gone_at_an_open_fragment_loses_only_what_was_not_emitted(tmp_pat
     assert entry is not None and again.unread(entry) == 90
     store.spooled({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 120)})
     assert store.unread(store.entries["1:2:ab"]) == 80
+
+
+def _kept_copy(store: CheckpointStore) -> None:
+    """``1:2:ab`` truncated after 100 bytes of generation 0 were read, 40 acknowledged: its copy keeps them."""
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40)})
+    store.register("1:3:ab", "/x/0.log.1", dev=1, ino=3, head="ab", generation=0, offset=40, size=100,
+                   origin="1:2:ab", origin_generation=0)
+    store.retire("1:3:ab", 100)
+    store.truncated("1:2:ab", 1, "cd")
+
+
+def test_a_kept_copy_moves_with_its_generations_acknowledgements(tmp_path: Path) -> None:
+    """Marks of the truncated generation move the copy's entry; the last drops it."""
+    store = _store(tmp_path)
+    _kept_copy(store)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 70)})
+    assert store.entries["1:3:ab"].offset == 70
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 100)})
+    assert "1:3:ab" not in store.entries
+
+
+def test_a_kept_copy_is_acknowledged_by_a_mark_of_a_later_generation(tmp_path: Path) -> None:
+    """A batch keeps only a file's last mark: one of the next generation acknowledges all before it,
+    and a spooled one means none of the copy's bytes is lost if the copy vanishes."""
+    store = _store(tmp_path)
+    _kept_copy(store)
+    store.spooled({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 5)})
+    assert store.unread(store.entries["1:3:ab"]) == 0
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 5)})
+    assert "1:3:ab" not in store.entries
+    assert store.offset("1:2:ab") == 5
