@@ -106,6 +106,8 @@ class CheckpointStore:
         self._acks_written = 0
         """Acknowledgements the checkpoint file on disk holds."""
         self._waiters: list[asyncio.Future[None]] = []
+        self._losses: list[tuple[int, str, str, int, str]] = []
+        """Losses counted with the snapshot they belong to: reported once that is written."""
 
     # -- loading -----------------------------------------------------------------
 
@@ -401,6 +403,22 @@ class CheckpointStore:
         self._acks_in[self._sequence] = self._acks
         return self._sequence, orjson.dumps(doc)
 
+    def lost(self, reason: str, path: str, nbytes: int, identity: str) -> None:
+        """Bytes of a file are gone before they were read: counted and logged once the checkpoint
+        that no longer owes them is on disk.  A crash before that write leaves the file's entry as
+        it was, and the next start counts the loss (once, not twice)."""
+        if nbytes <= 0:
+            return
+        self._losses.append((self._sequence + 1, reason, path, nbytes, identity))
+        self.dirty = True
+
+    def _report_losses(self, written: int) -> None:
+        due = [loss for loss in self._losses if loss[0] <= written]
+        if due:
+            self._losses = [loss for loss in self._losses if loss[0] > written]
+            for _, reason, path, nbytes, identity in due:
+                EVENTS.bytes_lost(reason, path, nbytes, identity)
+
     def write(self) -> bool:
         """Persist every entry (tmp + fsync + rename); False after a logged failure."""
         self.dirty = True
@@ -425,6 +443,7 @@ class CheckpointStore:
             if self._write_file(data):
                 self._written = sequence
                 self._acks_written = max(self._acks_written, acks)
+                self._report_losses(sequence)
                 return True
             return False
 

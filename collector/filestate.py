@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 
 from collector.enrichment import PathMeta
 from collector.events import EVENTS
@@ -95,6 +96,8 @@ class FileState:
         """Bytes of the line the head fingerprint covers, once known."""
         self.holds_fragment = False
         """An open partial line ends what was read: a rotation's successor waits for it."""
+        self.on_lost: Callable[[str, str, int, str], None] = EVENTS.bytes_lost
+        """Where bytes lost to a truncation are counted (the checkpoint store, under a tracker)."""
 
     # -- order between the files of a stream -------------------------------------
 
@@ -166,7 +169,7 @@ class FileState:
         resume_at = new_size if (new_size > 0 and head is not None and head == self.head) else 0
         EVENTS.file_truncated(self.path, self.identity, self.read_offset, new_size)
         if lost:
-            EVENTS.bytes_lost("truncated_before_read", self.path, lost, self.identity)
+            self.on_lost("truncated_before_read", self.path, lost, self.identity)
         self.generation += 1
         self.read_offset = resume_at
         self.size_seen = new_size

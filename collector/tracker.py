@@ -294,6 +294,7 @@ class FileTracker:
             policy = self.enricher.policy(meta)
         self._apply_policy(tailer, policy)
         tailer.on_truncated = self._truncated
+        tailer.file.on_lost = self.checkpoints.lost
         self._link(tailer)
         self.tailers[tailer.identity] = tailer
         self.meta[tailer.identity] = meta
@@ -358,7 +359,7 @@ class FileTracker:
                 # Truncated while podlog was down; the copy it left (if any) is read first.
                 copy = self._find_copy(entry.head, real_path, (dev, ino), offset, entry.path)
                 if copy is None:
-                    EVENTS.bytes_lost("truncated_before_read", path, self.checkpoints.unread(entry), identity)
+                    self.checkpoints.lost("truncated_before_read", path, self.checkpoints.unread(entry), identity)
                 else:
                     self._start_drain(copy, entry, meta, origin=identity, origin_generation=generation)
                 self.checkpoints.finish_head(entry.head)
@@ -627,7 +628,7 @@ class FileTracker:
         if copy is not None:
             self._start_drain(copy, entry, meta, origin=entry.identity, origin_generation=entry.generation)
         elif self.checkpoints.unread(entry):
-            EVENTS.bytes_lost("truncated_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
+            self.checkpoints.lost("truncated_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
         self.checkpoints.finish_head(entry.head)
         self.checkpoints.truncated(entry.identity, entry.generation + 1, None)
 
@@ -765,7 +766,7 @@ class FileTracker:
             self.checkpoints.finish_head(entry.head)
             self.checkpoints.forget(entry.identity)
         elif found is None:
-            EVENTS.bytes_lost("deleted_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
+            self.checkpoints.lost("deleted_before_read", log_path, self.checkpoints.unread(entry), entry.identity)
             self.checkpoints.forget(entry.identity)
         else:
             path, source, dev, ino, head = found

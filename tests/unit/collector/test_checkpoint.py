@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 
 from collector.checkpoint import CheckpointStore
+from podlog.metrics import sample
 from podlog.protocols import FileMark
 
 
@@ -185,3 +186,19 @@ def test_a_kept_copy_is_acknowledged_by_a_mark_of_a_later_generation(tmp_path: P
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 5)})
     assert "1:3:ab" not in store.entries
     assert store.offset("1:2:ab") == 5
+
+
+def test_a_loss_is_reported_once_the_checkpoint_that_no_longer_owes_it_is_written(tmp_path: Path) -> None:
+    """Counted before the write, a SIGKILL in between would count it again at the next start (the
+    entry still on disk): the count waits for the write, and comes once."""
+    store = _store(tmp_path)
+    store.write()
+    before = sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"})
+    store.forget("1:2:ab")
+    store.lost("deleted_before_read", "/x/0.log", 7, "1:2:ab")
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == before
+    store.flush()
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == before + 7
+    store.flush()
+    store.write()
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == before + 7
