@@ -174,6 +174,11 @@ class PartialJoiner:
         self._carried.clear()
         return out
 
+    def drop_carried(self, stream: str) -> None:
+        """The line handed over for ``stream`` was emitted whole before a restart (its end in
+        this file is skipped): nothing is left to join it to."""
+        self._carried.pop(stream, None)
+
     def carry(self, fragments: dict[str, Carried]) -> None:
         """Open lines of the previous file: the next entry of each stream continues one."""
         self._carried.update(fragments)

@@ -26,7 +26,7 @@ from collector.multiline import Multiline, make_rule
 from collector.parsers.cri import decode_cri_batch, decode_cri_text_batch
 from collector.parsers.docker import decode_docker_batch
 from collector.parsers.entry import Columns, Entry
-from collector.partial import PartialJoiner
+from collector.partial import Carried, PartialJoiner
 from collector.reader import Lines, LineSplitter, line_offsets
 from podlog.protocols import FileMark
 from podlog.record import Record, RecordBuilder, podlog_fields
@@ -110,6 +110,8 @@ class Tailer:
         """Final marks of earlier files whose open fragment this file continues: they are
         emitted with the record that completes it, never before."""
         self.last_mark: int = -1
+        self._read_any = False
+        """True once a read returned bytes (a file read again from its start must not be)."""
         self._check_head_next = True
         """Compare the head before the next read: nothing was read since open or the end."""
         self._builder: RecordBuilder | None = None
@@ -204,6 +206,7 @@ class Tailer:
                 break
             file.read_offset += len(data)
             total += len(data)
+            self._read_any = True
             out.extend(self._consume(data))
         if file.read_offset > file.size_seen:
             file.size_seen = file.read_offset
@@ -321,7 +324,13 @@ class Tailer:
         entries = self.decoder.decode(lines, offsets, self.joiner.pending_streams() or None)
         resume = self._resume
         if resume is not None:
-            entries = [e for e in entries if e.offset >= resume.get(e.stream, 0)]
+            kept = [e for e in entries if e.offset >= resume.get(e.stream, 0)]
+            if len(kept) < len(entries):
+                for entry in entries:
+                    if entry.offset < resume.get(entry.stream, 0):
+                        # The end of a line an earlier file handed over, emitted joined before.
+                        self.joiner.drop_carried(entry.stream)
+            entries = kept
         if long_lines:
             entries = self._mark_truncated(entries, long_lines)
         return self._records(self._stages(entries))
@@ -489,6 +498,26 @@ class Tailer:
         self._resume = dict(streams) if streams else None
         self._resume_past = (self.file.read_offset, past)
 
+    def take_over(self, fragments: dict[str, Carried]) -> None:
+        """Lines the previous file of the container left open continue here.
+
+        Resumed after a restart past this file's start, before reading any of
+        it: the ends of those lines may lie before the resume offsets, shipped
+        joined before the restart while the previous file's own mark was not
+        acknowledged yet.  The file is read again from its start (what was
+        emitted is skipped as usual), so such an end is seen, and the open
+        line it ended is dropped instead of joining the next line.
+        """
+        self.joiner.carry(fragments)
+        file = self.file
+        start = file.read_offset
+        if not fragments or start == 0 or self._read_any:
+            return
+        self._resume = {stream: max(offset, start) for stream, offset in (self._resume or {}).items()}
+        for stream in STREAMS:
+            self._resume.setdefault(stream, start)
+        file.read_offset = 0
+
     def resuming(self) -> dict[str, int]:
         """Per-stream offsets still skipped since :meth:`resume_streams` (empty once past them)."""
         return dict(self._resume or {})
@@ -515,7 +544,7 @@ class Tailer:
         entries = self.joiner.feed(entries)
         successor = self.successor
         if successor is not None and not successor.closed and self.joiner.has_pending():
-            successor.joiner.carry(self.joiner.take_open())
+            successor.take_over(self.joiner.take_open())
             mark = self.file_end_mark()
             successor.carried_marks.update(self.carried_marks)
             successor.carried_marks[mark.identity] = mark

@@ -827,6 +827,9 @@ class _Entry:
 
 LifecycleModel.TestCase.settings = settings(
     max_examples=EXAMPLES,
+    # Every test run replays the same examples (a failure there is a regression); PODLOG_MODEL_EXPLORE=1
+    # draws new ones, as a search for what the fixed ones do not reach.
+    derandomize=os.environ.get("PODLOG_MODEL_EXPLORE") != "1",
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -1029,4 +1032,60 @@ def test_a_copy_found_at_start_under_a_name_of_its_own_is_read_before_the_live_f
                             before=[LineSpec("stdout", "", 26, (), 2)], container="sidecar", how="copytruncate")
     model.crash()
     model.crash()
+    model.teardown()
+
+
+def test_a_line_shipped_joined_before_a_sigkill_does_not_join_again_at_the_restart(model: LifecycleModel) -> None:
+    """A line begun in a rotated file and ended in the next one shipped joined; the rotated file's own mark
+    was not acknowledged yet when podlog was killed.  At the restart the rotated file hands its fragment
+    over again, and the next file, resumed past that line's end, is read from its start so the end is
+    seen: the fragment is dropped, not joined to the next line of its stream."""
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "é日本", 28, (), 2),
+        LineSpec("stderr", "é", 10, (302, 478, 293), 2), LineSpec("stdout", "日本", 26, (1, 9611, 1233), 2),
+        LineSpec("stdout", "é日本", 17, (50,), 2)], container="app", how="rename+gzip")
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "naïve café", 18, (1384, 478, 968), 1),
+        LineSpec("stdout", "ascii text", 39, (2513, 4421, 100), 2)], container="app", how="rename+gzip")
+    model.delete(container="app", wait=True)
+    model.delete(container="sidecar", wait=False)
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "é", 29, (), 1),
+        LineSpec("stdout", "é", 35, (3176,), 0), LineSpec("stdout", "naïve café", 36, (975, 6209, 320), 2)],
+        container="app", how="copytruncate")
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "naïve café", 18, (1384, 478, 968), 1),
+        LineSpec("stdout", "é日本", 36, (), 0)], container="app", how="rename+gzip")
+    model.rotate_while_down(after=[LineSpec("stderr", "é", 15, (667, 500, 23), 2),
+        LineSpec("stdout", "é日本", 2, (3067,), 0), LineSpec("stdout", "naïve café", 25, (7075, 0, 1043), 2),
+        LineSpec("stdout", "naïve café", 32, (1,), 1)], before=[LineSpec("stdout", "é", 24, (437,), 0)],
+        container="app", how="copytruncate")
+    model.rotate_while_down(after=[LineSpec("stdout", "ascii text", 22, (236,), 1),
+        LineSpec("stderr", "naïve café", 25, (1,), 1)], before=[LineSpec("stdout", "é日本", 15, (), 0)],
+        container="sidecar", how="copytruncate")
+    model.delete(container="app", wait=True)
+    model.rotate_while_down(after=[LineSpec("stdout", "日本", 40, (), 1)],
+        before=[LineSpec("stdout", "é日本", 31, (455, 138, 2387), 2)], container="app", how="copytruncate")
+    model.rotate_while_down(after=[], before=[LineSpec("stdout", "日本", 28, (299,), 2)],
+        container="app", how="rename+gzip")
+    model.rotate_while_down(after=[LineSpec("stderr", "", 11, (247,), 0),
+        LineSpec("stderr", "é日本", 38, (154, 5294, 991), 0),
+        LineSpec("stdout", "ascii text", 22, (1795, 1159, 611), 2), LineSpec("stdout", "", 10, (134, 847, 353), 2)],
+        before=[], container="sidecar", how="rename+gzip")
+    model.restart()
+    model.rotate_while_down(after=[], before=[LineSpec("stderr", "naïve café", 8, (343, 291, 6653), 2),
+        LineSpec("stderr", "é", 0, (2699, 5842, 39), 1), LineSpec("stdout", "é日本", 24, (559, 972, 862), 0)],
+        container="sidecar", how="copytruncate")
+    model.rotate_while_down(after=[LineSpec("stderr", "é", 24, (140,), 2), LineSpec("stdout", "日本", 13, (), 2),
+        LineSpec("stdout", "ascii text", 28, (), 0), LineSpec("stderr", "", 20, (2380, 9999), 2)],
+        before=[LineSpec("stdout", "日本", 2, (878,), 2), LineSpec("stdout", "é日本", 36, (), 0),
+        LineSpec("stderr", "ascii text", 8, (417, 775, 2046), 0), LineSpec("stdout", "ascii text", 40, (8768,), 0)],
+        container="app", how="copytruncate")
+    model.rotate_while_down(after=[LineSpec("stderr", "naïve café", 34, (), 1),
+        LineSpec("stdout", "ascii text", 17, (825,), 1), LineSpec("stderr", "naïve café", 25, (901,), 0)],
+        before=[LineSpec("stdout", "é", 14, (), 2), LineSpec("stderr", "", 8, (), 1)],
+        container="app", how="copytruncate")
+    model.rotate_while_down(after=[LineSpec("stderr", "naïve café", 13, (), 2),
+        LineSpec("stdout", "ascii text", 16, (), 0)], before=[], container="app", how="rename+gzip")
+    model.delete(container="app", wait=True)
+    model.delete(container="sidecar", wait=True)
+    model.rotate_while_down(after=[LineSpec("stdout", "日本", 33, (2529,), 2)],
+        before=[LineSpec("stdout", "é日本", 1, (), 2), LineSpec("stderr", "naïve café", 40, (313, 1525, 2174), 1)],
+        container="sidecar", how="rename+gzip")
     model.teardown()
