@@ -74,6 +74,9 @@ class CheckpointEntry:
     """Per stream, where it resumes when past ``offset`` (:attr:`FileMark.streams`)."""
     past: int = 0
     """Bytes after ``max(offset, spooled)`` already emitted (:attr:`FileMark.past`)."""
+    origin_read: int = 0
+    """For such a copy: how far its origin generation had been read when it was truncated.  The
+    origin's marks up to here (the same offsets) move this entry; the copy's own, what follows."""
 
 
 class CheckpointStore:
@@ -181,7 +184,7 @@ class CheckpointStore:
         self, identity: str, path: str, *, dev: int, ino: int, head: str, generation: int,
         offset: int, size: int, log_path: str = "", meta: dict[str, Any] | None = None,
         origin: str = "", origin_generation: int = 0, streams: Mapping[str, int] | None = None,
-        past: int = 0,
+        past: int = 0, origin_read: int = 0,
     ) -> CheckpointEntry:
         """Record a file as opened at ``offset`` (per stream: ``streams``, as :attr:`FileMark.streams`);
         an existing entry keeps its offset."""
@@ -191,6 +194,7 @@ class CheckpointStore:
             entry = self.entries[identity] = CheckpointEntry(
                 identity, path, generation, offset, dev, ino, head, size, offset, None,
                 now, now, log_path or path, meta, origin, origin_generation, dict(streams or {}), past,
+                origin_read,
             )
         else:
             entry.path, entry.head, entry.size = path, head, max(entry.size, size)
@@ -274,11 +278,11 @@ class CheckpointStore:
     def spooled(self, marks: Mapping[str, FileMark]) -> None:
         """The sink accepted records up to ``marks`` (durable there, not yet delivered)."""
         for identity, mark in marks.items():
-            for _, kept in self._kept_copies(identity):
-                if mark.generation > kept.origin_generation:
-                    kept.spooled = max(kept.spooled, kept.final_offset or 0)
-                elif mark.generation == kept.origin_generation and mark.offset > kept.spooled:
-                    kept.spooled = mark.offset
+            for _, copy in self._copies_owed(identity):
+                if mark.generation > copy.origin_generation and copy.final_offset == copy.origin_read:
+                    copy.spooled = max(copy.spooled, copy.origin_read)
+                elif mark.generation == copy.origin_generation and copy.spooled < mark.offset <= copy.origin_read:
+                    copy.spooled = mark.offset
                 else:
                     continue
                 self.dirty = True
@@ -333,28 +337,27 @@ class CheckpointStore:
         if self.write_on_ack and self.dirty:
             self.write()
 
-    def _kept_copies(self, identity: str) -> list[tuple[str, CheckpointEntry]]:
-        """Entries of copies that keep a truncated generation of ``identity`` until it is
-        acknowledged (retired at what was read of it, never read themselves)."""
+    def _copies_owed(self, identity: str) -> list[tuple[str, CheckpointEntry]]:
+        """Entries of copies that continue a truncated generation of ``identity``, read (some of it)
+        under ``identity`` before the truncation: what that reading emitted is owed by its marks."""
         return [(key, entry) for key, entry in self.entries.items()
-                if entry.origin == identity and entry.final_offset is not None]
+                if entry.origin == identity and entry.origin_read > entry.offset]
 
     def _acknowledged_in_copy(self, identity: str, mark: FileMark, now: float) -> bool:
-        """A mark of ``identity`` moves the entries of the copies keeping its earlier generations
-        (same offsets): one of a later generation acknowledges all of theirs (acks are in order,
-        and a batch keeps only the last mark of a file)."""
+        """A mark of ``identity`` moves the entries of the copies continuing its earlier generations
+        (same offsets) up to where that generation had been read.  A copy kept only for what was
+        read (never read itself) is acknowledged whole by a mark of a later generation: acks are
+        in order, and a batch keeps only the last mark of a file."""
         moved = False
-        for key, entry in self._kept_copies(identity):
-            assert entry.final_offset is not None
-            if mark.generation > entry.origin_generation:
-                offset = entry.final_offset
-            elif mark.generation == entry.origin_generation and mark.offset > entry.offset:
-                offset = mark.offset
+        for key, entry in self._copies_owed(identity):
+            if mark.generation > entry.origin_generation and entry.final_offset == entry.origin_read:
+                entry.offset, entry.streams, entry.past = entry.origin_read, {}, 0
+            elif mark.generation == entry.origin_generation and entry.offset < mark.offset <= entry.origin_read:
+                entry.offset, entry.streams, entry.past = mark.offset, dict(mark.streams), mark.past
             else:
                 continue
-            entry.offset, entry.streams, entry.updated = offset, dict(mark.streams), now
-            entry.past = mark.past if offset == mark.offset else 0
-            if entry.offset >= entry.final_offset:
+            entry.updated = now
+            if entry.final_offset is not None and entry.offset >= entry.final_offset:
                 self._done(key)
             self.dirty = moved = True
         return moved

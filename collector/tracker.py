@@ -434,7 +434,7 @@ class FileTracker:
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=entry.offset,
                                   size=mark, log_path=file.path, meta=dataclasses.asdict(meta),
                                   origin=file.identity, origin_generation=file.generation, streams=entry.streams,
-                                  past=entry.past)
+                                  past=entry.past, origin_read=mark)
         self.checkpoints.retire(identity, mark)
 
     def _find_copy(
@@ -499,14 +499,27 @@ class FileTracker:
 
     def _start_drain_at(self, found: Found_, tailer: Tailer, offset: int, streams: dict[str, int]) -> Tailer:
         """A drain of copytruncate's copy, from ``offset`` (per stream: ``streams``), under
-        ``tailer``'s identity and generation."""
+        ``tailer``'s identity and generation.
+
+        Its checkpoint starts where that generation was acknowledged, not where it was read:
+        what ``tailer`` emitted is in flight, and a restart before its acknowledgement reads it
+        again from the copy.  Those acknowledgements move the copy's entry.
+        """
         path, source, dev, ino, head = found
         file = tailer.file
         identity = make_identity(dev, ino, head)
         meta = self.meta_of(tailer)
-        self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=offset,
-                                  size=offset, log_path=file.path, meta=dataclasses.asdict(meta),
-                                  origin=file.identity, origin_generation=file.generation, streams=streams)
+        acked = self.checkpoints.entries.get(file.identity)
+        if acked is not None and acked.generation == file.generation and acked.offset < offset:
+            start, start_streams, past = acked.offset, acked.streams, acked.past
+        else:
+            start, start_streams, past = offset, streams, 0
+        entry = self.checkpoints.register(
+            identity, path, dev=dev, ino=ino, head=head, generation=0, offset=start, size=offset,
+            log_path=file.path, meta=dataclasses.asdict(meta), origin=file.identity,
+            origin_generation=file.generation, streams=start_streams, past=past, origin_read=offset)
+        if acked is not None and acked.generation == file.generation:
+            entry.spooled = max(entry.spooled, min(acked.spooled, offset))
         drain = self._drain(path, source, dev, ino, identity, head, offset, meta, file.path,
                             file.identity, file.generation, order=False)
         drain.resume_streams(streams)

@@ -1089,3 +1089,33 @@ def test_a_line_shipped_joined_before_a_sigkill_does_not_join_again_at_the_resta
         before=[LineSpec("stdout", "é日本", 1, (), 2), LineSpec("stderr", "naïve café", 40, (313, 1525, 2174), 1)],
         container="sidecar", how="rename+gzip")
     model.teardown()
+
+
+def test_a_copy_drained_past_lines_in_flight_reads_them_again_after_a_restart(model: LifecycleModel) -> None:
+    """The sidecar's file was read past what the refusing spool took, then copytruncated: its copy's drain
+    reads on from there.  Stopped before those lines were acknowledged, podlog must read them again from the
+    copy: its checkpoint starts where the generation was acknowledged (r10)."""
+    model.backlog_then_lose(container="app", cut=None, delete_first=True, recreate=False, rotate=True,
+                            specs=[LineSpec("stdout", "é日本", 30, (), 0)])
+    model.rotate(compress=False, container="sidecar", wait=True)
+    model.crash()
+    model.read()
+    model.backlog_then_lose(container="app", cut=3467, delete_first=False, recreate=True, rotate=True,
+                            specs=[LineSpec("stdout", "é日本", 20, (), 2)])
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stdout", "é日本", 36, (40,), 2)])
+    model.append(container="sidecar", cut=180, specs=[LineSpec("stdout", "é日本", 18, (2585, 247, 501), 0),
+        LineSpec("stderr", "naïve café", 25, (676, 489, 3243), 1), LineSpec("stderr", "é", 14, (), 1),
+        LineSpec("stdout", "", 22, (569,), 2), LineSpec("stdout", "ascii text", 16, (), 2)])
+    model.crash()
+    model.append(container="sidecar", cut=522, specs=[LineSpec("stdout", "", 35, (), 1),
+        LineSpec("stdout", "日本", 10, (3930,), 1), LineSpec("stderr", "é", 25, (), 0),
+        LineSpec("stderr", "ascii text", 9, (2081, 2074, 6801), 2), LineSpec("stdout", "ascii text", 20, (), 0)])
+    model.tick()
+    model.spool_full(on=False)
+    model.append(container="app", cut=313, specs=[LineSpec("stdout", "naïve café", 15, (141, 3593, 722), 2)])
+    model.spool_full(on=True)
+    model.copytruncate(container="sidecar", wait=False)
+    model.restart()
+    model.copytruncate(container="app", wait=True)
+    model.read()
+    model.teardown()

@@ -161,7 +161,7 @@ def _kept_copy(store: CheckpointStore) -> None:
     """``1:2:ab`` truncated after 100 bytes of generation 0 were read, 40 acknowledged: its copy keeps them."""
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40)})
     store.register("1:3:ab", "/x/0.log.1", dev=1, ino=3, head="ab", generation=0, offset=40, size=100,
-                   origin="1:2:ab", origin_generation=0)
+                   origin="1:2:ab", origin_generation=0, origin_read=100)
     store.retire("1:3:ab", 100)
     store.truncated("1:2:ab", 1, "cd")
 
@@ -186,6 +186,24 @@ def test_a_kept_copy_is_acknowledged_by_a_mark_of_a_later_generation(tmp_path: P
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 5)})
     assert "1:3:ab" not in store.entries
     assert store.offset("1:2:ab") == 5
+
+
+def test_a_drained_copy_starts_where_its_generation_was_acknowledged(tmp_path: Path) -> None:
+    """``1:2:ab`` truncated after 100 bytes were read and 40 acknowledged; the copy's drain reads on
+    from 100.  The generation's own marks move the copy's entry up to 100, the drain's beyond; a
+    mark of the next generation does not skip what the drain has not delivered."""
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 40)})
+    store.register("1:3:ab", "/x/0.log.1", dev=1, ino=3, head="ab", generation=0, offset=40, size=100,
+                   origin="1:2:ab", origin_generation=0, origin_read=100)
+    store.truncated("1:2:ab", 1, "cd")
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 1, 5)})
+    assert store.entries["1:3:ab"].offset == 40
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 100, streams=(("stdout", 100), ("stderr", 90)))})
+    assert store.entries["1:3:ab"].offset == 100
+    store.acknowledged({"1:3:ab": FileMark("/x/0.log.1", "1:3:ab", 0, 150)})
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 100)})
+    assert store.entries["1:3:ab"].offset == 150
 
 
 def test_a_loss_is_reported_once_the_checkpoint_that_no_longer_owes_it_is_written(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 # ruff: noqa: E501 - the model's own printout, replayed as it is
-"""Open, found by the lifecycle model (PODLOG_MODEL_EXPLORE=1): after backlog_then_lose rounds, appends with
-open fragments in both streams of another container and SIGKILLs, one whole written line (m7) is never
-delivered nor counted lost.  Not diagnosed yet.
+"""Found by the lifecycle model (PODLOG_MODEL_EXPLORE=1): the sidecar's 0.log was read to 1,024 bytes while
+the spool refused (m7 emitted, in flight), then copytruncated, then podlog stopped cleanly.  The copy's drain
+was checkpointed from where the generation had been read (684), not where it was acknowledged (373), so m7
+was neither delivered nor counted lost.
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r10_line_never_delivered_after_backlog_loss.py
 It ends in the model's AssertionError while the bug is there, and prints MODEL PASSED once fixed.
