@@ -213,6 +213,7 @@ class CheckpointStore:
         if entry is not None and generation > entry.generation:
             entry.generation, entry.offset, entry.head = generation, offset, head or ""
             entry.size = entry.spooled = offset
+            entry.final_offset = None  # the end read was the old generation's
             entry.streams = {}
             entry.past = 0
             self.dirty = True

@@ -618,8 +618,10 @@ class FileTracker:
             item = live.get((entry.dev, entry.ino))
             if item is None or entry.origin:
                 self._recover_entry(entry)
-            elif item.real_path != entry.path:
+            elif item.real_path != entry.path or entry.final_offset is not None:
                 # Its inode names another file now (freed and reused): the file itself is elsewhere.
+                # A retired file was closed because it rotated away: one at its old path is new,
+                # even on its inode.
                 self._recover_entry(entry, reused=(entry.dev, entry.ino))
             elif not _still_holds(item.real_path, entry):
                 self._truncated_while_down(entry)

@@ -508,3 +508,43 @@ async def test_a_copy_drain_stopped_before_its_first_ack_skips_what_the_other_st
     async with running(tmp_path, rotate_wait_seconds=0.2) as (_, sink2):
         await wait_until(lambda: "e3" in sink2.messages())
     assert sink2.messages() == ["s1-end", "e3"]
+
+
+async def test_a_retired_generations_inode_reused_at_its_old_path_is_a_new_file(tmp_path: Path) -> None:
+    """A rotated generation read to its end waits for its acks; while podlog is down it is gzip'ed and
+    the next 0.log, still empty, gets its inode.  That 0.log is a new file, not the old one truncated:
+    the old one is read from its .gz, and its end offset does not stay behind on an entry for the empty
+    file, to be counted lost once that file rotates away."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 10))
+    _link(tmp_path, live)
+    async with running(tmp_path, AckingSink(ack=False)) as (collector, sink):
+        await delivered(sink, 10)
+        first_ino = live.stat().st_ino
+        rotated = directory / "0.log.20261127-000001"
+        live.rename(rotated)
+        write_cri(live, lines("b", 0, 5))
+        await delivered(sink, 15)
+        old = next(e for e in collector.checkpoints.entries.values() if e.ino == first_ino)
+        await wait_until(lambda: old.final_offset is not None)  # closed, read to its end, not acknowledged
+    # Down: the rotated file is gzip'ed, 0.log rotates, and the next (empty) 0.log takes the freed inode.
+    _gzip_away(rotated)
+    live.rename(directory / "0.log.20261127-000002")
+    live.touch()
+    state = tmp_path / "state" / "checkpoints" / "checkpoints.json"
+    doc = orjson.loads(state.read_bytes())
+    for item in doc["files"]:
+        if item["ino"] == first_ino:
+            assert item["path"] == str(live)
+            item["ino"] = live.stat().st_ino
+    state.write_bytes(orjson.dumps(doc))
+    lost = _lost("deleted_before_read") + _lost("truncated_before_read")
+    async with running(tmp_path) as (_, sink2):
+        assert await delivered(sink2, 15) == lines("a", 0, 10) + lines("b", 0, 5)
+    # Down again: the empty 0.log rotates, and a new one is written.
+    live.rename(directory / "0.log.20261127-000003")
+    write_cri(live, lines("c", 0, 2))
+    async with running(tmp_path) as (_, sink3):
+        assert await delivered(sink3, 2) == lines("c", 0, 2)
+    assert _lost("deleted_before_read") + _lost("truncated_before_read") == lost
