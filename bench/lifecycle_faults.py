@@ -131,8 +131,8 @@ def main() -> int:
     base = args.workdir or Path(tempfile.mkdtemp(prefix="lifecycle-faults-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"podlog under test: {podlog_source()}; runs under {base}", flush=True)
-    kafka = DurableKafka(log_dir=base / "servers").start() if "agent" in modes else None
     results: list[ScenarioResult] = []
+    errors: list[str] = []
     started = time.monotonic()
     try:
         for number in range(args.runs):
@@ -140,11 +140,23 @@ def main() -> int:
                 for mode in modes:
                     config = scenario(args, fmt, mode, args.seed + number)
                     workdir = base / f"{fmt}-{mode}-{config.writer.seed}"
+                    # A broker of its own per run: one in-memory broker holding every run's topics
+                    # slowed down until the reader of the 27th run could not catch up in time.
+                    servers = base / f"servers-{fmt}-{config.writer.seed}"
+                    kafka = DurableKafka(log_dir=servers).start() if mode == "agent" else None
                     result = None
                     try:
                         result = run_scenario(config, workdir, bootstrap=kafka.bootstrap if kafka else None,
                                               say=lambda _: None)
+                    except Exception as exc:  # the harness itself failed: say so, keep the rest of the series
+                        errors.append(f"[{fmt}/{mode} seed={config.writer.seed}] HARNESS ERROR {exc!r}")
+                        print(errors[-1], flush=True)
+                        continue
                     finally:
+                        if kafka is not None:
+                            kafka.close()
+                            if not args.keep:
+                                shutil.rmtree(servers, ignore_errors=True)
                         # A failed run's directory is kept: its report, delivered.jsonl and the
                         # agent's own logs are what a post-mortem needs.
                         if not args.keep and result is not None and result.ok:
@@ -154,18 +166,16 @@ def main() -> int:
     except KeyboardInterrupt:
         print("interrupted; summary of the finished runs:")
     finally:
-        if kafka is not None:
-            kafka.close()
-        if not args.keep:
-            shutil.rmtree(base / "servers", ignore_errors=True)
-            if args.workdir is None and all(r.ok for r in results):
-                shutil.rmtree(base, ignore_errors=True)
+        if not args.keep and args.workdir is None and not errors and all(r.ok for r in results):
+            shutil.rmtree(base, ignore_errors=True)
         for result in results:
             if not result.ok:
                 print(f"kept for a post-mortem: {base / (result.name.replace('/', '-') + f'-{result.seed}')}")
     print(f"\n{len(results)} runs in {time.monotonic() - started:.0f}s")
     print(summary(results))
-    return 0 if results and all(r.ok for r in results) else 1
+    for error in errors:
+        print(error)
+    return 0 if results and not errors and all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":
