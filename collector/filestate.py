@@ -11,6 +11,7 @@
       │ truncated in place (copytruncate)
       ▼
     TRUNCATED ── its copy read to the end (or none found) ──▶ ACTIVE (generation + 1)
+                 (ROTATED or DELETED again when it had left its path before the truncation was seen)
 
 A :class:`FileState` is one inode confirmed by its head fingerprint. Every
 transition is one method that logs one event; nothing else changes a file's
@@ -90,6 +91,9 @@ class FileState:
         """An older file of the same stream that must be read to its end first."""
         self._waited_eofs = 0
         self.copy: FileState | None = None
+        self._after_copy = State.ACTIVE
+        """The state a truncation returns to once its copy is read: a file already rotated
+        away or deleted stays so, and still ends at its end."""
         """While TRUNCATED: the drain reading the copy copytruncate left."""
         self.eof_mtime = -1
         self._head_len: int | None = None
@@ -177,7 +181,8 @@ class FileState:
         self._head_len = None
         self.at_eof = False
         self.copy = copy
-        self.state = State.TRUNCATED if copy is not None else State.ACTIVE
+        self._after_copy = self.state if self.state in (State.ROTATED, State.DELETED) else State.ACTIVE
+        self.state = State.TRUNCATED if copy is not None else self._after_copy
         return lost
 
     def copy_done(self) -> bool:
@@ -187,7 +192,7 @@ class FileState:
         if self.copy is not None and self.copy.state is not State.DONE:
             return False
         self.copy = None
-        self.state = State.ACTIVE
+        self.state = self._after_copy
         return True
 
     def close(self, reason: str) -> None:

@@ -1119,3 +1119,35 @@ def test_a_copy_drained_past_lines_in_flight_reads_them_again_after_a_restart(mo
     model.copytruncate(container="app", wait=True)
     model.read()
     model.teardown()
+
+
+def test_a_file_copytruncated_then_deleted_ends_at_its_end(model: LifecycleModel) -> None:
+    """A copytruncate and the deletion of the pod's files, both seen in one pass: the file, deleted, was
+    found truncated and went back to being read as a live file, never finished (r12).  Its copy is read,
+    and then it ends at its end, deleted as it is."""
+    model.spool_full(on=True)
+    model.append(container="sidecar", cut=598, specs=[LineSpec("stdout", "ascii text", 36, (4096, 1012, 43), 0)])
+    model.delete(container="sidecar", wait=True)
+    model.rotate(compress=False, container="app", wait=False)
+    model.delete(container="sidecar", wait=True)
+    model.spool_full(on=True)
+    model.copytruncate(container="app", wait=True)
+    model.spool_full(on=True)
+    model.copytruncate(container="sidecar", wait=False)
+    model.append(container="app", cut=None, specs=[LineSpec("stderr", "naïve café", 14, (108, 5143, 180), 2),
+        LineSpec("stderr", "日本", 36, (), 2)])
+    model.append(container="sidecar", cut=None, specs=[LineSpec("stdout", "日本", 40, (), 1),
+        LineSpec("stdout", "naïve café", 39, (), 0), LineSpec("stderr", "naïve café", 8, (371, 793, 235), 2),
+        LineSpec("stdout", "ascii text", 34, (0, 115, 62), 2), LineSpec("stdout", "", 25, (445, 2586), 1)])
+    model.copytruncate(container="sidecar", wait=True)
+    model.spool_full(on=True)
+    model.rotate(compress=False, container="app", wait=False)
+    model.copytruncate(container="app", wait=True)
+    model.spool_full(on=True)
+    model.delete(container="sidecar", wait=True)
+    model.append(container="app", cut=1749, specs=[LineSpec("stdout", "é", 24, (1295, 415, 9317), 2),
+        LineSpec("stdout", "", 40, (), 2), LineSpec("stdout", "日本", 33, (242, 1641, 2133), 1),
+        LineSpec("stdout", "", 29, (), 0), LineSpec("stdout", "ascii text", 1, (), 1),
+        LineSpec("stderr", "ascii text", 27, (3379, 203, 5641), 1)])
+    model.restart()
+    model.teardown()
