@@ -14,6 +14,7 @@ Objects stay decoded JSON dicts: the cache keeps only a compact extract.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx2
 import orjson
 from lightkube.config.client_adapter import AsyncClient, ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError as LightkubeConfigError
 
 from collector.kube.config import KubernetesConfig
@@ -66,7 +68,7 @@ def load_api_config(config: KubernetesConfig) -> SingleConfig:
     """
     try:
         if config.api_server:
-            loaded = KubeConfig.from_server(config.api_server)
+            loaded = _from_server(config)
         elif config.kubeconfig:
             loaded = KubeConfig.from_file(config.kubeconfig)
         else:
@@ -79,13 +81,28 @@ def load_api_config(config: KubernetesConfig) -> SingleConfig:
     return single
 
 
+def _from_server(config: KubernetesConfig) -> KubeConfig:
+    """``api_server``, with its token file and CA bundle when given (lightkube's own
+    ``from_server`` has no user, which its client refuses)."""
+    if config.api_token_file and not os.path.isfile(config.api_token_file):  # noqa: PTH113
+        raise ConfigError(f"kubernetes.api_token_file: {config.api_token_file} is not a file")
+    if config.api_ca_file and not os.path.isfile(config.api_ca_file):  # noqa: PTH113
+        raise ConfigError(f"kubernetes.api_ca_file: {config.api_ca_file} is not a file")
+    cluster = Cluster(server=config.api_server, certificate_auth=config.api_ca_file or None)
+    return KubeConfig.from_one(cluster=cluster, user=User(token_file=config.api_token_file or None))
+
+
 class KubeClient:
     """Paginated lists and streaming watches of one API server."""
 
     def __init__(self, config: KubernetesConfig, api: SingleConfig) -> None:
         self._config = config
         timeout = httpx2.Timeout(config.request_timeout_seconds)
-        self._http = AsyncClient(api, ConnectionParams(timeout=timeout, trust_env=False))
+        try:
+            self._http = AsyncClient(api, ConnectionParams(timeout=timeout, trust_env=False))
+        except (LightkubeConfigError, AssertionError, OSError, ValueError) as exc:
+            # lightkube checks the configuration here, partly with asserts.
+            raise ConfigError(f"kubernetes: unusable API configuration: {exc or type(exc).__name__}") from exc
         # A watch is idle between events; the server ends it after timeoutSeconds,
         # so a read that waits much longer than that is a dead connection.
         self._watch_timeout = httpx2.Timeout(

@@ -23,7 +23,17 @@ class KubernetesConfig:
         "then ~/.kube/config.",
     )
     api_server: str = setting(
-        "", "API server URL (http://host:port) used without credentials; overrides kubeconfig."
+        "",
+        "API server URL (http://host:port or https://...); overrides kubeconfig. Without "
+        "api_token_file it is used without credentials.",
+    )
+    api_token_file: str = setting(
+        "",
+        "With api_server: a file holding the bearer token, read again as it rotates "
+        "(e.g. a projected service account token).",
+    )
+    api_ca_file: str = setting(
+        "", "With an https api_server: the CA bundle that signed its certificate."
     )
     context: str = setting("", "Kubeconfig context to use; empty means its current context.")
     service_account_dir: str = setting(
@@ -80,6 +90,8 @@ class KubernetesConfig:
     )
 
     def __post_init__(self) -> None:
+        if (self.api_token_file or self.api_ca_file) and not self.api_server:
+            raise ValueError("api_token_file and api_ca_file need api_server")
         if self.default_parser not in ("json", "logfmt", "none"):
             raise ValueError(
                 f"default_parser {self.default_parser!r} is not one of json, logfmt, none"

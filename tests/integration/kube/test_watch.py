@@ -12,7 +12,7 @@ from collector.kube.metadata import KeyFilter, pod_from_api
 from collector.kube.snapshot import snapshot_bytes, write_snapshot
 from podlog.metrics import sample
 from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
-from tests.integration.kube.conftest import NODE, config_for, eventually, running_agent
+from tests.integration.kube.conftest import FAST, NODE, config_for, eventually, running_agent
 
 
 def meta_for(pod: dict[str, object], container: str = "app") -> PathMeta:
@@ -275,6 +275,38 @@ async def test_kubeconfig_token_is_sent(kube_api: FakeKubeApi, tmp_path: Path) -
         await eventually(lambda: kube_api.open_watches() == 1, "watch")
     assert kube_api.authorizations
     assert set(kube_api.authorizations) == {"Bearer t0k3n"}
+
+
+async def test_api_server_without_credentials_lists_and_watches(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """``api_server`` alone: no kubeconfig, no token; the pods are listed and watched."""
+    pod = kube_api.add_pod(make_pod("a"))
+    config = dataclasses.replace(FAST, api_server=kube_api.url)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        assert agent.marker(meta_for(pod)) == "api"
+        assert not agent.task.done()
+    assert set(kube_api.authorizations) == {None}
+
+
+async def test_api_server_token_file_is_read_again_as_it_rotates(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """``api_token_file`` authenticates every request; when the server refuses a token that
+    rotated, the file is read again (as client-go does) and the watch goes on."""
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    kube_api.required_token = "first"
+    config = dataclasses.replace(FAST, api_server=kube_api.url, api_token_file=str(token))
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        token.write_text("second\n")
+        kube_api.required_token = "second"
+        kube_api.drop_watches()
+        pod = kube_api.add_pod(make_pod("after-rotation"))
+        await eventually(lambda: agent.marker(meta_for(pod)) == "api", "the pod added after the rotation")
+    assert set(kube_api.authorizations) == {"Bearer first", "Bearer second"}
 
 
 async def test_unusable_configuration_keeps_the_agent_running(tmp_path: Path) -> None:

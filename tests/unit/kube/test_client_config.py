@@ -17,6 +17,22 @@ def test_api_server_setting_wins() -> None:
     assert config.cluster.server == "http://127.0.0.1:1"
 
 
+def test_api_server_builds_a_client_without_credentials(tmp_path: Path) -> None:
+    """lightkube's own server-only configuration has no user and its client refuses it with
+    an assert; podlog's builds a client, with the token file when one is set."""
+    from collector.kube.client import KubeClient
+
+    KubeClient(KubernetesConfig(api_server="http://127.0.0.1:1"), load_api_config(KubernetesConfig(api_server="http://127.0.0.1:1")))
+    token = tmp_path / "token"
+    token.write_text("t")
+    config = KubernetesConfig(api_server="http://127.0.0.1:1", api_token_file=str(token))
+    assert load_api_config(config).user.token_file == str(token)
+    with pytest.raises(ConfigError, match="api_token_file"):
+        load_api_config(KubernetesConfig(api_server="http://127.0.0.1:1", api_token_file=str(tmp_path / "none")))
+    with pytest.raises(ValueError, match="need api_server"):
+        KubernetesConfig(api_token_file=str(token))
+
+
 def test_kubeconfig_file_and_context(tmp_path: Path) -> None:
     """A kubeconfig's named context selects its cluster and user."""
     path = tmp_path / "kubeconfig"
