@@ -115,19 +115,28 @@ class PodCache:
         return entry
 
     def _pick(self, uids: list[str], meta: PathMeta) -> PodEntry | None:
+        """The pod of that name the file belongs to.  With the container id its name carries,
+        a pod whose container has another id is never taken: a StatefulSet pod recreated under
+        the same name while the API was out of reach is not the old pod.  A pod whose container
+        has no id yet (not started when last seen) may still be it."""
         candidates = [self._by_uid[uid] for uid in uids if uid in self._by_uid]
-        if len(candidates) == 1 or not candidates:
-            return candidates[0] if candidates else None
         if meta.container_id:
+            unknown = []
             for entry in candidates:
                 container = entry.pod.container(meta.container)
-                if container is not None and meta.container_id in (
-                    container.container_id,
-                    container.last_container_id,
-                ):
+                if container is None or not (container.container_id or container.last_container_id):
+                    unknown.append(entry)
+                elif meta.container_id in (container.container_id, container.last_container_id):
                     return entry
+            candidates = unknown
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
         # A recreated pod of the same name (a StatefulSet): the live one, else the newest.
         return max(candidates, key=lambda e: (e.state == "live", e.since))
+
+    def has_name(self, namespace: str, pod: str) -> bool:
+        """True when some pod of that name is held (whichever uid)."""
+        return bool(self._by_name.get((namespace, pod)))
 
     # -- writes (the watch) -----------------------------------------------------------
 

@@ -112,7 +112,7 @@ class KubeEnricher:
             kubernetes = self._from_path(meta)
             marker = "path"
             policy = DEFAULT_POLICY
-            events.records_path_only(self._path_reason(), len(records))
+            events.records_path_only(self._path_reason(meta), len(records))
             retention = self._namespace_retention(meta.namespace)
         else:
             kubernetes = self._rendered(entry, meta)
@@ -145,9 +145,11 @@ class KubeEnricher:
 
     # -- metadata ------------------------------------------------------------------------
 
-    def _path_reason(self) -> str:
+    def _path_reason(self, meta: PathMeta) -> str:
         if self._cache is None:
             return "disabled"
+        if meta.container_id and not meta.pod_uid and self._cache.has_name(meta.namespace, meta.pod):
+            return "container_mismatch"  # only pods of that name whose container is another
         if not self._api.synced or not self._api.connected:
             return "api_unreachable"
         return "pod_unknown"

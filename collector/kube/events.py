@@ -18,7 +18,8 @@ RECORDS = counter(
 )
 PATH_ONLY = counter(
     "podlog_collector_kube_path_only_records_total",
-    "Records that carried only path metadata, by reason: disabled, api_unreachable, pod_unknown.",
+    "Records that carried only path metadata, by reason: disabled, api_unreachable, pod_unknown, "
+    "container_mismatch (only pods of that name whose container has another id are known).",
     ["reason"],
 )
 PODS = gauge(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from collector.enrichment import FilePolicy, PathMeta
 from collector.kube.cache import PodCache
@@ -104,6 +107,52 @@ async def test_restart_after_deletion_still_enriches(kube_api: FakeKubeApi, tmp_
         entry = cache.get(meta.pod_uid)
         assert entry is not None and entry.state == "deleted"
         assert agent.marker(meta) == "cache"
+
+
+def _container_id(pod: dict[str, Any]) -> str:
+    return str(pod["status"]["containerStatuses"][0]["containerID"]).partition("://")[2]
+
+
+@pytest.mark.parametrize("down", ["agent", "api"])
+async def test_a_pod_recreated_under_its_name_while_unseen_never_gets_the_old_pods_metadata(
+    kube_api: FakeKubeApi, tmp_path: Path, down: str
+) -> None:
+    """db-0 of a StatefulSet is deleted and recreated (new uid, new container id) while the agent
+    is stopped, or while the API is out of reach.  Its file, found by name and container id, is
+    not enriched with the old pod: path metadata, counted, until the new pod is known."""
+    old = kube_api.add_pod(make_pod("db-0", labels={"gen": "old"}, owner=("StatefulSet", "db")))
+    config = config_for(kube_api, tmp_path)
+    path_only = {"reason": "container_mismatch"}
+
+    def recreate() -> tuple[dict[str, Any], PathMeta]:
+        kube_api.delete_pod("default", "db-0")
+        new = kube_api.add_pod(make_pod("db-0", labels={"gen": "new"}, owner=("StatefulSet", "db")))
+        return new, PathMeta("default", "db-0", "app", container_id=_container_id(new))
+
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: agent.marker(meta_for(old)) == "api", "the old pod listed")
+        if down == "api":
+            kube_api.fail_next(1_000_000)
+            kube_api.drop_watches()
+            new, meta = recreate()
+            before = sample("podlog_collector_kube_path_only_records_total", path_only)
+            record = agent.enrich(meta, "first line of the new pod")[0]
+            assert record["podlog"]["metadata"] == "path"
+            assert record["kubernetes"].get("pod_uid", "") != old["metadata"]["uid"]
+            assert sample("podlog_collector_kube_path_only_records_total", path_only) == before + 1
+            kube_api.heal()
+            await eventually(lambda: agent.marker(meta) == "api", "the new pod after the outage")
+            assert agent.enrich(meta, "x")[0]["kubernetes"]["labels"] == {"gen": "new"}
+    if down == "agent":
+        new, meta = recreate()
+        kube_api.fail_next(1_000_000)  # the restarted agent has only its snapshot at first
+        async with running_agent(tmp_path, config) as agent:
+            record = agent.enrich(meta, "first line of the new pod")[0]
+            assert record["podlog"]["metadata"] == "path"
+            assert "labels" not in record["kubernetes"]
+            kube_api.heal()
+            await eventually(lambda: agent.marker(meta) == "api", "the new pod once listed")
+            assert agent.enrich(meta, "x")[0]["kubernetes"]["labels"] == {"gen": "new"}
 
 
 async def test_api_down_at_start_and_coming_back(tmp_path: Path) -> None:

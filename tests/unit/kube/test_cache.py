@@ -48,6 +48,18 @@ def test_recreated_pod_of_same_name_is_told_apart_by_container_id() -> None:
     assert found is not None and found.pod.uid == "new"
 
 
+def test_a_pod_of_the_same_name_with_another_container_id_is_never_borrowed() -> None:
+    """Only the old pod is known (the new one was created while the API was out of reach): a file
+    of the new container is no file of it.  A pod whose container has no id yet may still be it."""
+    cache = PodCache(grace_seconds=10, max_pods=10)
+    cache.upsert(pod("old", "db-0", cid="c-old"))
+    assert cache.lookup(PathMeta("ns", "db-0", "app", container_id="c-new")) is None
+    assert cache.has_name("ns", "db-0")
+    cache.upsert(pod("pending", "web-0"))
+    found = cache.lookup(PathMeta("ns", "web-0", "app", container_id="c-new"))
+    assert found is not None and found.pod.uid == "pending"
+
+
 def test_deleted_pod_is_kept_for_the_grace_period() -> None:
     """A deleted pod stays (state deleted) until grace passes, then expires."""
     clock = Clock()
