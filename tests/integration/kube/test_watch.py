@@ -134,7 +134,7 @@ async def test_a_pod_recreated_under_its_name_while_unseen_never_gets_the_old_po
         if down == "api":
             kube_api.fail_next(1_000_000)
             kube_api.drop_watches()
-            new, meta = recreate()
+            _, meta = recreate()
             before = sample("podlog_collector_kube_path_only_records_total", path_only)
             record = agent.enrich(meta, "first line of the new pod")[0]
             assert record["podlog"]["metadata"] == "path"
@@ -144,7 +144,7 @@ async def test_a_pod_recreated_under_its_name_while_unseen_never_gets_the_old_po
             await eventually(lambda: agent.marker(meta) == "api", "the new pod after the outage")
             assert agent.enrich(meta, "x")[0]["kubernetes"]["labels"] == {"gen": "new"}
     if down == "agent":
-        new, meta = recreate()
+        _, meta = recreate()
         kube_api.fail_next(1_000_000)  # the restarted agent has only its snapshot at first
         async with running_agent(tmp_path, config) as agent:
             record = agent.enrich(meta, "first line of the new pod")[0]
