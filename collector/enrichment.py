@@ -51,6 +51,10 @@ class FilePolicy:
 class Enricher(Protocol):
     """Pod metadata for the pipeline; implementations must not block or do I/O per call."""
 
+    async def wait_ready(self) -> None:
+        """Return once the enricher can enrich the lines already on disk (its first view of the
+        cluster, or a bound on waiting for it): the collector reads nothing before."""
+
     def policy(self, meta: PathMeta) -> FilePolicy:
         """The policy for a container's file; cheap enough to call per batch."""
 

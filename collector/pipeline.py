@@ -119,6 +119,9 @@ class Collector:
         if self._started:
             return
         self._started = True
+        # Nothing is read before the enricher has its first view of the cluster (or gave up
+        # waiting): a backlog read before would leave with path metadata and no exclusions.
+        await self.enricher.wait_ready()
         await asyncio.to_thread(self.checkpoints.load)
         self.checkpoints.write_on_ack = False
         held = getattr(self.sink, "held_marks", None)

@@ -35,6 +35,12 @@ class KubernetesConfig:
     api_ca_file: str = setting(
         "", "With an https api_server: the CA bundle that signed its certificate."
     )
+    start_wait_seconds: float = setting(
+        30.0,
+        "At start, how long reading waits for the first pod and namespace lists, so that the "
+        "lines already on disk get their pod's metadata, exclusion and retention; then it "
+        "reads with path metadata (counted). 0 reads at once.",
+    )
     context: str = setting("", "Kubeconfig context to use; empty means its current context.")
     service_account_dir: str = setting(
         "/var/run/secrets/kubernetes.io/serviceaccount",

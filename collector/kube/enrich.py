@@ -11,6 +11,7 @@ watch service that fills its cache.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,25 @@ DEFAULT_POLICY = FilePolicy()
 class ApiState:
     """What the enricher knows of the watch: has it ever listed, is it connected."""
 
-    __slots__ = ("connected", "synced")
+    __slots__ = ("_needed", "connected", "ready", "synced")
 
-    def __init__(self) -> None:
+    def __init__(self, needed: tuple[str, ...] = ("pods",)) -> None:
         self.synced = False
         """True once a full pod list has been applied to the cache."""
         self.connected = False
         """True while the last list or watch request succeeded."""
+        self._needed = set(needed)
+        self.ready = asyncio.Event()
+        """Set once every resource the enricher needs (pods, and namespaces when watched)
+        was listed: the backlog on disk can be enriched."""
+
+    def listed(self, resource: str) -> None:
+        """A full list of ``resource`` was applied to the cache."""
+        if resource == "pods":
+            self.synced = True
+        self._needed.discard(resource)
+        if not self._needed:
+            self.ready.set()
 
 
 class KubeEnricher:
@@ -76,6 +89,21 @@ class KubeEnricher:
         return self._cache
 
     # -- the Enricher protocol ----------------------------------------------------------
+
+    async def wait_ready(self) -> None:
+        """Until the first lists are in the cache, up to ``start_wait_seconds``: the lines
+        already on disk then leave with their pod's metadata and policy (exclusion, retention),
+        not with the path alone.  Past the bound, reading starts anyway (counted per record as
+        ``api_unreachable``), with what a snapshot restored."""
+        if self._cache is None or self._api.ready.is_set() or self._config.start_wait_seconds <= 0:
+            return
+        events.start_waiting(True, self._config.start_wait_seconds)
+        try:
+            await asyncio.wait_for(self._api.ready.wait(), self._config.start_wait_seconds)
+        except TimeoutError:
+            events.start_wait_expired(self._config.start_wait_seconds, len(self._cache))
+        finally:
+            events.start_waiting(False, self._config.start_wait_seconds)
 
     def policy(self, meta: PathMeta) -> FilePolicy:
         """The pod's annotations as a file policy; for an unknown pod, its namespace's."""
@@ -368,7 +396,7 @@ def build_enricher(
     from collector.kube.watch import PodWatcher
 
     cache = PodCache(grace_seconds=config.deleted_grace_seconds, max_pods=config.max_pods)
-    api = ApiState()
+    api = ApiState(("pods", "namespaces") if config.watch_namespaces else ("pods",))
     enricher = KubeEnricher(config, node, cache, api)
     watcher = PodWatcher(
         config, cache, api, node_name=node, state_dir=Path(common.state_dir) / "kube"

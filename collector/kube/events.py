@@ -27,6 +27,14 @@ PODS = gauge(
     "Pods in the metadata cache, by state: live, deleted or restored.",
     ["state"],
 )
+START_WAITING = gauge(
+    "podlog_collector_kube_start_waiting",
+    "1 while reading waits at start for the first pod (and namespace) list.",
+)
+START_WAIT_EXPIRED = counter(
+    "podlog_collector_kube_start_wait_expired_total",
+    "Starts whose wait for the first list ran out: the backlog was read with path metadata.",
+)
 API_UP = gauge(
     "podlog_collector_kube_api_up", "1 while the pod watch is connected to the API, else 0."
 )
@@ -102,6 +110,16 @@ class KubeEvents:
         if reason != self._path_reason:
             self._path_reason = reason
             log.info("kube_metadata_path_only", reason=reason)
+
+    def start_waiting(self, waiting: bool, bound: float) -> None:
+        START_WAITING.set(1 if waiting else 0)
+        if waiting:
+            log.info("kube_start_waiting_for_list", up_to_seconds=bound)
+
+    def start_wait_expired(self, bound: float, pods_known: int) -> None:
+        START_WAIT_EXPIRED.inc()
+        log.warning("kube_start_wait_expired", waited_seconds=bound, pods_known=pods_known,
+                    hint="reading with path metadata (and a restored snapshot) until the API answers")
 
     def pods_counted(self, counts: dict[str, int]) -> None:
         for state in ("live", "deleted", "restored"):

@@ -225,7 +225,7 @@ class PodWatcher:
             # The agent's own pod runs here, so an empty first list usually means
             # a wrong node name (NODE_NAME not passed through the downward API).
             events.node_has_no_pods(self._node)
-        self._api.synced = True
+        self._api.listed("pods")
 
     def _apply_pod(self, event_type: str, obj: Mapping[str, Any]) -> None:
         if event_type == "DELETED":
@@ -242,6 +242,7 @@ class PodWatcher:
     def _replace_namespaces(self, items: list[Mapping[str, Any]]) -> None:
         found = [namespace_from_api(item, self._labels) for item in items]
         self._cache.replace_namespaces(ns for ns in found if ns is not None)
+        self._api.listed("namespaces")
 
     def _apply_namespace(self, event_type: str, obj: Mapping[str, Any]) -> None:
         if event_type == "DELETED":

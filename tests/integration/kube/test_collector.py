@@ -11,9 +11,10 @@ from collector.config import CollectorConfig
 from collector.enrichment import Enricher
 from collector.pipeline import Collector
 from podlog.config import CommonConfig
+from podlog.metrics import sample
 from podlog.protocols import Batch
 from podlog.record import Record
-from tests.fixtures.kube_api import FakeKubeApi, make_pod
+from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
 from tests.integration.kube.conftest import NODE, config_for, eventually, running_agent
 
 
@@ -129,3 +130,41 @@ async def test_pipeline_keeps_metadata_of_a_pod_deleted_mid_read(
     assert before["podlog"]["metadata"] == "api"
     assert after["podlog"]["metadata"] == "cache"
     assert after["kubernetes"]["labels"] == {"run": "7"}
+
+
+async def test_a_fresh_start_reads_its_backlog_only_once_the_pods_are_listed(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """Lines on disk before the first list answers: none of an excluded pod leaves, and every
+    record of the others carries its pod's metadata and its namespace's retention class."""
+    kube_api.add_namespace(make_namespace("default", {}, {"podlog.io/retention": "long"}))
+    noisy = kube_api.add_pod(make_pod("noisy", annotations={"podlog.io/exclude": "true"}))
+    quiet = kube_api.add_pod(make_pod("quiet"))
+    write_lines(pod_log(tmp_path / "logs", noisy), ["spam"] * 42)
+    write_lines(pod_log(tmp_path / "logs", quiet), [f"hello {i}" for i in range(50)])
+    kube_api.fail_next(4)  # the first lists fail: the agent retries a few times
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent, \
+            collecting(tmp_path, agent.enricher) as sink:
+        await eventually(lambda: len(sink.records("quiet")) == 50, "the quiet pod's backlog")
+    assert sink.records("noisy") == []
+    records = sink.records("quiet")
+    assert {r["podlog"]["metadata"] for r in records} == {"api"}
+    assert {r["podlog"]["retention"] for r in records} == {"long"}
+
+
+async def test_a_start_without_the_api_reads_with_path_metadata_after_its_bound(tmp_path: Path) -> None:
+    """The API never answers: reading starts after ``start_wait_seconds``, counted, with path
+    metadata."""
+    api = FakeKubeApi().start()
+    try:
+        api.fail_next(1_000_000)
+        pod = make_pod("lonely")
+        write_lines(pod_log(tmp_path / "logs", pod), ["one", "two"])
+        expired = sample("podlog_collector_kube_start_wait_expired_total")
+        config = config_for(api, tmp_path, start_wait_seconds=0.3)
+        async with running_agent(tmp_path, config) as agent, collecting(tmp_path, agent.enricher) as sink:
+            await eventually(lambda: len(sink.records("lonely")) == 2, "the lines after the bound")
+        assert {r["podlog"]["metadata"] for r in sink.records("lonely")} == {"path"}
+        assert sample("podlog_collector_kube_start_wait_expired_total") == expired + 1
+    finally:
+        api.stop()

@@ -55,6 +55,9 @@ class StaticEnricher:
     def __init__(self, policies: dict[str, FilePolicy] | None = None) -> None:
         self.policies = policies or {}
 
+    async def wait_ready(self) -> None:
+        return None
+
     def policy(self, meta: PathMeta) -> FilePolicy:
         return self.policies.get(meta.container, FilePolicy())
 

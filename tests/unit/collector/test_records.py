@@ -18,7 +18,7 @@ from indexer.documents import salvage
 from podlog.record import Record, SharedMap
 from shipper.kafka import encode_messages
 from tests.fixtures.kube_api import make_pod
-from tests.unit.collector.helpers import container_path, open_tailer
+from tests.unit.collector.helpers import HEX64, container_path, open_tailer
 
 
 def _docker(message: str, i: int) -> bytes:
@@ -31,8 +31,10 @@ def _read_enriched(tmp_path: Path) -> list[Record]:
     cache = PodCache(grace_seconds=300, max_pods=10)
     api = ApiState()
     api.synced = api.connected = True
+    listed = make_pod("web-1", namespace="shop", labels={"app": "web"}, annotations={"team": "a"})
+    listed["status"]["containerStatuses"][0]["containerID"] = f"containerd://{HEX64}"  # the file's
     pod = pod_from_api(
-        make_pod("web-1", namespace="shop", labels={"app": "web"}, annotations={"team": "a"}),
+        listed,
         annotations=KeyFilter(["*"], []), labels=KeyFilter(["*"], []),
         max_annotation_value_bytes=4096,
     )
