@@ -273,6 +273,9 @@ class Tailer:
         else:
             out = self.finish()
         self.splitter.reset()
+        # Where each stream resumed belongs to the generation that ends: kept, it would
+        # skip the next generation's first lines as if emitted already.
+        self._resume = None
         self.file.truncate(new_size, head, copy)
         self._check_head_next = False
         return out

@@ -1151,3 +1151,68 @@ def test_a_file_copytruncated_then_deleted_ends_at_its_end(model: LifecycleModel
         LineSpec("stderr", "ascii text", 27, (3379, 203, 5641), 1)])
     model.restart()
     model.teardown()
+
+
+def test_a_generation_after_a_copytruncate_does_not_resume_where_the_last_one_did(model: LifecycleModel) -> None:
+    """The file was held at an open stdout fragment while stderr went on (per-stream resume offsets),
+    then copytruncated: the next generation's first stdout lines lay before the old stdout offset and
+    were skipped as if emitted already (r13).  A truncation ends those offsets with the generation."""
+    model.rotate(compress=False, container='sidecar', wait=True)
+    model.rotate(compress=True, container='sidecar', wait=False)
+    model.read()
+    model.restart()
+    model.rotate(compress=True, container='sidecar', wait=False)
+    model.rotate_while_down(after=[LineSpec(stream='stderr', text='ascii text', repeat=11, cuts=(), held=0),
+     LineSpec(stream='stdout', text='é日本', repeat=7, cuts=(69, 476, 161), held=0),
+     LineSpec(
+         stream='stdout',
+         text='é日本',
+         repeat=34,
+         cuts=(557, 646, 661),
+         held=2),
+     LineSpec(stream='stdout', text='', repeat=13, cuts=(1048, 175, 713), held=2)], before=[LineSpec(stream='stderr',
+         text='', repeat=20, cuts=(), held=2),
+     LineSpec(stream='stdout', text='', repeat=26, cuts=(6324, 654, 195), held=2),
+     LineSpec(stream='stdout', text='naïve café', repeat=40, cuts=(), held=2),
+     LineSpec(stream='stdout', text='é', repeat=5, cuts=(1627, 306, 528), held=0)], container='app',
+         how='rename+gzip')
+    model.read()
+    model.append(container='sidecar', cut=8763, specs=[LineSpec(stream='stdout', text='naïve café', repeat=10,
+        cuts=(), held=2)])
+    model.delete(container='sidecar', wait=True)
+    model.rotate_while_down(after=[], before=[], container='sidecar', how='copytruncate')
+    model.read()
+    model.copytruncate(container='app', wait=True)
+    model.append(container='sidecar', cut=None, specs=[LineSpec(stream='stderr', text='', repeat=30, cuts=(148,
+        2731), held=1),
+     LineSpec(stream='stdout', text='ascii text', repeat=16, cuts=(772, 7687), held=1),
+     LineSpec(stream='stdout', text='', repeat=33, cuts=(), held=2),
+     LineSpec(stream='stdout', text='', repeat=13, cuts=(), held=1)])
+    model.spool_full(on=False)
+    model.append(container='sidecar', cut=None, specs=[LineSpec(stream='stdout', text='naïve café', repeat=4,
+        cuts=(), held=1),
+     LineSpec(stream='stdout', text='é日本', repeat=22, cuts=(), held=1)])
+    model.read()
+    model.rotate_while_down(after=[LineSpec(stream='stdout', text='日本', repeat=37, cuts=(), held=2)],
+        before=[LineSpec(stream='stdout', text='ascii text', repeat=12, cuts=(6049, 1095), held=0),
+     LineSpec(stream='stderr', text='naïve café', repeat=33, cuts=(), held=1),
+     LineSpec(
+         stream='stdout',
+         text='é日本',
+         repeat=31,
+         cuts=(478, 3855, 165),
+         held=0,
+     )], container='sidecar', how='copytruncate')
+    model.rotate(compress=False, container='sidecar', wait=False)
+    model.spool_full(on=True)
+    model.append(container='app', cut=1, specs=[LineSpec(stream='stdout', text='ascii text', repeat=27, cuts=(4275,
+        790, 107), held=2),
+     LineSpec(
+         stream='stdout',
+         text='ascii text',
+         repeat=6,
+         cuts=(6373, 68),
+         held=2,
+     ),
+     LineSpec(stream='stdout', text='', repeat=5, cuts=(), held=2)])
+    model.teardown()
