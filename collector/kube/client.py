@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import orjson
@@ -35,6 +35,8 @@ __all__ = [
     "WatchEvent",
     "load_api_config",
 ]
+
+T = TypeVar("T")
 
 WatchEvent = tuple[str, Mapping[str, Any]]
 """``(type, object)``: ADDED, MODIFIED, DELETED or BOOKMARK and the object."""
@@ -114,10 +116,12 @@ class KubeClient:
         await self._http.aclose()
 
     async def list(
-        self, path: str, params: Mapping[str, str] | None = None
-    ) -> tuple[list[Mapping[str, Any]], str]:
-        """Every item at ``path`` (following ``continue``) and the list's resource version."""
-        items: list[Mapping[str, Any]] = []
+        self, path: str, params: Mapping[str, str] | None, keep: Callable[[Mapping[str, Any]], T | None]
+    ) -> tuple[list[T], str]:
+        """Every item at ``path`` (following ``continue``) as ``keep`` makes it (None: left
+        out), and the list's resource version.  Each page is decoded, kept and dropped before
+        the next is fetched: the decoded objects of a whole node never exist at once."""
+        kept: list[T] = []
         query = dict(params or {})
         query["limit"] = str(self._config.list_page_size)
         while True:
@@ -132,13 +136,18 @@ class KubeClient:
                 raise KubeApiError(
                     f"list {path}: response is not JSON", error_code="invalid_response"
                 ) from exc
+            del response
             if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
                 raise KubeApiError(f"list {path}: response has no items", error_code="invalid_response")
-            items.extend(item for item in doc["items"] if isinstance(item, dict))
+            for item in doc["items"]:
+                if isinstance(item, dict) and (value := keep(item)) is not None:
+                    kept.append(value)
             metadata = doc.get("metadata") or {}
             token = metadata.get("continue")
+            version = str(metadata.get("resourceVersion") or "")
+            del doc
             if not token:
-                return items, str(metadata.get("resourceVersion") or "")
+                return kept, version
             query["continue"] = str(token)
 
     async def watch(

@@ -34,7 +34,7 @@ from collector.kube.client import KubeApiError, KubeClient, ResourceGoneError, l
 from collector.kube.config import KubernetesConfig
 from collector.kube.enrich import ApiState
 from collector.kube.events import events
-from collector.kube.metadata import KeyFilter, PodMeta, namespace_from_api, pod_from_api
+from collector.kube.metadata import KeyFilter, NamespaceMeta, PodMeta, namespace_from_api, pod_from_api
 from collector.kube.snapshot import read_snapshot, snapshot_bytes, write_snapshot
 from podlog.errors import ConfigError
 from podlog.logging import get_logger
@@ -76,7 +76,9 @@ class _Resource:
     name: str
     path: str
     params: Mapping[str, str]
-    replace: Callable[[list[Mapping[str, Any]]], None]
+    compact: Callable[[Mapping[str, Any]], Any]
+    """A listed object as the cache keeps it (None: rejected), applied page by page."""
+    replace: Callable[[list[Any]], None]
     apply: Callable[[str, Mapping[str, Any]], None]
     primary: bool
     """The pod loop: its state is what :class:`ApiState` reports."""
@@ -189,6 +191,7 @@ class PodWatcher:
             name="pods",
             path="/api/v1/pods",
             params={"fieldSelector": f"spec.nodeName={self._node}"},
+            compact=self._pod,
             replace=self._replace_pods,
             apply=self._apply_pod,
             primary=True,
@@ -199,6 +202,7 @@ class PodWatcher:
             name="namespaces",
             path="/api/v1/namespaces",
             params={},
+            compact=self._namespace,
             replace=self._replace_namespaces,
             apply=self._apply_namespace,
             primary=False,
@@ -218,8 +222,10 @@ class PodWatcher:
             events.object_rejected("pods")
         return pod
 
-    def _replace_pods(self, items: list[Mapping[str, Any]]) -> None:
-        pods = [pod for pod in (self._pod(item) for item in items) if pod is not None]
+    def _namespace(self, obj: Mapping[str, Any]) -> NamespaceMeta | None:
+        return namespace_from_api(obj, self._labels)
+
+    def _replace_pods(self, pods: list[PodMeta]) -> None:
         self._cache.replace(pods)
         if not pods and not self._api.synced:
             # The agent's own pod runs here, so an empty first list usually means
@@ -239,9 +245,8 @@ class PodWatcher:
         if pod is not None:
             self._cache.upsert(pod)
 
-    def _replace_namespaces(self, items: list[Mapping[str, Any]]) -> None:
-        found = [namespace_from_api(item, self._labels) for item in items]
-        self._cache.replace_namespaces(ns for ns in found if ns is not None)
+    def _replace_namespaces(self, found: list[NamespaceMeta]) -> None:
+        self._cache.replace_namespaces(found)
         self._api.listed("namespaces")
 
     def _apply_namespace(self, event_type: str, obj: Mapping[str, Any]) -> None:
@@ -274,7 +279,7 @@ class PodWatcher:
                 client = await self._connect()
                 if version is None:
                     events.list_started(resource.name, list_reason)
-                    items, version = await client.list(resource.path, resource.params)
+                    items, version = await client.list(resource.path, resource.params, resource.compact)
                     resource.replace(items)
                     self._connected(resource, True)
                     events.api_listed(resource.name, version, len(items))
