@@ -225,6 +225,11 @@ class FileTracker:
         if head is None:
             os.close(fd)  # no complete first line yet: next pass
             self.unopened.add(path)
+            known = self.checkpoints.find(st.st_dev, st.st_ino, "")
+            if known is not None and not known.head:
+                # A generation podlog knows (truncated, its new head not whole yet): its size is
+                # seen meanwhile, so that bytes lost with it are counted.
+                self.checkpoints.observed(known.identity, st.st_size)
             return
         self.unopened.discard(path)
         tailer = self._resume(path, item.real_path, FdSource(fd), st.st_dev, st.st_ino, st.st_size, head,

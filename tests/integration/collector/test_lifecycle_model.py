@@ -1216,3 +1216,33 @@ def test_a_generation_after_a_copytruncate_does_not_resume_where_the_last_one_di
      ),
      LineSpec(stream='stdout', text='', repeat=5, cuts=(), held=2)])
     model.teardown()
+
+
+def test_a_known_generation_without_a_whole_first_line_is_sized_while_it_waits(model: LifecycleModel) -> None:
+    """A generation podlog knows (copytruncated, its new head unknown) is not opened again after a
+    restart until its first line is whole.  Its size is seen meanwhile: deleted with an unterminated
+    line, those bytes are counted lost (r14)."""
+    model.crash()
+    model.rotate_while_down(after=[LineSpec(stream='stderr', text='', repeat=34, cuts=(7257, 904, 498), held=1),
+     LineSpec(stream='stdout', text='naïve café', repeat=26, cuts=(1724,), held=1),
+     LineSpec(stream='stderr', text='日本', repeat=9, cuts=(), held=2)], before=[], container='sidecar',
+         how='rename+gzip')
+    model.tick()
+    model.copytruncate(container='sidecar', wait=True)
+    model.crash()
+    model.restart()
+    model.restart()
+    model.tick()
+    model.restart()
+    model.tick()
+    model.restart()
+    model.read()
+    model.copytruncate(container='app', wait=True)
+    model.rotate_while_down(after=[LineSpec(stream='stderr', text='ascii text', repeat=16, cuts=(), held=1)],
+        before=[LineSpec(stream='stdout', text='é日本', repeat=26, cuts=(), held=1),
+     LineSpec(stream='stderr', text='é', repeat=21, cuts=(), held=0)], container='app', how='copytruncate')
+    model.read()
+    model.tick()
+    model.backlog_then_lose(container='sidecar', cut=1135, delete_first=False, recreate=False, rotate=False,
+        specs=[LineSpec(stream='stderr', text='é', repeat=23, cuts=(), held=2)])
+    model.teardown()
