@@ -91,10 +91,10 @@ class FileState:
         """An older file of the same stream that must be read to its end first."""
         self._waited_eofs = 0
         self.copy: FileState | None = None
+        """While TRUNCATED: the drain reading the copy copytruncate left."""
         self._after_copy = State.ACTIVE
         """The state a truncation returns to once its copy is read: a file already rotated
         away or deleted stays so, and still ends at its end."""
-        """While TRUNCATED: the drain reading the copy copytruncate left."""
         self.eof_mtime = -1
         self._head_len: int | None = None
         """Bytes of the line the head fingerprint covers, once known."""

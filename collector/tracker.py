@@ -225,8 +225,8 @@ class FileTracker:
         if head is None:
             os.close(fd)  # no complete first line yet: next pass
             self.unopened.add(path)
-            known = self.checkpoints.find(st.st_dev, st.st_ino, "")
-            if known is not None and not known.head:
+            known = self.checkpoints.find(st.st_dev, st.st_ino, "")  # only an entry of unknown head
+            if known is not None:
                 # A generation podlog knows (truncated, its new head not whole yet): its size is
                 # seen meanwhile, so that bytes lost with it are counted.
                 self.checkpoints.observed(known.identity, st.st_size)
