@@ -78,6 +78,12 @@ class CheckpointEntry:
     """For such a copy: how far its origin generation had been read when it was truncated.  The
     origin's marks up to here (the same offsets) move this entry; the copy's own, what follows."""
 
+    @property
+    def kept_only(self) -> bool:
+        """A copy kept only for what its origin had read (never read itself): a mark of a later
+        generation of the origin acknowledges it whole."""
+        return self.final_offset == self.origin_read
+
 
 class CheckpointStore:
     """Acknowledged offsets by file identity, persisted atomically."""
@@ -280,7 +286,7 @@ class CheckpointStore:
         """The sink accepted records up to ``marks`` (durable there, not yet delivered)."""
         for identity, mark in marks.items():
             for _, copy in self._copies_owed(identity):
-                if mark.generation > copy.origin_generation and copy.final_offset == copy.origin_read:
+                if mark.generation > copy.origin_generation and copy.kept_only:
                     copy.spooled = max(copy.spooled, copy.origin_read)
                 elif mark.generation == copy.origin_generation and copy.spooled < mark.offset <= copy.origin_read:
                     copy.spooled = mark.offset
@@ -351,7 +357,7 @@ class CheckpointStore:
         in order, and a batch keeps only the last mark of a file."""
         moved = False
         for key, entry in self._copies_owed(identity):
-            if mark.generation > entry.origin_generation and entry.final_offset == entry.origin_read:
+            if mark.generation > entry.origin_generation and entry.kept_only:
                 entry.offset, entry.streams, entry.past = entry.origin_read, {}, 0
             elif mark.generation == entry.origin_generation and entry.offset < mark.offset <= entry.origin_read:
                 entry.offset, entry.streams, entry.past = mark.offset, dict(mark.streams), mark.past

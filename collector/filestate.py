@@ -96,6 +96,8 @@ class FileState:
         """The state a truncation returns to once its copy is read: a file already rotated
         away or deleted stays so, and still ends at its end."""
         self.eof_mtime = -1
+        """The file's mtime (ns) when last seen holding its current generation: a copy made
+        after it holds that generation or a later one."""
         self._head_len: int | None = None
         """Bytes of the line the head fingerprint covers, once known."""
         self.holds_fragment = False
@@ -184,6 +186,14 @@ class FileState:
         self._after_copy = self.state if self.state in (State.ROTATED, State.DELETED) else State.ACTIVE
         self.state = State.TRUNCATED if copy is not None else self._after_copy
         return lost
+
+    def wait_for_copy(self, drain: FileState) -> None:
+        """Read nothing more until ``drain`` is done: generations written and copied away
+        unseen before the current one (their drains read after the ended one's)."""
+        if self.state is not State.TRUNCATED:
+            self._after_copy = self.state if self.state in (State.ROTATED, State.DELETED) else State.ACTIVE
+            self.state = State.TRUNCATED
+        self.copy = drain
 
     def copy_done(self) -> bool:
         """TRUNCATED -> ACTIVE once the copy was read to its end; True when reading may go on."""

@@ -54,6 +54,7 @@ FRAGMENT_WAIT_SECONDS = 5.0
 container to open (kubelet creates it empty; it opens at its first complete line)."""
 
 TruncationHandler = Callable[["Tailer", int, "str | None"], "list[Record]"]
+FirstLineHandler = Callable[["Tailer"], None]
 """Called when a tailer finds its file truncated in place: (tailer, new size, head now)."""
 
 
@@ -104,6 +105,9 @@ class Tailer:
         self.multiline: Multiline | None = None
         self.multiline_name = "none"
         self.on_truncated: TruncationHandler | None = None
+        self.on_first_line: FirstLineHandler | None = None
+        """Called when a generation that began empty after a truncation has its first whole
+        line, before it is read: generations copied away unseen meanwhile are found first."""
         self.successor: Tailer | None = None
         """The next file of the same container (a rotation): open fragments continue there."""
         self.carried_marks: dict[str, FileMark] = {}
@@ -179,6 +183,12 @@ class Tailer:
             if file.state is State.TRUNCATED and not file.copy_done():
                 return out
         self._check_head_next = False
+        if (file.head is None and file.generation > 0 and self.on_first_line is not None
+                and file.head_now() is not None):
+            self.on_first_line(self)
+            file.confirm_head()
+            if not file.copy_done():
+                return out
         total = 0
         chunk = self.settings.chunk_bytes
         source = file.source
@@ -224,10 +234,13 @@ class Tailer:
         except OSError as exc:
             EVENTS.file_failed(self.path, exc, "fstat")
             return []
-        file.eof_mtime = st.st_mtime_ns
         if st.st_size >= file.read_offset and st.st_size >= file.size_seen:
+            file.eof_mtime = st.st_mtime_ns
             return []
-        return self._truncated(st.st_size, file.head_now())
+        # The handler sees the mtime the ended generation was last seen whole at.
+        out = self._truncated(st.st_size, file.head_now())
+        file.eof_mtime = st.st_mtime_ns
+        return out
 
     def _check_head(self) -> list[Record]:
         file = self.file
@@ -240,14 +253,17 @@ class Tailer:
             return []
         if st.st_size == file.read_offset and st.st_mtime_ns == file.eof_mtime:
             return []  # untouched since we reached the end
-        file.eof_mtime = st.st_mtime_ns
         head = file.head_now()
-        if head is None and st.st_size >= file.read_offset and st.st_size > 0:
-            return []  # no whole first line to compare (a long one still being written)
-        # Empty now, though its first line was fingerprinted: truncated, even before a byte was read.
-        if head is not None and head == file.head:
+        # Empty now, though its first line was fingerprinted: truncated, even before a byte was read
+        # (unless there is no whole first line to compare yet, a long one still being written).
+        if (head is None and st.st_size >= file.read_offset and st.st_size > 0) or (
+            head is not None and head == file.head
+        ):
+            file.eof_mtime = st.st_mtime_ns
             return []
-        return self._truncated(st.st_size, head)
+        out = self._truncated(st.st_size, head)
+        file.eof_mtime = st.st_mtime_ns
+        return out
 
     def truncated_now(self) -> list[Record]:
         """A stat pass saw the file below the read offset: truncated in place, if it still is."""

@@ -299,6 +299,7 @@ class FileTracker:
             policy = self.enricher.policy(meta)
         self._apply_policy(tailer, policy)
         tailer.on_truncated = self._truncated
+        tailer.on_first_line = self._first_line
         tailer.file.on_lost = self.checkpoints.lost
         self._link(tailer)
         self.tailers[tailer.identity] = tailer
@@ -403,6 +404,7 @@ class FileTracker:
         file = tailer.file
         held = tailer.mark()
         mark = held.offset
+        ended_head, seen_whole = file.head, file.eof_mtime
         self.checkpoints.finish_head(file.head)
         copy = None
         if file.head is not None:
@@ -418,8 +420,77 @@ class FileTracker:
             else:
                 self._keep_until_acknowledged(tailer, mark)
         out = tailer.restart_truncated(size, head, copy.file if copy is not None else None)
+        unseen = self._copied_unseen(tailer, seen_whole, copy, {ended_head or "", head or ""})
+        if unseen is not None:
+            file.wait_for_copy(unseen.file)
         self.checkpoints.truncated(file.identity, file.generation, file.head, file.read_offset)
         return out
+
+    def _first_line(self, tailer: Tailer) -> None:
+        """A generation that began empty after a truncation has a whole first line now: what
+        was written, copied and truncated away before it is read first."""
+        unseen = self._copied_unseen(tailer, tailer.file.eof_mtime, None, {tailer.file.head_now() or ""})
+        if unseen is not None:
+            tailer.file.wait_for_copy(unseen.file)
+
+    def _copied_unseen(
+        self, tailer: Tailer, since_ns: int, after: Tailer | None, not_heads: set[str],
+    ) -> Tailer | None:
+        """Generations of a copytruncate'd file that no look saw: written, copied and truncated
+        away between two reads (two copytruncates in a row, the second before the first
+        generation's successor was looked at).
+
+        Their copies are the siblings changed since the file was last seen (``since_ns``,
+        its mtime then) whose head no file podlog knows has.  Each is read whole, oldest
+        first, after ``after`` (the drain of the generation that ended); the last is
+        returned: the file's current generation waits for it.
+        """
+        file = tailer.file
+        if since_ns < 0 or file.drain:
+            return None
+        directory, name = os.path.split(file.real_path)
+        candidates: list[tuple[tuple[int, int, str], int, str, os.stat_result]] = []
+        for sibling in _listdir(directory):
+            if not (sibling.startswith((name + ".", name + "-"))) or sibling.endswith(".tmp"):
+                continue
+            path = os.path.join(directory, sibling)  # noqa: PTH118
+            try:
+                st = os.stat(path)  # noqa: PTH116 - str paths throughout
+            except OSError:
+                continue
+            if (not _is_regular(st.st_mode) or st.st_mtime_ns < since_ns
+                    or (st.st_dev, st.st_ino) == (file.dev, file.ino) or self._is_tracked(st.st_dev, st.st_ino)):
+                continue
+            candidates.append((generation_order(sibling), st.st_mtime_ns, path, st))  # oldest first
+        if not candidates:
+            return None
+        heads = self._owned_heads() | not_heads
+        meta = self.meta_of(tailer)
+        last = after
+        for _, _, path, st in sorted(candidates):
+            if path.endswith(".gz"):
+                head = gzip_head_fingerprint(path)
+                if head is None or head in heads or self.checkpoints.is_known(head):
+                    continue
+                found = self._open_generation(path, head, -1, st.st_dev, st.st_ino)
+            else:
+                found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
+            if found is None:
+                continue
+            _, source, dev, ino, head = found
+            if head in heads or self.checkpoints.is_known(head):
+                source.close()
+                continue
+            heads.add(head)
+            identity = make_identity(dev, ino, head)
+            self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
+                                      size=0 if source.compressed else st.st_size, log_path=file.path,
+                                      meta=dataclasses.asdict(meta))
+            drain = self._drain(path, source, dev, ino, identity, head, 0, meta, file.path, None, None,
+                                order=False, how="copied_unseen")
+            drain.file.wait_for(last.file if last is not None else None)
+            last = drain
+        return last if last is not after else None
 
     def _keep_until_acknowledged(self, tailer: Tailer, mark: int) -> None:
         """The generation was read to ``mark`` and its copy holds no more: nothing to drain.  But what
@@ -549,7 +620,7 @@ class FileTracker:
     def _drain(
         self, path: str, source: Source, dev: int, ino: int, identity: str, head: str, offset: int,
         meta: PathMeta, log_path: str, origin: str | None, origin_generation: int | None,
-        *, generation: int = 0, order: bool = True,
+        *, generation: int = 0, order: bool = True, how: str = "found_again",
     ) -> Tailer:
         file = FileState(path=log_path, real_path=path, source=source, dev=dev, ino=ino, identity=identity,
                          head=head, generation=generation, offset=offset, size=offset, meta=meta,
@@ -566,7 +637,7 @@ class FileTracker:
         self.tailers[identity] = tailer
         self.meta[identity] = meta
         EVENTS.file_opened(path, identity, offset, "auto")
-        EVENTS.file_rotated(path, identity, offset, "found_again")
+        EVENTS.file_rotated(path, identity, offset, how)
         return tailer
 
     # -- policy ------------------------------------------------------------------

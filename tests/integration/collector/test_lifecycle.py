@@ -548,3 +548,56 @@ async def test_a_retired_generations_inode_reused_at_its_old_path_is_a_new_file(
     async with running(tmp_path) as (_, sink3):
         assert await delivered(sink3, 2) == lines("c", 0, 2)
     assert _lost("deleted_before_read") + _lost("truncated_before_read") == lost
+
+
+def _copytruncate(live: Path) -> None:
+    """logrotate ``copytruncate compress delaycompress``: shift .1 to .2 and gzip it, copy to .1, truncate."""
+    first, second = live.with_name(live.name + ".1"), live.with_name(live.name + ".2")
+    if first.exists():
+        first.rename(second)
+        _gzip_away(second)
+    shutil.copyfile(live, first)
+    with live.open("r+b") as handle:
+        handle.truncate(0)
+
+
+async def test_a_generation_copied_away_before_the_empty_file_was_read_again_is_read_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """Seen empty after a copytruncate, the file fills, is copied and truncated again, and fills once
+    more before the next read: the generation in between lives only in the copy (then its .gz).
+    It is read from the copy, between the two that were seen."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 5))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (collector, sink):
+        await delivered(sink, 5)
+        _copytruncate(live)
+        tailer = next(iter(collector.tracker.by_path.values()))
+        await wait_until(lambda: tailer.file.generation == 1 and tailer.file.copy_done() and tailer.file.at_eof)
+        write_cri(live, lines("b", 0, 5))
+        _copytruncate(live)
+        write_cri(live, lines("c", 0, 3))
+        messages = await delivered(sink, 13)
+        await wait_until(lambda: not any(t.file.drain for t in collector.tracker.tailers.values()))
+    assert messages == lines("a", 0, 5) + lines("b", 0, 5) + lines("c", 0, 3)
+    assert len({r["event"]["id"] for r in sink.records}) == 13
+
+
+async def test_two_copytruncates_between_two_reads_leave_no_generation_unread(tmp_path: Path) -> None:
+    """Read to its end, the file is copied and truncated, fills, is copied and truncated again and
+    fills before the next read: the ended generation's copy is .2.gz by then, the one in between is .1."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 5))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 5)
+        write_cri(live, lines("a", 5, 8))
+        _copytruncate(live)
+        write_cri(live, lines("b", 0, 5))
+        _copytruncate(live)
+        write_cri(live, lines("c", 0, 2))
+        messages = await delivered(sink, 15)
+    assert messages == lines("a", 0, 8) + lines("b", 0, 5) + lines("c", 0, 2)
