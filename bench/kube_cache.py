@@ -14,6 +14,12 @@ replicas per workload so label values repeat as in a real cluster):
 Each figure is the median of ``--runs`` runs.  The documented budget is
 checked at the end: ``collector.kube.cache.BUDGET_BYTES_PER_POD``.
 
+Then, for each of ``--rss-pods`` (default 3,000 and 10,000), the resident
+memory of the real pod watch in a child process against an in-process
+list/watch server (``bench/kube_watch_rss.py``): RSS per pod once listed and
+idle, the list-time peak per pod, and the compact cache size beside them,
+against a baseline that keeps every decoded page of the list.
+
     python bench/kube_cache.py            # 10,000 pods, 3 runs (about 30 s)
     python bench/kube_cache.py --full     # 50,000 pods, 5 runs
 """
@@ -145,6 +151,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="50,000 pods, 500,000 lines, 5 runs")
+    parser.add_argument("--rss-pods", type=int, nargs="*", default=[3_000, 10_000],
+                        help="node sizes for the watch's RSS table (none: skip it)")
     args = parser.parse_args()
     if args.full:
         args.pods, args.lines, args.runs = 50_000, 500_000, 5
@@ -168,6 +176,12 @@ def main() -> None:
     print(f"cpu {time.process_time() - cpu0:.1f} s  peak rss {peak_mib:.0f} MiB  runs {args.runs}")
     verdict = "within" if ours <= BUDGET_BYTES_PER_POD else "OVER"
     print(f"budget: {BUDGET_BYTES_PER_POD} B/pod -> {verdict} ({ours:,.0f} B/pod)")
+    if args.rss_pods:
+        print("\nwatch RSS per pod on the node, list-time peak, compact cache (baseline: whole list kept)")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from kube_watch_rss import report
+
+        report(args.rss_pods, args.runs)
 
 
 if __name__ == "__main__":

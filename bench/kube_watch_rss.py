@@ -147,21 +147,26 @@ def main() -> None:
         url, pods, mode = args.child
         child(url, int(pods), mode)
         return
+    report(args.pods, args.runs)
+
+
+def report(sizes: list[int], runs: int) -> None:
+    """Print the table for each node size in ``sizes``, medians of ``runs`` children per mode."""
     from collector.kube.cache import BUDGET_BYTES_PER_POD
     from tests.fixtures.kube_api import FakeKubeApi, realistic_pods
 
     print(f"{'pods':>7}  {'mode':<9} {'rss/pod':>9} {'peak/pod':>9} {'cache/pod':>10} "
-          f"{'stop peak/pod':>14}  (medians of {args.runs})")
+          f"{'stop peak/pod':>14}  (medians of {runs})")
     worst = 0.0
     totals: list[tuple[int, float]] = []
-    for count in args.pods:
+    for count in sizes:
         api = FakeKubeApi().start()
         try:
             for pod in realistic_pods(count):
                 pod["spec"]["nodeName"] = NODE
                 api.add_pod(pod)
             figures: dict[str, list[dict[str, float]]] = {"streamed": [], "whole": []}
-            for _ in range(args.runs):
+            for _ in range(runs):
                 for mode in ("streamed", "whole"):  # alternating, same server, same pods
                     figures[mode].append(run_child(api.url, count, mode))
         finally:
