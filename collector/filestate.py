@@ -139,24 +139,37 @@ class FileState:
     # -- transitions -------------------------------------------------------------
 
     def rotate(self, now: float, how: str) -> None:
-        """ACTIVE -> ROTATED: its path names another file now, or none."""
-        if self.state is not State.ACTIVE:
+        """ACTIVE -> ROTATED: its path names another file now, or none.  While TRUNCATED (its
+        copy is read first), it is ROTATED once the copy is done."""
+        if self.state is State.TRUNCATED and self._after_copy is State.ACTIVE:
+            self._after_copy = State.ROTATED
+        elif self.state is not State.ACTIVE:
             return
-        self.state = State.ROTATED
+        else:
+            self.state = State.ROTATED
         self.state_since = now
         self._waited_eofs = self.eof_count
         EVENTS.file_rotated(self.path, self.identity, self.read_offset, how)
 
     def resume(self, path: str) -> None:
         """ROTATED -> ACTIVE: the file is back under an included name."""
-        if self.state is State.ROTATED and not self.drain:
+        if self.state is State.TRUNCATED and self._after_copy is State.ROTATED and not self.drain:
+            self._after_copy = State.ACTIVE
+            self.state_since = None
+            EVENTS.file_resumed(path, self.identity, self.read_offset)
+        elif self.state is State.ROTATED and not self.drain:
             self.state = State.ACTIVE
             self.state_since = None
             EVENTS.file_resumed(path, self.identity, self.read_offset)
 
     def deleted(self, now: float) -> None:
-        """-> DELETED: unlinked; only the descriptor reaches the rest."""
-        if self.state in (State.ACTIVE, State.ROTATED):
+        """-> DELETED: unlinked; only the descriptor reaches the rest.  While TRUNCATED, DELETED
+        once its copy is done."""
+        if self.state is State.TRUNCATED and self._after_copy is not State.DELETED:
+            self._after_copy = State.DELETED
+            self.state_since = self.state_since if self.state_since is not None else now
+            EVENTS.file_deleted(self.path, self.identity, self.read_offset)
+        elif self.state in (State.ACTIVE, State.ROTATED):
             self.state = State.DELETED
             self.state_since = self.state_since if self.state_since is not None else now
             EVENTS.file_deleted(self.path, self.identity, self.read_offset)
@@ -183,7 +196,8 @@ class FileState:
         self._head_len = None
         self.at_eof = False
         self.copy = copy
-        self._after_copy = self.state if self.state in (State.ROTATED, State.DELETED) else State.ACTIVE
+        prior = self._after_copy if self.state is State.TRUNCATED else self.state
+        self._after_copy = prior if prior in (State.ROTATED, State.DELETED) else State.ACTIVE
         self.state = State.TRUNCATED if copy is not None else self._after_copy
         return lost
 

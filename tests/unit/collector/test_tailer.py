@@ -142,3 +142,29 @@ def test_fast_path_gives_what_the_general_path_gives(
     fast.close()
     slow.close()
     assert shape(fast_records) == shape(slow_records)
+
+
+@pytest.mark.parametrize("how", ["removed", "deleted"])
+def test_a_file_removed_while_its_copy_is_read_ends_once_the_copy_is_done(tmp_path: Path, how: str) -> None:
+    """Truncated with a copy to read first, then its name removed (or the file unlinked) before the
+    copy is done: it is rotated (deleted) from then on, and ends at its end, not read as a live file."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"old 1\nold 2\n")
+    live = _tailer(path)
+    live.read(1 << 20)
+    copy_path = tmp_path / "a.log.1"
+    copy_path.write_bytes(b"old 1\nold 2\nold 3\n")
+    copy = _tailer(copy_path)
+    live.restart_truncated(0, None, copy.file)
+    if how == "removed":
+        live.file.rotate(1.0, "removed")
+    else:
+        live.file.deleted(1.0)
+    assert not live.file.copy_done()
+    copy.file.close("drained")
+    assert live.file.copy_done()
+    assert live.file.draining
+    assert live.file.state.name == ("ROTATED" if how == "removed" else "DELETED")
+    live.read(1 << 20)
+    assert live.file.should_close(1.0 + 3600, rotate_wait=5.0)
+    live.close()
