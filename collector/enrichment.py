@@ -6,7 +6,9 @@ path says (``/var/log/pods/<ns>_<pod>_<uid>/<container>/<restart>.log`` or
 :class:`Enricher` turns that into a per-file :class:`FilePolicy` (exclude,
 parser, multiline, from pod annotations) and fills each record's
 ``kubernetes`` fields, ``level`` and ``json`` payload.  It never blocks: when
-the API has not answered, records go on with path metadata and a marker.
+the API has not answered, records go on with path metadata and a marker.  It
+may ask, within a bound, that a file whose pod it does not know yet be left
+unread meanwhile (:meth:`Enricher.held`): the file on disk is the buffer.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Enricher(Protocol):
     async def wait_ready(self) -> None:
         """Return once the enricher can enrich the lines already on disk (its first view of the
         cluster, or a bound on waiting for it): the collector reads nothing before."""
+
+    def held(self, meta: PathMeta, now: float) -> bool:
+        """True while the container's file should not be read yet (its pod's metadata is
+        expected soon); bounded by the enricher, cheap enough to call per file per round.
+        ``now`` is monotonic.  The pipeline then skips the file, leaving its lines on disk."""
 
     def policy(self, meta: PathMeta) -> FilePolicy:
         """The policy for a container's file; cheap enough to call per batch."""

@@ -3,7 +3,8 @@
 ::
 
     stat pass + inotify hints -> FileTracker (open / rotate / truncate / close)
-      -> each round, each file in turn, up to read_budget_bytes:
+      -> each round, each file in turn (skipped while enricher.held: pod not known yet),
+         up to read_budget_bytes:
          Tailer.read: pread -> split -> decode -> join partials -> multiline -> records
       -> enricher.enrich(meta, records)
       -> bounded queue of Batch(records, marks)        (full queue: reading pauses)
@@ -109,6 +110,8 @@ class Collector:
         self._records: list[Record] = []
         self._marks: dict[str, FileMark] = {}
         self._next_scan = 0.0
+        self._held: set[str] = set()
+        """Identities of files the enricher held in their last round (see ``_is_held``)."""
         self.spooled: dict[str, FileMark] = {}
         """The last mark per file that the sink accepted."""
 
@@ -226,6 +229,10 @@ class Collector:
                     # goes on, so a file that appears meanwhile is opened and sized, and
                     # one rotated away unread is counted.
                     break
+                if self._is_held(tailer, now):
+                    # Its pod is not known yet: the file keeps the lines (no read, no mark
+                    # moved, not closed), the other files go on.
+                    continue
                 before = tailer.read_offset
                 records = self._read(tailer, budget)
                 if tailer.read_offset != before:
@@ -260,6 +267,20 @@ class Collector:
             self._collect(tailer.flush_events(), tailer)
         await self._emit()
         await self._queue.put(None)
+
+    def _is_held(self, tailer: Tailer, now: float) -> bool:
+        """True when ``tailer`` is not to be read this round: the enricher holds it, or its
+        hold just ended and the stat pass that applies its pod's policy (exclusion, multiline)
+        comes first, at the start of the next round."""
+        identity = tailer.identity
+        if self.enricher.held(self.tracker.meta_of(tailer), now):
+            self._held.add(identity)
+            return True
+        if identity in self._held:
+            self._held.discard(identity)
+            self._next_scan = 0.0
+            return True
+        return False
 
     def _read(self, tailer: Tailer, budget: int) -> list[Record]:
         generation, head = tailer.generation, tailer.file.head
@@ -315,6 +336,8 @@ class Collector:
             # and stop reading; pending fragments are left, as the file is.
             self._collect(tailer.flush_events(), tailer)
             self.tracker.close(tailer, "excluded")
+        if self._held:
+            self._held.intersection_update(self.tracker.tailers)
         if set(self.tracker.tailers) != before:
             # Persist new files at once: one rotated away while podlog is down is then
             # still found (by inode) and read, instead of being unknown.

@@ -41,6 +41,13 @@ class KubernetesConfig:
         "lines already on disk get their pod's metadata, exclusion and retention; then it "
         "reads with path metadata (counted). 0 reads at once.",
     )
+    hold_unknown_seconds: float = setting(
+        30.0,
+        "Once the pods were listed, how long a container's file whose pod the cache does not "
+        "know (an API outage, a watch event not in yet, a pod recreated under the same name) "
+        "is left unread, so that its lines leave with the pod's metadata: the file is the "
+        "buffer. Then it is read with path metadata (counted). 0 never holds.",
+    )
     context: str = setting("", "Kubeconfig context to use; empty means its current context.")
     service_account_dir: str = setting(
         "/var/run/secrets/kubernetes.io/serviceaccount",
@@ -111,6 +118,8 @@ class KubernetesConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.hold_unknown_seconds < 0:
+            raise ValueError("hold_unknown_seconds must be 0 (never hold) or more")
         if self.backoff_initial_seconds <= 0 or self.backoff_max_seconds < (
             self.backoff_initial_seconds
         ):

@@ -2,17 +2,22 @@
 
 :class:`KubeEnricher` reads the :class:`~collector.kube.cache.PodCache` only,
 so a call never blocks or does I/O: a record whose pod the cache does not
-know (yet) goes on at once with what its path says and
-``podlog.metadata = "path"``, counted by reason.  :func:`build_enricher` is
-what the CLI composes: with ``kubernetes.enabled`` off, a path-only enricher
-(application payloads are still parsed); on, the API-backed enricher plus the
-watch service that fills its cache.
+know (yet) goes on with what its path says and ``podlog.metadata = "path"``,
+counted by reason.  Before that, :meth:`KubeEnricher.held` lets such a
+container's file wait unread for up to ``kubernetes.hold_unknown_seconds``
+(an API outage, a watch event not in yet): the file on disk is the buffer,
+and its lines leave with the pod's metadata once the watch brings the pod.
+:func:`build_enricher` is what the CLI composes: with ``kubernetes.enabled``
+off, a path-only enricher (application payloads are still parsed); on, the
+API-backed enricher plus the watch service that fills its cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,10 @@ from podlog.record import Record, SharedMap, podlog_fields
 __all__ = ["ApiState", "KubeEnricher", "build_enricher"]
 
 MULTILINE_PRESETS = ("java", "python", "go", "none")
+FORGET_HOLD_SECONDS = 600.0
+"""A held (or expired) stream not asked about for this long is forgotten: its files closed.
+Long, since reading pauses while the sink is full; an entry costs about 100 bytes."""
+_SWEEP_INTERVAL_SECONDS = 10.0
 _TRUE = ("true", "yes", "1", "on")
 DEFAULT_POLICY = FilePolicy()
 
@@ -63,6 +72,18 @@ class ApiState:
             self.ready.set()
 
 
+@dataclass(slots=True)
+class _Hold:
+    """One container file's wait for its pod (see :meth:`KubeEnricher.held`)."""
+
+    since: float
+    """Monotonic time the stream was first held."""
+    asked: float
+    """Monotonic time the pipeline last asked."""
+    expired: bool = False
+    """The bound ran out: read with path metadata until the pod is known, never held again."""
+
+
 class KubeEnricher:
     """Pod metadata from the cache (or from the path alone), plus payload parsing."""
 
@@ -82,6 +103,11 @@ class KubeEnricher:
         self._retention_policies: dict[str, FilePolicy] = {}
         self._podlog_maps: dict[tuple[str, str | None], SharedMap] = {}
         self._path_maps: dict[PathMeta, tuple[NamespaceMeta | None, SharedMap]] = {}
+        self._holds: dict[PathMeta, _Hold] = {}
+        """Streams whose pod was unknown when asked: held, or expired and read as path."""
+        self._holding = 0
+        """How many of ``_holds`` are still held (not expired)."""
+        self._swept_at = 0.0
 
     @property
     def cache(self) -> PodCache | None:
@@ -105,11 +131,84 @@ class KubeEnricher:
         finally:
             events.start_waiting(False, self._config.start_wait_seconds)
 
+    def held(self, meta: PathMeta, now: float) -> bool:
+        """True while a container's file should stay unread: its pod is unknown to the cache
+        (not listed or watched yet, or only a pod of that name with another container id), the
+        pods were listed at least once, and the stream has waited less than
+        ``hold_unknown_seconds``.
+
+        Before the first list, the start wait (``start_wait_seconds``) is the bound instead.
+        A stream is held once: past the bound it is read with path metadata (counted) until
+        its pod is known.  ``now`` is monotonic.
+        """
+        cache = self._cache
+        if cache is None or not meta.pod:
+            return False
+        if self._holds and now - self._swept_at >= _SWEEP_INTERVAL_SECONDS:
+            self._sweep(now)
+        hold = self._holds.get(meta)
+        bound = self._config.hold_unknown_seconds
+        if hold is None and (bound <= 0 or not self._api.synced):
+            return False
+        if cache.lookup(meta) is not None:
+            if hold is not None:
+                self._release(meta, now)
+            return False
+        if hold is None:
+            self._holds[meta] = _Hold(since=now, asked=now)
+            self._holding += 1
+            events.stream_held(
+                meta.namespace, meta.pod, meta.container, self._path_reason(meta), bound,
+                self._holding,
+            )
+            return True
+        hold.asked = now
+        if hold.expired:
+            return False
+        if now - hold.since < bound:
+            return True
+        hold.expired = True
+        self._holding -= 1
+        events.stream_hold_expired(
+            meta.namespace, meta.pod, meta.container, self._path_reason(meta), now - hold.since,
+            self._holding,
+        )
+        return False
+
+    @property
+    def streams_held(self) -> int:
+        """How many container files are held now (the ``streams_held`` gauge)."""
+        return self._holding
+
+    def _release(self, meta: PathMeta, now: float) -> None:
+        """The held stream's pod is known now: forget the hold."""
+        hold = self._holds.pop(meta)
+        if not hold.expired:
+            self._holding -= 1
+        events.stream_released(
+            meta.namespace, meta.pod, meta.container, now - hold.since, self._holding
+        )
+
+    def _sweep(self, now: float) -> None:
+        """Forget streams not asked about for a while (the tracker closed their files)."""
+        self._swept_at = now
+        stale = [m for m, h in self._holds.items() if now - h.asked >= FORGET_HOLD_SECONDS]
+        if not stale:
+            return
+        for meta in stale:
+            if not self._holds.pop(meta).expired:
+                self._holding -= 1
+        events.streams_forgotten(self._holding)
+
     def policy(self, meta: PathMeta) -> FilePolicy:
         """The pod's annotations as a file policy; for an unknown pod, its namespace's."""
         entry = self._cache.lookup(meta) if self._cache is not None else None
         if entry is None:
             return self._namespace_policy(self._namespace(meta.namespace))
+        if self._holds and meta in self._holds:
+            # Known now: the stat pass asks first, and may close the file (excluded) before
+            # the read loop would ask again.
+            self._release(meta, time.monotonic())
         return self._policy(entry, meta.container)
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:

@@ -35,6 +35,16 @@ START_WAIT_EXPIRED = counter(
     "podlog_collector_kube_start_wait_expired_total",
     "Starts whose wait for the first list ran out: the backlog was read with path metadata.",
 )
+STREAMS_HELD = gauge(
+    "podlog_collector_kube_streams_held",
+    "Container files left unread while their pod is unknown to the cache "
+    "(kubernetes.hold_unknown_seconds).",
+)
+HOLD_EXPIRED = counter(
+    "podlog_collector_kube_hold_expired_total",
+    "Held container files whose pod stayed unknown for hold_unknown_seconds: read with path "
+    "metadata.",
+)
 API_UP = gauge(
     "podlog_collector_kube_api_up", "1 while the pod watch is connected to the API, else 0."
 )
@@ -120,6 +130,36 @@ class KubeEvents:
         START_WAIT_EXPIRED.inc()
         log.warning("kube_start_wait_expired", waited_seconds=bound, pods_known=pods_known,
                     hint="reading with path metadata (and a restored snapshot) until the API answers")
+
+    def stream_held(
+        self, namespace: str, pod: str, container: str, reason: str, bound: float, held: int
+    ) -> None:
+        """A container's file is left unread until its pod is known, up to ``bound`` seconds."""
+        STREAMS_HELD.set(held)
+        log.info("kube_stream_held", namespace=namespace, pod=pod, container=container,
+                 reason=reason, up_to_seconds=bound)
+
+    def stream_released(
+        self, namespace: str, pod: str, container: str, waited: float, held: int
+    ) -> None:
+        """A held file's pod is known now: it is read with the pod's metadata."""
+        STREAMS_HELD.set(held)
+        log.info("kube_stream_released", namespace=namespace, pod=pod, container=container,
+                 waited_seconds=round(waited, 3))
+
+    def stream_hold_expired(
+        self, namespace: str, pod: str, container: str, reason: str, waited: float, held: int
+    ) -> None:
+        """A held file's pod stayed unknown for the whole bound: it is read with path metadata."""
+        STREAMS_HELD.set(held)
+        HOLD_EXPIRED.inc()
+        log.warning("kube_stream_hold_expired", namespace=namespace, pod=pod, container=container,
+                    reason=reason, waited_seconds=round(waited, 3),
+                    hint="reading with path metadata until the pod is known")
+
+    def streams_forgotten(self, held: int) -> None:
+        """Held files no longer asked about (closed) were dropped from the holds."""
+        STREAMS_HELD.set(held)
 
     def pods_counted(self, counts: dict[str, int]) -> None:
         for state in ("live", "deleted", "restored"):

@@ -15,7 +15,7 @@ from podlog.metrics import sample
 from podlog.protocols import Batch
 from podlog.record import Record
 from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
-from tests.integration.kube.conftest import NODE, config_for, eventually, running_agent
+from tests.integration.kube.conftest import NODE, Agent, config_for, eventually, running_agent
 
 
 class Sink:
@@ -168,3 +168,109 @@ async def test_a_start_without_the_api_reads_with_path_metadata_after_its_bound(
         assert sample("podlog_collector_kube_start_wait_expired_total") == expired + 1
     finally:
         api.stop()
+
+
+def held_streams(agent: Agent) -> int:
+    """Files the agent's enricher holds now (the gauge is process-wide: other tests' enrichers
+    set it too, so it is compared once this one changed it)."""
+    return agent.enricher.streams_held
+
+
+def held_gauge() -> float:
+    return sample("podlog_collector_kube_streams_held")
+
+
+async def test_lines_of_a_pod_created_during_an_outage_wait_for_its_metadata(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """The API goes away, a pod starts and writes, the API comes back with it: every line is
+    delivered once, none with path metadata, all with the pod's uid and labels; the pod known
+    before the outage is read throughout."""
+    old = kube_api.add_pod(make_pod("old", labels={"app": "old"}))
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: len(agent.enricher.cache or ()) == 1, "pod listed")
+        async with collecting(tmp_path, agent.enricher) as sink:
+            kube_api.fail_next(1_000_000)
+            kube_api.drop_watches()
+            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            new = kube_api.add_pod(make_pod("new", labels={"app": "new", "tier": "web"}))
+            path = pod_log(tmp_path / "logs", new)
+            write_lines(path, [f"during {i}" for i in range(20)])
+            await eventually(lambda: held_streams(agent) == 1, "the new pod's file held")
+            assert held_gauge() == 1
+            write_lines(pod_log(tmp_path / "logs", old), ["old during"])
+            await eventually(lambda: sink.records("old"), "the known pod's line")
+            write_lines(path, [f"during {i}" for i in range(20, 30)])
+            assert sink.records("new") == []
+            kube_api.heal()
+            await eventually(lambda: len(sink.records("new")) == 30, "the held lines")
+            write_lines(path, [f"after {i}" for i in range(5)])
+            await eventually(lambda: len(sink.records("new")) == 35, "the lines after")
+    records = sink.records("new")
+    assert [r["message"] for r in records] == (
+        [f"during {i}" for i in range(30)] + [f"after {i}" for i in range(5)]
+    )
+    assert {r["podlog"]["metadata"] for r in records} == {"api"}
+    assert {r["kubernetes"]["pod"]["uid"] for r in records} == {new["metadata"]["uid"]}
+    assert records[0]["kubernetes"]["labels"] == {"app": "new", "tier": "web"}
+    assert held_streams(agent) == 0
+    assert held_gauge() == 0
+
+
+async def test_a_pod_excluded_by_annotation_stays_unread_after_its_hold(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """A pod created during an outage with podlog.io/exclude: its held file is never read once
+    the API brings the annotation."""
+    kube_api.add_pod(make_pod("quiet"))
+    async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
+        await eventually(lambda: len(agent.enricher.cache or ()) == 1, "pod listed")
+        async with collecting(tmp_path, agent.enricher) as sink:
+            kube_api.fail_next(1_000_000)
+            kube_api.drop_watches()
+            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            noisy = kube_api.add_pod(make_pod("noisy", annotations={"podlog.io/exclude": "true"}))
+            write_lines(pod_log(tmp_path / "logs", noisy), ["spam"] * 10)
+            await eventually(lambda: held_streams(agent) == 1, "the noisy pod's file held")
+            kube_api.heal()
+            await eventually(lambda: held_streams(agent) == 0, "the hold released")
+            assert held_gauge() == 0
+            # A line of another pod written after the release is read after the stat pass that
+            # applied the exclusion.
+            write_lines(pod_log(tmp_path / "logs", kube_api.add_pod(make_pod("late"))), ["hi"])
+            await eventually(lambda: sink.records("late"), "a later pod's line")
+    assert sink.records("noisy") == []
+
+
+async def test_a_hold_that_runs_out_ships_path_metadata_and_counts_it(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """The API stays away past hold_unknown_seconds: the lines leave with path metadata, each
+    once, counted as api_unreachable, and the expiry is counted once."""
+    async with running_agent(
+        tmp_path, config_for(kube_api, tmp_path, hold_unknown_seconds=0.5)
+    ) as agent:
+        await eventually(lambda: agent.enricher.cache is not None and agent.watcher._api.synced,
+                         "pods listed")
+        async with collecting(tmp_path, agent.enricher) as sink:
+            kube_api.fail_next(1_000_000)
+            kube_api.drop_watches()
+            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            expired = sample("podlog_collector_kube_hold_expired_total")
+            unreachable = sample(
+                "podlog_collector_kube_path_only_records_total", {"reason": "api_unreachable"}
+            )
+            path = pod_log(tmp_path / "logs", make_pod("orphan"))
+            write_lines(path, ["one", "two", "three"])
+            await eventually(lambda: len(sink.records("orphan")) == 3, "the lines after the bound")
+            write_lines(path, ["four"])
+            await eventually(lambda: len(sink.records("orphan")) == 4, "a later line")
+    records = sink.records("orphan")
+    assert [r["message"] for r in records] == ["one", "two", "three", "four"]
+    assert {r["podlog"]["metadata"] for r in records} == {"path"}
+    assert sample("podlog_collector_kube_hold_expired_total") == expired + 1
+    assert sample(
+        "podlog_collector_kube_path_only_records_total", {"reason": "api_unreachable"}
+    ) == unreachable + 4
+    assert held_streams(agent) == 0
+    assert held_gauge() == 0

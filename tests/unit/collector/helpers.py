@@ -58,6 +58,9 @@ class StaticEnricher:
     async def wait_ready(self) -> None:
         return None
 
+    def held(self, meta: PathMeta, now: float) -> bool:
+        return False
+
     def policy(self, meta: PathMeta) -> FilePolicy:
         return self.policies.get(meta.container, FilePolicy())
 

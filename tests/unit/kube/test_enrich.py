@@ -10,7 +10,7 @@ import pytest
 from collector.enrichment import FilePolicy, PathMeta
 from collector.kube.cache import PodCache
 from collector.kube.config import KubernetesConfig
-from collector.kube.enrich import ApiState, KubeEnricher, build_enricher
+from collector.kube.enrich import FORGET_HOLD_SECONDS, ApiState, KubeEnricher, build_enricher
 from collector.kube.metadata import KeyFilter, NamespaceMeta, pod_from_api
 from podlog.config import CommonConfig
 from podlog.lifecycle import Health
@@ -306,3 +306,111 @@ def test_enriched_records_reuse_the_maps_they_were_built_with() -> None:
     for record in second + third:
         assert record["kubernetes"] is first[0]["kubernetes"]
         assert record["podlog"] is first[0]["podlog"]
+
+
+# -- holding a file whose pod is not known yet -----------------------------------------------
+
+
+def test_unknown_pod_is_held_until_the_bound_then_read_as_path_and_counted() -> None:
+    """A file of a pod the cache does not know waits unread up to hold_unknown_seconds; then
+    it is read (counted, once) and never held again."""
+    enr, _, _ = enricher(KubernetesConfig(hold_unknown_seconds=30.0))
+    meta = PathMeta("ns", "new-pod", "app", pod_uid="u-new")
+    expired = sample("podlog_collector_kube_hold_expired_total")
+    assert enr.held(meta, 100.0)
+    assert sample("podlog_collector_kube_streams_held") == 1
+    assert enr.held(meta, 129.9)
+    assert not enr.held(meta, 130.0)
+    assert sample("podlog_collector_kube_hold_expired_total") == expired + 1
+    assert sample("podlog_collector_kube_streams_held") == 0
+    for now in range(131, 2000, 5):  # asked every round, as the pipeline does
+        assert not enr.held(meta, float(now))
+    assert sample("podlog_collector_kube_hold_expired_total") == expired + 1
+
+
+def test_known_pod_is_never_held_and_a_held_one_is_released_when_listed() -> None:
+    """A cached pod's file is read at once; a held one is released as soon as its pod is in the
+    cache, before the bound, without counting an expiry."""
+    enr, cache, _ = enricher(KubernetesConfig(hold_unknown_seconds=30.0))
+    uid = add_pod(cache, name="known")
+    assert not enr.held(PathMeta("default", "known", "app", pod_uid=uid), 0.0)
+    expired = sample("podlog_collector_kube_hold_expired_total")
+    late = PathMeta("default", "late", "app", pod_uid="u-late")
+    assert enr.held(late, 10.0)
+    add_pod(cache, name="late", uid="u-late")
+    assert not enr.held(late, 11.0)
+    assert sample("podlog_collector_kube_streams_held") == 0
+    assert sample("podlog_collector_kube_hold_expired_total") == expired
+    batch = records("x")
+    enr.enrich(late, batch)
+    assert batch[0]["podlog"]["metadata"] == "api"
+
+
+def test_a_pod_recreated_under_its_name_is_held_until_its_container_is_known() -> None:
+    """Only an older pod of that name with another container id is known: held (a StatefulSet
+    pod recreated while the API was out of reach), released when the new pod is listed."""
+    enr, cache, _ = enricher(KubernetesConfig(hold_unknown_seconds=30.0))
+    add_pod(cache, name="db-0")
+    meta = PathMeta("default", "db-0", "app", container_id="f" * 64)
+    assert enr.held(meta, 0.0)
+    obj = make_pod("db-0")
+    obj["status"]["containerStatuses"][0]["containerID"] = "containerd://" + "f" * 64
+    pod = pod_from_api(obj, annotations=FILTER, labels=FILTER, max_annotation_value_bytes=99)
+    assert pod is not None
+    cache.upsert(pod)
+    assert not enr.held(meta, 1.0)
+
+
+def test_a_policy_lookup_of_a_known_pod_releases_its_hold() -> None:
+    """The stat pass asks for the policy first and may close the file (excluded) before the
+    read loop asks again: the hold ends there too, so the gauge does not keep it."""
+    enr, cache, _ = enricher(KubernetesConfig(hold_unknown_seconds=30.0))
+    meta = PathMeta("default", "noisy", "app", pod_uid="u-noisy")
+    assert enr.held(meta, 0.0)
+    add_pod(cache, name="noisy", uid="u-noisy", annotations={"podlog.io/exclude": "true"})
+    assert enr.policy(meta).exclude
+    assert enr.streams_held == 0
+    assert sample("podlog_collector_kube_streams_held") == 0
+
+
+@pytest.mark.parametrize("case", ["disabled", "bound_zero", "never_listed", "not_kubernetes"])
+def test_hold_does_not_apply(case: str, tmp_path: Path) -> None:
+    """No hold: a path-only enricher, hold_unknown_seconds 0, before the first list (the start
+    wait is the bound there), and a file outside the Kubernetes layouts."""
+    meta = PathMeta("ns", "p", "app", pod_uid="u")
+    if case == "disabled":
+        enr, _ = build_enricher(
+            CommonConfig(node_name="node-a"), KubernetesConfig(enabled=False), Health()
+        )
+    else:
+        enr, _, api = enricher(
+            KubernetesConfig(hold_unknown_seconds=0.0 if case == "bound_zero" else 30.0)
+        )
+        api.synced = case != "never_listed"
+        if case == "not_kubernetes":
+            meta = PathMeta("", "", "")
+    assert not enr.held(meta, 0.0)
+    assert not enr.held(meta, 1.0)
+
+
+def test_streams_no_longer_asked_about_are_forgotten() -> None:
+    """Holds are kept only for files still open: a stream not asked about for a while is
+    dropped, so the table stays as small as the set of open files."""
+    enr, _, _ = enricher(KubernetesConfig(hold_unknown_seconds=30.0))
+    for i in range(100):
+        assert enr.held(PathMeta("ns", f"gone-{i}", "app", pod_uid=f"u-{i}"), 0.0)
+    kept = PathMeta("ns", "kept", "app", pod_uid="u-kept")
+    assert enr.held(kept, 0.0)
+    assert sample("podlog_collector_kube_streams_held") == 101
+    for now in range(30, int(FORGET_HOLD_SECONDS) + 1, 10):
+        assert not enr.held(kept, float(now))  # expired, still asked about
+    assert enr.held(PathMeta("ns", "newer", "app", pod_uid="u-newer"), FORGET_HOLD_SECONDS + 1)
+    assert len(enr._holds) == 2
+    assert sample("podlog_collector_kube_streams_held") == 1
+    assert not enr.held(kept, FORGET_HOLD_SECONDS + 2)  # remembered as expired: not held again
+
+
+def test_invalid_hold_bound_is_rejected() -> None:
+    """A negative hold_unknown_seconds is a configuration error."""
+    with pytest.raises(ValueError, match="hold_unknown_seconds"):
+        KubernetesConfig(hold_unknown_seconds=-1)
