@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -124,8 +125,13 @@ def summary(results: list[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a SIGTERM stops the series as Ctrl-C does: every process by its PID
+
+
 def main() -> int:
     args = parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)
     formats: list[Format] = ["cri", "docker"] if args.format == "both" else [args.format]
     modes: list[Mode] = ["agent", "run"] if args.mode == "both" else [args.mode]
     base = args.workdir or Path(tempfile.mkdtemp(prefix="lifecycle-faults-"))
