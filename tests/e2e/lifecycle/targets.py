@@ -287,7 +287,19 @@ class TopicReader:
                 state["since"] = time.monotonic()
             return time.monotonic() - state["since"] >= quiet_seconds
 
-        poll_until(quiet, timeout, f"topic {self.topic} read to its high watermarks", interval=0.0)
+        try:
+            poll_until(quiet, timeout, f"topic {self.topic} read to its high watermarks", interval=0.0)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self.lag()}") from None
+
+    def lag(self) -> str:
+        """Per partition behind its high watermark: where reading is, and the marks."""
+        behind = []
+        for partition in self.partitions:
+            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            if high < 0 or (self.next_offset[partition] < high and high > low):
+                behind.append(f"p{partition} at {self.next_offset[partition]} of [{low}, {high})")
+        return f"{self.messages} messages read; behind: {', '.join(behind) or 'none'}"
 
     def close(self) -> None:
         self.consumer.close()
