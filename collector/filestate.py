@@ -196,18 +196,22 @@ class FileState:
         self._head_len = None
         self.at_eof = False
         self.copy = copy
-        prior = self._after_copy if self.state is State.TRUNCATED else self.state
-        self._after_copy = prior if prior in (State.ROTATED, State.DELETED) else State.ACTIVE
+        self._after_copy = self._state_after_copy()
         self.state = State.TRUNCATED if copy is not None else self._after_copy
         return lost
 
     def wait_for_copy(self, drain: FileState) -> None:
         """Read nothing more until ``drain`` is done: generations written and copied away
         unseen before the current one (their drains read after the ended one's)."""
-        if self.state is not State.TRUNCATED:
-            self._after_copy = self.state if self.state in (State.ROTATED, State.DELETED) else State.ACTIVE
-            self.state = State.TRUNCATED
+        self._after_copy = self._state_after_copy()
+        self.state = State.TRUNCATED
         self.copy = drain
+
+    def _state_after_copy(self) -> State:
+        """Where a file waiting for a copy goes once it is read: rotated away or deleted stays so
+        (also when that happened while it already waited), else ACTIVE."""
+        prior = self._after_copy if self.state is State.TRUNCATED else self.state
+        return prior if prior in (State.ROTATED, State.DELETED) else State.ACTIVE
 
     def copy_done(self) -> bool:
         """TRUNCATED -> ACTIVE once the copy was read to its end; True when reading may go on."""

@@ -54,8 +54,10 @@ FRAGMENT_WAIT_SECONDS = 5.0
 container to open (kubelet creates it empty; it opens at its first complete line)."""
 
 TruncationHandler = Callable[["Tailer", int, "str | None"], "list[Record]"]
-FirstLineHandler = Callable[["Tailer"], None]
 """Called when a tailer finds its file truncated in place: (tailer, new size, head now)."""
+FirstLineHandler = Callable[["Tailer", str], None]
+"""Called when a generation that began empty after a truncation has a whole first line:
+(tailer, its head)."""
 
 
 class TailerSettings:
@@ -183,12 +185,13 @@ class Tailer:
             if file.state is State.TRUNCATED and not file.copy_done():
                 return out
         self._check_head_next = False
-        if (file.head is None and file.generation > 0 and self.on_first_line is not None
-                and file.head_now() is not None):
-            self.on_first_line(self)
-            file.confirm_head()
-            if not file.copy_done():
-                return out
+        if file.head is None and file.generation > 0 and self.on_first_line is not None:
+            first = file.head_now()
+            if first is not None:
+                self.on_first_line(self, first)
+                file.confirm_head()
+                if not file.copy_done():
+                    return out
         total = 0
         chunk = self.settings.chunk_bytes
         source = file.source

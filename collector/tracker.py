@@ -426,10 +426,10 @@ class FileTracker:
         self.checkpoints.truncated(file.identity, file.generation, file.head, file.read_offset)
         return out
 
-    def _first_line(self, tailer: Tailer) -> None:
+    def _first_line(self, tailer: Tailer, head: str) -> None:
         """A generation that began empty after a truncation has a whole first line now: what
         was written, copied and truncated away before it is read first."""
-        unseen = self._copied_unseen(tailer, tailer.file.eof_mtime, None, {tailer.file.head_now() or ""})
+        unseen = self._copied_unseen(tailer, tailer.file.eof_mtime, None, {head})
         if unseen is not None:
             tailer.file.wait_for_copy(unseen.file)
 
@@ -468,28 +468,10 @@ class FileTracker:
         meta = self.meta_of(tailer)
         last = after
         for _, _, path, st in sorted(candidates):
-            if path.endswith(".gz"):
-                head = gzip_head_fingerprint(path)
-                if head is None or head in heads or self.checkpoints.is_known(head):
-                    continue
-                found = self._open_generation(path, head, -1, st.st_dev, st.st_ino)
-            else:
-                found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
-            if found is None:
-                continue
-            _, source, dev, ino, head = found
-            if head in heads or self.checkpoints.is_known(head):
-                source.close()
-                continue
-            heads.add(head)
-            identity = make_identity(dev, ino, head)
-            self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
-                                      size=0 if source.compressed else st.st_size, log_path=file.path,
-                                      meta=dataclasses.asdict(meta))
-            drain = self._drain(path, source, dev, ino, identity, head, 0, meta, file.path, None, None,
-                                order=False, how="copied_unseen")
-            drain.file.wait_for(last.file if last is not None else None)
-            last = drain
+            drain = self._drain_whole(path, st, heads, meta, file.path, order=False, how="copied_unseen")
+            if isinstance(drain, Tailer):
+                drain.file.wait_for(last.file if last is not None else None)
+                last = drain
         return last if last is not after else None
 
     def _keep_until_acknowledged(self, tailer: Tailer, mark: int) -> None:
@@ -822,28 +804,40 @@ class FileTracker:
             return True
         if self.enricher.policy(meta).exclude:
             return True
+        drained = self._drain_whole(path, st, heads, meta, via)
+        # Unreadable stays skipped; gone is looked for again under its next name.
+        return drained is not False or os.path.exists(path)  # noqa: PTH110
+
+    def _drain_whole(
+        self, path: str, st: os.stat_result, heads: set[str], meta: PathMeta, log_path: str,
+        *, order: bool = True, how: str = "found_again",
+    ) -> Tailer | bool:
+        """Drain ``path`` (plain, or ``.gz`` decompressed) from its start, as a generation of
+        its own, unless its head is in ``heads`` or known to the checkpoints (that generation,
+        or copytruncate's copy of it, was read): the drain; True when known; False when it
+        could not be opened."""
         if path.endswith(".gz"):
             head = gzip_head_fingerprint(path)
             if head is None:
-                return os.path.exists(path)  # noqa: PTH110 - unreadable stays skipped; gone is looked for again
+                return False
             if head in heads or self.checkpoints.is_known(head):
                 return True
             found = self._open_generation(path, head, -1, st.st_dev, st.st_ino)
         else:
             found = self._open_generation(path, None, -1, st.st_dev, st.st_ino)
         if found is None:
-            return os.path.exists(path)  # noqa: PTH110
+            return False
         _, source, dev, ino, head = found
         if self.checkpoints.is_known(head) or head in heads:
-            source.close()  # that generation (or a copy of it, copytruncate's) was read
+            source.close()
             return True
         heads.add(head)
         identity = make_identity(dev, ino, head)
         self.checkpoints.register(identity, path, dev=dev, ino=ino, head=head, generation=0, offset=0,
-                                  size=0 if source.compressed else st.st_size, log_path=via,
+                                  size=0 if source.compressed else st.st_size, log_path=log_path,
                                   meta=dataclasses.asdict(meta))
-        self._drain(path, source, dev, ino, identity, head, 0, meta, via, None, None)
-        return True
+        return self._drain(path, source, dev, ino, identity, head, 0, meta, log_path, None, None,
+                           order=order, how=how)
 
     def _recover_entry(self, entry: CheckpointEntry, reused: tuple[int, int] | None = None) -> None:
         meta = _meta_of_entry(entry)

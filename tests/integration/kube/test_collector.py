@@ -170,6 +170,13 @@ async def test_a_start_without_the_api_reads_with_path_metadata_after_its_bound(
         api.stop()
 
 
+async def lose_api(kube_api: FakeKubeApi, agent: Agent) -> None:
+    """Every request fails from now on and the open watches drop, until ``kube_api.heal()``."""
+    kube_api.fail_next(1_000_000)
+    kube_api.drop_watches()
+    await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+
+
 def held_streams(agent: Agent) -> int:
     """Files the agent's enricher holds now (the gauge is process-wide: other tests' enrichers
     set it too, so it is compared once this one changed it)."""
@@ -190,9 +197,7 @@ async def test_lines_of_a_pod_created_during_an_outage_wait_for_its_metadata(
     async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
         await eventually(lambda: len(agent.enricher.cache or ()) == 1, "pod listed")
         async with collecting(tmp_path, agent.enricher) as sink:
-            kube_api.fail_next(1_000_000)
-            kube_api.drop_watches()
-            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            await lose_api(kube_api, agent)
             new = kube_api.add_pod(make_pod("new", labels={"app": "new", "tier": "web"}))
             path = pod_log(tmp_path / "logs", new)
             write_lines(path, [f"during {i}" for i in range(20)])
@@ -226,9 +231,7 @@ async def test_a_pod_excluded_by_annotation_stays_unread_after_its_hold(
     async with running_agent(tmp_path, config_for(kube_api, tmp_path)) as agent:
         await eventually(lambda: len(agent.enricher.cache or ()) == 1, "pod listed")
         async with collecting(tmp_path, agent.enricher) as sink:
-            kube_api.fail_next(1_000_000)
-            kube_api.drop_watches()
-            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            await lose_api(kube_api, agent)
             noisy = kube_api.add_pod(make_pod("noisy", annotations={"podlog.io/exclude": "true"}))
             write_lines(pod_log(tmp_path / "logs", noisy), ["spam"] * 10)
             await eventually(lambda: held_streams(agent) == 1, "the noisy pod's file held")
@@ -253,9 +256,7 @@ async def test_a_hold_that_runs_out_ships_path_metadata_and_counts_it(
         await eventually(lambda: agent.enricher.cache is not None and agent.watcher._api.synced,
                          "pods listed")
         async with collecting(tmp_path, agent.enricher) as sink:
-            kube_api.fail_next(1_000_000)
-            kube_api.drop_watches()
-            await eventually(lambda: not agent.watcher._api.connected, "the watch lost the API")
+            await lose_api(kube_api, agent)
             expired = sample("podlog_collector_kube_hold_expired_total")
             unreachable = sample(
                 "podlog_collector_kube_path_only_records_total", {"reason": "api_unreachable"}
