@@ -22,6 +22,7 @@ checkpoint before its successor.  Only a file found nowhere is lost, counted.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import glob
 import os
 import time
@@ -171,7 +172,9 @@ class FileTracker:
             if (tailer.file.dev, tailer.file.ino) != (item.dev, item.ino) or tailer.closed:
                 continue
             if tailer.file.drain:
-                continue
+                # Found at start as a generation of its own (renamed to this name, or new here after
+                # the scan): never a second reader; it is opened here once that drain is done.
+                return
             # The same file under a second matching name, or back under an included
             # name after it was gone from one: keep reading it, never open it twice.
             tailer.file.resume(path)
@@ -681,9 +684,14 @@ class FileTracker:
                 # A retired file was closed because it rotated away: one at its old path is new,
                 # even on its inode.
                 self._recover_entry(entry, reused=(entry.dev, entry.ino))
-            elif not _still_holds(item.real_path, entry):
-                self._truncated_while_down(entry)
-            # else: still under an included name, as it was: discovery resumes it
+            else:
+                now_at = _now_at(item.real_path, entry)
+                if now_at is _At.MOVED:
+                    # Renamed after the scan (a rotation as podlog starts): under its new name.
+                    self._recover_entry(entry)
+                elif now_at is _At.REWRITTEN:
+                    self._truncated_while_down(entry)
+                # else: still under an included name, as it was: discovery resumes it
 
     def _truncated_while_down(self, entry: CheckpointEntry) -> None:
         """The file of ``entry`` holds other content now, or less than was read: copytruncate,
@@ -735,6 +743,13 @@ class FileTracker:
         generation first, before the newer files of its container.
         """
         live = {(item.dev, item.ino) for item in found.values()}
+        for path in found:
+            # A rotation since the scan put a new file under an included name: the first pass opens it.
+            try:
+                st = os.stat(path)  # noqa: PTH116 - str paths throughout
+            except OSError:
+                continue
+            live.add((st.st_dev, st.st_ino))
         roots: set[str] = set()
         for path in [*found, *(e.path for e in self.checkpoints.entries.values())]:
             root = pods_root(path)
@@ -997,17 +1012,30 @@ def _head_of(path: str) -> tuple[str | None, bool]:
     return fingerprint_head(start, final=True), False
 
 
-def _still_holds(path: str, entry: CheckpointEntry) -> bool:
-    """True when ``path`` still starts with the head of ``entry`` and reaches its offset."""
+class _At(enum.Enum):
+    """What the path of a checkpointed file holds at start, against its entry."""
+
+    SAME = "same"
+    """Its file, starting with its head and reaching its offset (or unreadable now)."""
+    MOVED = "moved"
+    """Another inode: the file was renamed away after the start scan named it."""
+    REWRITTEN = "rewritten"
+    """Its inode with other content, or less than was read: truncated while podlog was down."""
+
+
+def _now_at(path: str, entry: CheckpointEntry) -> _At:
+    """What ``path`` holds now for ``entry``, told on one descriptor."""
     try:
         with open(path, "rb") as handle:  # noqa: PTH123 - str paths throughout
+            st = os.fstat(handle.fileno())
             start = handle.read(HEAD_BYTES)
-            size = os.fstat(handle.fileno()).st_size
     except OSError:
-        return True  # unreadable now: discovery finds out, and counts it
-    if size < entry.offset:
-        return False
-    return not entry.head or fingerprint_head(start) == entry.head
+        return _At.SAME  # unreadable now: discovery finds out, and counts it
+    if (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
+        return _At.MOVED
+    if st.st_size < entry.offset or (entry.head and fingerprint_head(start) != entry.head):
+        return _At.REWRITTEN
+    return _At.SAME
 
 
 def _listdir(directory: str) -> list[str]:

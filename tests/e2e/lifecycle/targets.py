@@ -16,6 +16,7 @@ scraped before its clean stop, is the cross-check.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,7 +156,10 @@ class _Processes:
         raise NotImplementedError
 
     def start(self) -> None:
-        """Start a new incarnation on the same state."""
+        """Start a new incarnation on the same state (the checkpoints it starts from kept for a post-mortem)."""
+        for n, found in enumerate(sorted(self.workdir.glob("**/checkpoints/checkpoints.json"))):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, self.log_dir / f"checkpoints-{len(self.incarnations)}-{n}.json")
         self.incarnations.append(start_podlog(self.args(), self.log_dir, name=self.kind))
         self.down = False
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from collector.discovery import Found
 from collector.tracker import FileTracker
 from podlog.metrics import sample
 from podlog.protocols import FileMark
@@ -445,6 +446,41 @@ async def test_a_file_rotated_between_the_start_scan_and_its_open_is_read_from_i
         await wait_until(lambda: len(sink2.records) >= 120)
     assert messages == lines("a", 50, 150) + lines("b", 0, 20)
     assert _lost("deleted_before_read") == lost
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_a_file_rotated_between_the_start_scan_and_recovery_keeps_its_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool,
+) -> None:
+    """The start scan names the checkpointed live file; it is renamed (and gzip'ed) and a new file
+    takes its path before the checkpoints are checked against the scan: no truncation, nothing
+    counted lost, what it still owed read once in its own generation (the event.ids a run
+    before it gave), then the new file."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 50))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 50)
+    write_cri(live, lines("a", 50, 150))
+    recover = FileTracker.recover
+
+    def rotate_first(tracker: FileTracker, found: dict[str, Found]) -> None:
+        rotated = directory / "0.log.20261127-004500"
+        live.rename(rotated)
+        if compressed:
+            _gzip_away(rotated)
+        write_cri(live, lines("b", 0, 20))
+        recover(tracker, found)
+
+    monkeypatch.setattr(FileTracker, "recover", rotate_first)
+    lost = {reason: _lost(reason) for reason in ("deleted_before_read", "truncated_before_read")}
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 120)
+        await wait_until(lambda: len(sink2.records) >= 120)
+    assert messages == lines("a", 50, 150) + lines("b", 0, 20)
+    assert {record["log"]["generation"] for record in sink2.records[:100]} == {0}
+    assert {reason: _lost(reason) for reason in lost} == lost
 
 
 async def test_docker_files_of_two_restarts_found_at_start_are_read_in_restart_order(tmp_path: Path) -> None:
