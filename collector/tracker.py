@@ -235,6 +235,8 @@ class FileTracker:
                 self.checkpoints.observed(known.identity, st.st_size)
             return
         self.unopened.discard(path)
+        known = self.checkpoints.find(st.st_dev, st.st_ino, head)
+        first_line_now = known is not None and not known.head
         tailer = self._resume(path, item.real_path, FdSource(fd), st.st_dev, st.st_ino, st.st_size, head,
                               meta, initial=initial)
         if path in self._from_end:
@@ -248,6 +250,20 @@ class FileTracker:
             self._open_between(older, tailer)
         self._adopt(tailer, meta, policy)
         self.by_path[path] = tailer
+        if first_line_now:
+            self._copied_while_starting(tailer, older, head)
+
+    def _copied_while_starting(self, tailer: Tailer, older: Tailer | None, head: str) -> None:
+        """A generation known only as "after a truncation" (found truncated at start) has its first
+        line now.  The file may have been copied and truncated again between that look and this
+        one: a generation that only its copy holds is read first, after the container's older files."""
+        written = self.checkpoints.written_at
+        if not written:
+            return
+        since_ns = int((written - UNSEEN_MARGIN_SECONDS) * 1e9)
+        unseen = self._copied_unseen(tailer, since_ns, older, {head})
+        if unseen is not None:
+            tailer.file.wait_for_copy(unseen.file)
 
     def _gone_before_open(self, item: Found) -> None:
         """The file a stat pass found was renamed (and compressed) before it could be opened.

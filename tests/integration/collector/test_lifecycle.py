@@ -637,3 +637,32 @@ async def test_two_copytruncates_between_two_reads_leave_no_generation_unread(tm
         write_cri(live, lines("c", 0, 2))
         messages = await delivered(sink, 15)
     assert messages == lines("a", 0, 8) + lines("b", 0, 5) + lines("c", 0, 2)
+
+
+async def test_a_file_copytruncated_again_as_podlog_starts_reads_the_generation_in_between_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Copied and truncated while podlog was down, the file is copied and truncated once more between
+    the start's look (truncated: its next generation not seen yet) and its open: the generation in
+    between lives only in the new copy. It is read after the old one's copy and before the file."""
+    directory = _pods(tmp_path)
+    live = directory / "0.log"
+    write_cri(live, lines("a", 0, 5))
+    _link(tmp_path, live)
+    async with running(tmp_path) as (_, sink):
+        await delivered(sink, 5)
+    write_cri(live, lines("a", 5, 8))
+    _copytruncate(live)
+    write_cri(live, lines("b", 0, 5))
+    order_recovered = FileTracker.order_recovered
+
+    def copytruncate_first(tracker: FileTracker) -> None:
+        order_recovered(tracker)
+        _copytruncate(live)
+        write_cri(live, lines("c", 0, 2))
+
+    monkeypatch.setattr(FileTracker, "order_recovered", copytruncate_first)
+    async with running(tmp_path) as (_, sink2):
+        messages = await delivered(sink2, 10)
+        await wait_until(lambda: len(sink2.records) >= 10)
+    assert messages == lines("a", 5, 8) + lines("b", 0, 5) + lines("c", 0, 2)
