@@ -14,6 +14,13 @@ before), or dead-lettered with its reason.  Until then it retries:
 
 A request the cluster refuses as a whole (413, or another 4xx) is split in
 halves until the culprit stands alone, which is then dead-lettered.
+
+A dead letter the cluster refuses in turn (a record too large for any
+request, say) is written again without its record, keeping the reason and
+the Kafka position (see :func:`indexer.documents.omit_body`), so every
+record leaves a trace in the dead-letter index.  Only a letter refused even
+then is ``dropped``; the caller reports it, with its position, once the
+batch's offsets are committed (see :mod:`indexer.outcomes`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import httpx
 import orjson
 
 from indexer.config import IndexerConfig
-from indexer.documents import BulkItem, dead_letter_item, salvage
+from indexer.documents import BulkItem, KafkaPosition, dead_letter_item, omit_body, salvage
 from indexer.events import IndexerEvents, events
 from indexer.retry import (
     ItemAction,
@@ -51,8 +58,9 @@ class WriterClosedError(Exception):
     """The writer was closed while a write was waiting to retry; nothing was resolved."""
 
 
-def http_client(config: IndexerConfig) -> httpx.AsyncClient:
-    """An HTTP client for the cluster with the configured auth, TLS and timeout."""
+def http_client(config: IndexerConfig, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """An HTTP client for the cluster with the configured auth, TLS and timeout
+    (over ``transport`` when given: a stand-in cluster in tests)."""
     opensearch = config.opensearch
     verify: ssl.SSLContext | bool = opensearch.verify_certs
     if opensearch.ca_certs:
@@ -61,6 +69,7 @@ def http_client(config: IndexerConfig) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         auth=auth,
         verify=verify,
+        transport=transport,
         timeout=httpx.Timeout(opensearch.request_timeout_seconds, connect=10.0),
         limits=httpx.Limits(
             max_connections=max(4, config.bulk_concurrency * 2),
@@ -78,8 +87,10 @@ class BulkWriter:
         *,
         health: Health | None = None,
         event_sink: IndexerEvents = events,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._config = config
+        self._transport = transport
         self._prefix = config.opensearch.index_prefix
         self._hosts = [h.rstrip("/") for h in config.opensearch.hosts] or ["http://localhost:9200"]
         self._host = 0
@@ -94,7 +105,7 @@ class BulkWriter:
     async def start(self) -> None:
         """Open the HTTP connection pool."""
         if self._client is None:
-            self._client = http_client(self._config)
+            self._client = http_client(self._config, self._transport)
 
     async def close(self) -> None:
         """Abort any retry wait and close connections; idempotent."""
@@ -110,8 +121,13 @@ class BulkWriter:
     async def write(self, items: Sequence[BulkItem], dead: Sequence[BulkItem] = ()) -> dict[str, int]:
         """Resolve every item (and write the ready-made dead letters ``dead``).
 
-        Returns counts by outcome; each item's ``outcome`` is set.  Raises
-        :class:`WriterClosedError` if closed before everything was resolved.
+        Returns counts by outcome, one per record (an item, or a ready-made
+        letter); each item's and letter's ``outcome`` is set (a letter's to
+        ``dropped`` when even its bodyless form was refused, else to how its
+        write ended), and ``error`` with it.  Nothing is counted here: the
+        caller reports outcomes once they are final (see
+        :mod:`indexer.outcomes`).  Raises :class:`WriterClosedError` if closed
+        before everything was resolved.
         """
         counts: Counter[str] = Counter()
         dead_letters = list(dead)
@@ -119,18 +135,18 @@ class BulkWriter:
         if dead_letters:
             self._log_dead(dead_letters)
             await self._resolve(dead_letters, Counter(), [])
+            dropped: dict[str, str] = {}
             for letter in dead_letters:
                 if letter.outcome == "dropped":
                     counts["dropped"] += 1
+                    dropped[letter.doc_id] = letter.error
                 else:
                     counts["dead_lettered"] += 1
-            dropped = {letter.doc_id for letter in dead_letters if letter.outcome == "dropped"}
             for item in items:
                 if item.outcome == "dead_lettered" and item.doc_id in dropped:
                     item.outcome = "dropped"
-        outcomes = {k: counts[k] for k in ("indexed", "already_present", "dead_lettered", "dropped")}
-        self._events.documents_resolved(outcomes)
-        return outcomes
+                    item.error = dropped[item.doc_id]
+        return {k: counts[k] for k in ("indexed", "already_present", "dead_lettered", "dropped")}
 
     # -- one pass per retry round ------------------------------------------------
 
@@ -139,8 +155,9 @@ class BulkWriter:
         while pending:
             results = await self._send_all(pending)
             again: list[BulkItem] = []
-            retry: list[BulkItem] = []
-            first_retry_error = ""
+            retry: Counter[str] = Counter()
+            first_errors: dict[str, str] = {}  # per status class, so each log line shows its own
+            waiting: list[BulkItem] = []
             for item, status, error in results:
                 action = classify_bulk_item(status)
                 if action is ItemAction.INDEXED:
@@ -153,31 +170,26 @@ class BulkWriter:
                     item.attempts += 1
                     if status >= 500 and item.attempts >= self._config.item_max_attempts:
                         kind, reason = describe_item_error(error)
-                        self._dead(
-                            item,
-                            kind,
-                            f"gave up after {item.attempts} attempts: {reason}",
-                            status,
-                            dead_letters,
-                            is_dead_letter,
-                        )
+                        reason = f"gave up after {item.attempts} attempts: {reason}"
+                        if self._dead(item, kind, reason, status, dead_letters, is_dead_letter):
+                            again.append(item)
                     else:
-                        retry.append(item)
-                        first_retry_error = first_retry_error or _short(error, status)
+                        status_class = "429" if status == 429 else "5xx"
+                        retry[status_class] += 1
+                        first_errors.setdefault(status_class, _short(error, status))
+                        waiting.append(item)
                 else:
                     kind, reason = describe_item_error(error)
-                    if not is_dead_letter and self._try_salvage(item, reason):
+                    salvaged = not is_dead_letter and self._try_salvage(item, reason)
+                    if salvaged or self._dead(item, kind, reason, status, dead_letters, is_dead_letter):
                         again.append(item)
-                    else:
-                        self._dead(item, kind, reason, status, dead_letters, is_dead_letter)
-            if retry:
-                attempt = max(i.attempts for i in retry)
+            if waiting:
+                attempt = max(i.attempts for i in waiting)
                 delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
-                statuses = Counter("429" if _was_throttled(r) else "5xx" for r in retry)
-                for status_class, count in statuses.items():
-                    self._events.items_retried(status_class, count, first_retry_error, delay)
+                for status_class, count in retry.items():
+                    self._events.items_retried(status_class, count, first_errors[status_class], delay)
                 await self._pause(delay)
-            pending = again + retry
+            pending = again + waiting
 
     def _try_salvage(self, item: BulkItem, reason: str) -> bool:
         if not self._config.salvage or item.op != "create" or len(item.salvaged) >= _MAX_SALVAGES:
@@ -199,13 +211,21 @@ class BulkWriter:
         status: int,
         dead_letters: list[BulkItem],
         is_dead_letter: bool,
-    ) -> None:
-        if is_dead_letter:
+    ) -> bool:
+        """Dead-letter a refused document, or shrink a refused letter; True: send it again."""
+        error = f"{kind}: {reason}"[:1000]
+        item.error = error
+        if not is_dead_letter:
+            item.outcome = "dead_lettered"
+            dead_letters.append(dead_letter_item(item, self._prefix, kind, reason, status))
+            return False
+        size = omit_body(item, error)
+        if size is None:
             item.outcome = "dropped"
-            self._events.dead_letter_rejected(1, f"{kind}: {reason}"[:1000])
-            return
-        item.outcome = "dead_lettered"
-        dead_letters.append(dead_letter_item(item, self._prefix, kind, reason, status))
+            return False
+        where = item.position or KafkaPosition("", -1, -1)
+        self._events.dead_letter_body_omitted(item.doc_id, where.topic, where.partition, where.offset, size, error)
+        return True
 
     def _log_dead(self, dead_letters: list[BulkItem]) -> None:
         first = dead_letters[0].document
@@ -345,7 +365,3 @@ def _split_by_bytes(items: list[BulkItem], max_bytes: int) -> list[list[BulkItem
 def _short(error: Any, status: int) -> str:
     kind, reason = describe_item_error(error)
     return f"{status} {kind}: {reason}"[:300]
-
-
-def _was_throttled(item: BulkItem) -> bool:
-    return item.last_status == 429

@@ -81,6 +81,8 @@ def _row(letter: DeadLetter) -> str:
     kafka = src.get("kafka") or {}
     where = f"{kafka.get('topic', '')}/{kafka.get('partition', '')}@{kafka.get('offset', '')}"
     reason = f"{src.get('error_type', '')}: {src.get('reason', '')}".replace("\n", " ")
+    if src.get("body_omitted"):
+        reason = f"[record omitted, {src.get('body_bytes', '?')} bytes] {reason}"
     return (
         f"{src.get('@timestamp', '')!s:24}  {letter.doc_id:40}  "
         f"{src.get('namespace', '')!s:20}  {where:28}  {reason[:160]}"

@@ -39,6 +39,11 @@ class KafkaConsumerConfig(KafkaSecurityConfig):
     rebalance_wait_seconds: float = setting(
         20.0, "On a rebalance, how long to let the batch in flight finish and commit first."
     )
+    lag_interval_seconds: float = setting(
+        15.0,
+        "How often the consumer-lag gauge is measured for every assigned partition (committed "
+        "offset against high watermark), whether or not batches commit; 0 disables it.",
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

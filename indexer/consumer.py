@@ -6,6 +6,10 @@
       -> decode batches (undecodable messages become dead letters)
       -> BulkWriter.write: every item indexed, already present, or dead-lettered
       -> commit the batch's offsets (only partitions still assigned)
+      -> report the committed partitions' outcomes (indexer.outcomes)
+
+Beside it, a timer measures the consumer lag of every assigned partition
+(``indexer.lag``), whether or not batches commit.
 
 Offsets move only after every item of a batch is resolved, so a crash, a
 restart or a rebalance replays at most the batch in flight, and replays cost
@@ -34,6 +38,8 @@ from indexer.config import IndexerConfig
 from indexer.dlq import expire_dead_letters
 from indexer.documents import BulkItem, KafkaPosition, build_items
 from indexer.events import events
+from indexer.lag import KafkaOffsets, LagMonitor
+from indexer.outcomes import DeadLetterNote, PendingOutcomes, collect, report
 from indexer.retention import apply_retention, ensure_ism_policies
 from indexer.retry import backoff_delay
 from indexer.templates import Capabilities, ensure_templates, open_client
@@ -74,6 +80,9 @@ class Indexer:
         self._carry: list[Any] = []
         self._inflight: asyncio.Task[None] | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._lag: LagMonitor | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        self._pending = PendingOutcomes()
         self._stopping = asyncio.Event()
         self._not_ready: str | None = "starting"
         self._stopped = False
@@ -176,7 +185,17 @@ class Indexer:
         each commits only after its own writes and every earlier batch's
         commit, so offsets still move in order.
         """
-        if not await self._connect() or not await self._prepare_cluster():
+        if not await self._connect():
+            return
+        kafka = self._config.kafka
+        if kafka.lag_interval_seconds > 0:  # before the cluster answers: a stuck indexer shows its lag
+            self._lag = LagMonitor(
+                KafkaOffsets(self._consumer, kafka, self._security),
+                kafka.lag_interval_seconds,
+                start=kafka.auto_offset_reset,
+            )
+            self._lag_task = asyncio.create_task(self._lag.run(self._stopping), name="consumer-lag")
+        if not await self._prepare_cluster():
             return
         self._not_ready = None
         caps = self._capabilities
@@ -236,10 +255,13 @@ class Indexer:
                 log.warning("batch_abandoned_on_stop", grace_seconds=grace)
                 self._writer.abort()
                 await asyncio.wait({task}, timeout=2.0)
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
+        for background in (self._retention_task, self._lag_task):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        if self._lag is not None:
+            await self._lag.close()
         if self._consumer is not None:
             await self._consumer.stop()
         await self._writer.close()
@@ -352,7 +374,7 @@ class Indexer:
         assert caps is not None, "templates are installed before the first batch"
         prefix = self._config.opensearch.index_prefix
         items: list[BulkItem] = []
-        dead: list[BulkItem] = []
+        undecodable: list[DeadLetterNote] = []
         offsets: dict[TopicPartition, int] = {}
         size = 0
         for message in messages:
@@ -366,36 +388,33 @@ class Indexer:
                 capabilities=caps,
             )
             items.extend(built)
-            for reason, detail, letter in letters:
-                events.message_dead_lettered(reason, message.topic, message.partition, message.offset, detail)
-                dead.append(letter)
+            undecodable.extend(DeadLetterNote(reason, position, detail, letter) for reason, detail, letter in letters)
             tp = TopicPartition(message.topic, message.partition)
             offsets[tp] = max(offsets.get(tp, -1), message.offset + 1)
             size += len(message.value or b"")
         events.batch_consumed(len(messages), size)
-        outcomes = await self._writer.write(items, dead)
+        outcomes = await self._writer.write(items, [note.letter for note in undecodable])
         if previous is not None:
             await previous  # raises if it failed: then this batch is not committed either
-        await self._commit(offsets)
+        # Counted once committed, never when decoded or written: see indexer.outcomes.
+        self._pending.add(collect(items, undecodable), self._consumer.assignment())
+        committed = await self._commit(offsets)
+        report(self._pending.settle(committed))
         events.batch_committed(len(messages), time.perf_counter() - started, outcomes)
-        self._measure_lag(offsets)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit ``offsets`` of partitions still assigned; others are replayed by their owner."""
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> set[TopicPartition]:
+        """Commit ``offsets`` of partitions still assigned (others are replayed by their
+        owner); returns the partitions committed."""
         assigned = self._consumer.assignment()
         mine = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not mine:
-            return
+            return set()
         try:
             await self._consumer.commit(mine)
         except KafkaError as exc:
             events.commit_failed(exc)
-
-    def _measure_lag(self, offsets: dict[TopicPartition, int]) -> None:
-        for tp, offset in offsets.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                events.lag_measured(tp.topic, tp.partition, max(0, highwater - offset))
+            return set()
+        return set(mine)
 
     async def _wait_with_keepalive(self, task: asyncio.Task[None]) -> None:
         """Wait for ``task``; while it takes long, poll with partitions paused.
@@ -435,8 +454,9 @@ class Indexer:
             await asyncio.wait({task}, timeout=self._config.kafka.rebalance_wait_seconds)
         before = len(self._carry)
         self._carry = [m for m in self._carry if TopicPartition(m.topic, m.partition) not in revoked]
-        for tp in revoked:
-            events.lag_forgotten(tp.topic, tp.partition)
+        self._pending.forget(revoked)
+        if self._lag is not None:
+            self._lag.forget(revoked)
         log.info(
             "partitions_revoked",
             partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked),

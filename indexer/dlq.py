@@ -1,7 +1,9 @@
 """The dead-letter index: reading it, replaying it and expiring it.
 
 A dead letter holds the reason, the original record (or, for a message that
-did not decode, the message bytes in base64) and its Kafka position.  Its id
+did not decode, the message bytes in base64) and its Kafka position.  A
+letter the cluster refused with its body (too large) holds the rest, with
+``body_omitted``; it cannot be replayed, but says where in Kafka the record was.  Its id
 is the record's ``event.id`` (or ``topic:partition:offset``), so a replayed
 batch never doubles it.  Replay sends each letter through the same writer as
 the indexer: a letter that now indexes (or was indexed meanwhile) is removed
@@ -27,6 +29,7 @@ from indexer.bulk import BulkWriter
 from indexer.config import IndexerConfig
 from indexer.documents import BulkItem, KafkaPosition, build_items, iso_time
 from indexer.events import events
+from indexer.outcomes import collect, report
 from indexer.templates import Capabilities, dlq_index, ensure_templates, open_client
 from podlog.logging import get_logger
 from podlog.record import encode_batch
@@ -154,7 +157,10 @@ async def replay_dead_letters(
                 continue
             plan.append((letter, items))
         await writer.start()
-        await writer.write([item for _, items in plan for item in items])
+        replayed = [item for _, items in plan for item in items]
+        await writer.write(replayed)
+        for found in collect(replayed).values():
+            report(found)
         resolved: list[str] = []
         for letter, items in plan:
             result.replayed += 1

@@ -31,6 +31,7 @@ __all__ = [
     "build_items",
     "dead_letter_item",
     "iso_time",
+    "omit_body",
     "salvage",
 ]
 
@@ -73,6 +74,8 @@ class BulkItem:
     """HTTP status of the item's last answer (0 before the first)."""
     outcome: str = ""
     """Set by the writer: ``indexed``, ``already_present``, ``dead_lettered`` or ``dropped``."""
+    error: str = ""
+    """Why the cluster refused it, when ``outcome`` is ``dead_lettered`` or ``dropped``."""
 
     def lines(self) -> bytes:
         """The two NDJSON lines of this item in a bulk body."""
@@ -263,6 +266,32 @@ def dead_letter_item(item: BulkItem, prefix: str, error_type: str, reason: str, 
         original=original,
         op="index",
     )
+
+
+_BODY_FIELDS = ("record", "message_base64")
+
+
+def omit_body(letter: BulkItem, error: str) -> int | None:
+    """Strip the record (or the message bytes) from a dead letter the cluster refused.
+
+    What stays is what an operator needs to find the record in Kafka: the
+    reason, the error type, the event id, the namespace and the Kafka topic,
+    partition and offset; ``body_omitted``, ``body_bytes`` and ``body_error``
+    say what was left out and why.  Returns the bytes left out, or None when
+    the letter has no body left to strip (then it cannot be made smaller).
+    """
+    doc = letter.document
+    if doc.get("body_omitted"):
+        return None
+    present = [key for key in _BODY_FIELDS if doc.get(key) is not None]
+    if not present:
+        return None
+    size = sum(len(orjson.dumps(doc[key])) for key in present)
+    kept = {key: value for key, value in doc.items() if key not in _BODY_FIELDS}
+    letter.document = {**kept, "body_omitted": True, "body_bytes": size, "body_error": error[:2000]}
+    letter.encoded = None
+    letter.attempts = 0
+    return size
 
 
 _FIELD_PATTERNS = (

@@ -1,8 +1,8 @@
 """The indexer's events: each method writes one log line and moves its metric.
 
 So no event is logged but uncounted (Vector's ``internal_events``).  Per
-record outcomes are counted per bulk request and logged per batch, never per
-record.
+record outcomes are reported once the offsets they came from are committed
+(see :mod:`indexer.outcomes`), so a replayed batch is never counted twice.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ __all__ = ["IndexerEvents", "events"]
 
 DOCUMENTS = metrics.counter(
     "podlog_indexer_documents_total",
-    "Documents resolved by outcome (indexed, already_present, dead_lettered, dropped).",
+    "Records resolved, by outcome (indexed, already_present, dead_lettered, dropped), counted once "
+    "their offsets are committed.",
     ["outcome"],
 )
 DOCUMENTS_RETRIED = metrics.counter(
@@ -33,8 +34,13 @@ DOCUMENTS_SALVAGED = metrics.counter(
 )
 MESSAGES_DEAD_LETTERED = metrics.counter(
     "podlog_indexer_messages_dead_lettered_total",
-    "Kafka messages or records that could not be decoded, by reason (schema, invalid_record).",
+    "Kafka messages or records that could not be decoded, by reason (schema, invalid_record), counted "
+    "once their offsets are committed.",
     ["reason"],
+)
+DEAD_LETTER_BODIES_OMITTED = metrics.counter(
+    "podlog_indexer_dead_letter_bodies_omitted_total",
+    "Dead letters the cluster refused with their record (e.g. 413, too large), written again without it.",
 )
 BULK_REQUESTS = metrics.counter(
     "podlog_indexer_bulk_requests_total",
@@ -63,8 +69,13 @@ BATCH_SECONDS = metrics.histogram(
 )
 CONSUMER_LAG = metrics.gauge(
     "podlog_indexer_consumer_lag_messages",
-    "Messages between the committed offset and the partition's high watermark.",
+    "Messages between the group's committed offset and the partition's high watermark, measured "
+    "every indexer.kafka.lag_interval_seconds for each partition assigned to this member.",
     ["topic", "partition"],
+)
+LAG_MEASUREMENT_FAILURES = metrics.counter(
+    "podlog_indexer_lag_measurement_failures_total",
+    "Lag measurements that could not read a committed offset or high watermark (the gauge keeps its last value).",
 )
 OPENSEARCH_UP = metrics.gauge(
     "podlog_indexer_opensearch_up", "1 while the last bulk request reached the cluster, else 0."
@@ -106,8 +117,10 @@ class IndexerEvents:
             PAYLOADS.labels(code).inc(count)
 
     def documents_resolved(self, outcomes: Mapping[str, int]) -> None:
+        """Count resolved records; ``dropped`` ones are counted by :meth:`document_dropped`,
+        each with its log line."""
         for outcome, count in outcomes.items():
-            if count:
+            if count and outcome != "dropped":
                 DOCUMENTS.labels(outcome).inc(count)
 
     def batch_committed(self, messages: int, seconds: float, outcomes: Mapping[str, int]) -> None:
@@ -125,6 +138,10 @@ class IndexerEvents:
     def lag_forgotten(self, topic: str, partition: int) -> None:
         with contextlib.suppress(KeyError):
             CONSUMER_LAG.remove(topic, str(partition))
+
+    def lag_unmeasured(self, partitions: int, error: str) -> None:
+        LAG_MEASUREMENT_FAILURES.inc()
+        self.log.warning("lag_unmeasured", partitions=partitions, error=error)
 
     def bulk_sent(self, seconds: float, size: int, result: str) -> None:
         BULK_REQUESTS.labels(result).inc()
@@ -173,9 +190,30 @@ class IndexerEvents:
             error=error,
         )
 
-    def dead_letter_rejected(self, count: int, error: str) -> None:
-        DOCUMENTS.labels("dropped").inc(count)
-        self.log.error("dead_letter_rejected", count=count, error=error)
+    def dead_letter_body_omitted(
+        self, doc_id: str, topic: str, partition: int, offset: int, size: int, error: str
+    ) -> None:
+        DEAD_LETTER_BODIES_OMITTED.inc()
+        self.log.warning(
+            "dead_letter_body_omitted",
+            event_id=doc_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            body_bytes=size,
+            error=error,
+        )
+
+    def document_dropped(self, doc_id: str, topic: str, partition: int, offset: int, error: str) -> None:
+        DOCUMENTS.labels("dropped").inc()
+        self.log.error(
+            "document_dropped",
+            event_id=doc_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            error=error,
+        )
 
     def templates_failed(self, error: str, attempt: int, delay: float) -> None:
         self.log.warning("templates_failed", error=error, attempt=attempt, retry_in_seconds=round(delay, 3))

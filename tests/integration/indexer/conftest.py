@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opensearchpy import OpenSearch
 
 from indexer.config import IndexerConfig, KafkaConsumerConfig, OpenSearchConfig
@@ -64,6 +65,31 @@ async def produce(bootstrap: str, topic: str, values: Sequence[bytes]) -> None:
     try:
         for value in values:
             await producer.send_and_wait(topic, value, key=b"k", partition=0)
+    finally:
+        await producer.stop()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` with ``partitions`` partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def produce_spread(bootstrap: str, topic: str, partitions: int, per_partition: int, first: int = 0) -> None:
+    """``per_partition`` messages of 5 records to each of ``partitions``, records numbered from ``first``."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        number = first
+        for _ in range(per_partition):
+            for partition in range(partitions):
+                records = make_records(5, start=number, identity=f"{topic}:{partition}")
+                number += 5
+                await producer.send_and_wait(topic, encode_batch(records), partition=partition)
     finally:
         await producer.stop()
 

@@ -1,9 +1,11 @@
 """A small HTTP proxy in front of a real OpenSearch stand-in that misbehaves on purpose.
 
 It forwards every request to the upstream server.  For ``_bulk`` requests a
-test can make it answer 503 for the whole request, answer 429 (or any status
-and error) for chosen items *without* forwarding them, or forward the request
-and then hold the reply (so the caller never learns the outcome).
+test can make it answer 503 for the whole request, answer 413 for a body
+above a size (as a cluster's ``http.max_content_length`` does), answer 429
+(or any status and error) for chosen items *without* forwarding them, or
+forward the request and then hold the reply (so the caller never learns the
+outcome).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class FaultyProxy:
         self.fail_request: Callable[[int], bool] = lambda n: False
         """Given the bulk request number (1-based), answer it 503 without forwarding."""
         self.item_rule: ItemRule = lambda index, doc_id, attempt: None
+        self.max_bulk_bytes: int | None = None
+        """Answer a bulk request whose body is larger than this 413, without forwarding it."""
+        self.bulk_too_large = 0
         self.hold_replies = False
         """Forward bulk requests but never answer them."""
         self.drop_bulk_connections = False
@@ -120,6 +125,9 @@ class FaultyProxy:
         if self.fail_request(self.bulk_requests):
             self.requests_failed += 1
             return 503, b'{"error":"injected: unavailable","status":503}', "application/json"
+        if self.max_bulk_bytes is not None and len(body) > self.max_bulk_bytes:
+            self.bulk_too_large += 1
+            return 413, b"", "text/plain"
         lines = body.splitlines()
         pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
         faked: dict[int, dict[str, Any]] = {}
