@@ -127,6 +127,7 @@ async def run_once(url: str, requests: int, end_ns: int) -> dict[str, float]:
     config = dataclasses.replace(
         SearchConfig(),
         listen="127.0.0.1:0",
+        ops_listen="",
         index_prefix=PREFIX,
         auth=AuthConfig(mode="none"),
         guards=GuardConfig(max_export_records=10_000_000),

@@ -157,7 +157,7 @@ def one_run(index: int, work: Path, kafka: str, opensearch: str, lines: int, fil
     base = baseline(logs)
     prefix = f"sizing{index}"
     topic = f"sizing-{index}"
-    ports = {"agent": free_port(), "indexer": free_port(), "search": free_port()}
+    ports = {"agent": free_port(), "indexer": free_port(), "search": free_port(), "search-ops": free_port()}
     common = {"PODLOG_PODLOG__LOG_LEVEL": "warning"}
     processes: dict[str, ManagedProcess] = {}
     try:
@@ -181,11 +181,12 @@ def one_run(index: int, work: Path, kafka: str, opensearch: str, lines: int, fil
             {
                 **common,
                 "PODLOG_SEARCH__LISTEN": f"127.0.0.1:{ports['search']}",
+                "PODLOG_SEARCH__OPS_LISTEN": f"127.0.0.1:{ports['search-ops']}",
                 "PODLOG_SEARCH__OPENSEARCH_HOSTS": f"[{opensearch}]",
                 "PODLOG_SEARCH__INDEX_PREFIX": prefix,
             },
         )
-        for name in ("indexer", "search"):
+        for name in ("indexer", "search-ops"):
             wait_for(lambda name=name: ready(ports[name]), 60, f"{name} ready", interval=0.2)
         started = time.perf_counter()
         processes["agent"] = start_podlog(

@@ -69,7 +69,9 @@ class CommonConfig:
     log_level: str = setting("info", "Self-log level: debug, info, warning or error.")
     log_format: str = setting("auto", "Self-log format: json, console, or auto (console on a TTY).")
     http_listen: str = setting(
-        "0.0.0.0:9090", "Address of the /metrics, /healthz and /readyz endpoints; empty disables."
+        "0.0.0.0:9090",
+        "Address of the agent's and the indexer's /metrics, /healthz and /readyz; empty disables "
+        "(search serves its own on search.ops_listen).",
     )
     shutdown_grace_seconds: float = setting(
         25.0, "Time allowed for an ordered shutdown before remaining tasks are cancelled."

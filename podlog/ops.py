@@ -2,7 +2,9 @@
 
 ``/metrics`` (Prometheus text), ``/healthz`` (the event loop answers) and
 ``/readyz`` (every registered readiness check passes; 503 with the reasons
-otherwise).  The search app mounts the same routes beside its own.
+otherwise), always on a port of their own: ``podlog.http_listen`` for the agent
+and the indexer, ``search.ops_listen`` beside the search API's port, so that a
+Service or an Ingress in front of a public port never reaches them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 with the embedded index in place of Kafka and OpenSearch.
 :func:`prepare_run` turns a normal configuration into that one: state and
 index under one directory, files from ``--logs`` (or ``/var/log/containers``),
-the embedded transport and backend, the search page on ``127.0.0.1:8080``.
+the embedded transport and backend, the search page on ``127.0.0.1:8080`` and
+``/metrics``, ``/healthz`` and ``/readyz`` on a loopback port of their own.
 Moving to Kafka and OpenSearch later is a matter of running ``podlog agent``,
 ``indexer`` and ``search`` with the same file: nothing here changes code.
 """
@@ -27,6 +28,7 @@ from podlog.settings import Settings
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_LISTEN",
+    "DEFAULT_OPS_LISTEN",
     "SearchPageAnnouncer",
     "in_cluster",
     "log_patterns",
@@ -41,6 +43,10 @@ DEFAULT_DATA_DIR = Path(".podlog")
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 """Search page address of ``podlog run``: loopback, so nothing is exposed by default."""
+
+DEFAULT_OPS_LISTEN = "127.0.0.1:0"
+"""Ops address of ``podlog run`` (``/metrics``, ``/healthz``, ``/readyz``): loopback, on a
+free port that the start line prints, so a Prometheus already on 9090 is no conflict."""
 
 _SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -95,10 +101,13 @@ def prepare_run(
         # The demo's Java service writes stack traces; join them into one event.
         collector = _replace(collector, multiline="java")
     search = settings.search
-    default_listen = type(search)().listen
-    address = listen or (search.listen if search.listen != default_listen else DEFAULT_LISTEN)
+    defaults = type(search)()
+    address = listen or (search.listen if search.listen != defaults.listen else DEFAULT_LISTEN)
     parse_listen(address)  # a bad --listen fails here, naming the address
-    search = _replace(search, backend="embedded", listen=address)
+    ops_address = search.ops_listen if search.ops_listen != defaults.ops_listen else DEFAULT_OPS_LISTEN
+    if ops_address:
+        parse_listen(ops_address)
+    search = _replace(search, backend="embedded", listen=address, ops_listen=ops_address)
     auth = getattr(search, "auth", None)
     if auth is not None and _is_loopback(address) and auth == type(auth)():
         # Loopback only and no authentication configured: the local user sees everything.
@@ -119,28 +128,40 @@ class _Listening(Protocol):
     def port(self) -> int: ...
 
 
+def _url(listen: str, bound_port: int) -> str:
+    """``http://host:port/`` of a listen address, with the port really bound when known."""
+    host, port = parse_listen(listen)
+    if bound_port:
+        port = bound_port
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - describing the bind address, not binding
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
 class SearchPageAnnouncer:
-    """Prints the search page's URL once the search server listens (started after it)."""
+    """Prints the search page's URL, and the metrics URL, once the search server listens (started after it)."""
 
     name = "search-page-url"
 
-    def __init__(self, listen: str, server: _Listening | None = None) -> None:
+    def __init__(self, listen: str, server: _Listening | None = None, ops_listen: str = "") -> None:
         self.listen = listen
         self.server = server
+        self.ops_listen = ops_listen
         self.url = ""
+        self.metrics_url = ""
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        host, port = parse_listen(self.listen)
-        if self.server is not None and self.server.port:
-            port = self.server.port
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - describing the bind address, not binding
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        self.url = f"http://{host}:{port}/"
+        self.url = _url(self.listen, self.server.port if self.server is not None else 0)
         log.info("search_page_ready", url=self.url)
         print(f"podlog: search page at {self.url}", file=sys.stdout, flush=True)
+        if self.ops_listen:
+            ops_port = int(getattr(self.server, "ops_port", 0))
+            self.metrics_url = _url(self.ops_listen, ops_port) + "metrics"
+            log.info("metrics_ready", url=self.metrics_url)
+            print(f"podlog: metrics at {self.metrics_url}", file=sys.stdout, flush=True)
 
     async def run(self) -> None:
         await self._stopping.wait()
@@ -151,7 +172,7 @@ class SearchPageAnnouncer:
 
 def run_extras(settings: Settings, search: _Listening | None = None) -> list[Service]:
     """Services ``podlog run`` adds after the search server: the URL line, the demo writer."""
-    services: list[Service] = [SearchPageAnnouncer(settings.search.listen, search)]
+    services: list[Service] = [SearchPageAnnouncer(settings.search.listen, search, settings.search.ops_listen)]
     if settings.embedded.demo_logs:
         from podlog.demo import DemoWriter
 

@@ -5,6 +5,11 @@ caller's namespace patterns (``search/params.py``), so authorization holds in
 search, histogram, top values, context, tail and export alike.  Errors are
 JSON ``{"error": ..., "position": ...}`` with 400 (bad query or parameter),
 401/403 (authentication), 404, 503 (index unavailable) or 504 (timeout).
+
+``/openapi.json`` asks for the same credentials, or is not served
+(``search.openapi``).  The ops routes (``/metrics``, ``/healthz``, ``/readyz``)
+are not in this app: :class:`search.service.SearchService` serves them on
+``search.ops_listen``, a port no public route reaches.
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from podlog.lifecycle import Health
-from podlog.ops import ops_routes
 from search import events
 from search.auth import Authenticator, AuthError, Identity
 from search.backends.base import FILTER_FIELDS, SearchBackend
@@ -244,18 +248,21 @@ class _Api:
 
 
 def create_app(config: SearchConfig, backend: SearchBackend, health: Health) -> Starlette:
-    """The search app: ``/api/*``, ``/openapi.json``, the page, and the ops routes."""
+    """The search app: ``/api/*``, ``/openapi.json`` (unless off) and the page; no ops routes."""
     api = _Api(config, backend, health)
 
     async def index(_: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=SECURITY_HEADERS)
 
-    async def openapi(_: Request) -> Response:
+    async def openapi(_: Request, __: Identity) -> Response:
         return _json(openapi_spec())
 
+    described: list[BaseRoute] = []
+    if config.openapi == "authenticated":
+        described.append(Route("/openapi.json", api.endpoint("openapi", openapi)))
     routes: list[BaseRoute] = [
         Route("/", index),
-        Route("/openapi.json", openapi),
+        *described,
         Route("/api/whoami", api.endpoint("whoami", api.whoami)),
         Route("/api/search", api.endpoint("search", api.search)),
         Route("/api/histogram", api.endpoint("histogram", api.histogram)),
@@ -263,7 +270,6 @@ def create_app(config: SearchConfig, backend: SearchBackend, health: Health) -> 
         Route("/api/context/{event_id}", api.endpoint("context", api.context)),
         Route("/api/tail", api.endpoint("tail", api.tail)),
         Route("/api/export", api.endpoint("export", api.export)),
-        *ops_routes(health),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

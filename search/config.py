@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 from podlog.config import setting
 
@@ -57,7 +58,18 @@ class GuardConfig:
 class SearchConfig:
     """The search API and web page."""
 
-    listen: str = setting("0.0.0.0:8080", "Address the search API and page listen on.")
+    listen: str = setting(
+        "0.0.0.0:8080", "Address the search API and page listen on (the port an Ingress may route to)."
+    )
+    ops_listen: str = setting(
+        "0.0.0.0:9090",
+        "Address of the search process's /metrics, /healthz and /readyz, apart from the API so "
+        "that no public route reaches them; empty disables.",
+    )
+    openapi: Literal["authenticated", "off"] = setting(
+        "authenticated",
+        "/openapi.json: authenticated (asks for the same credentials as /api) or off (not served).",
+    )
     backend: str = setting("opensearch", "opensearch, or embedded (single-node mode).")
     opensearch_hosts: list[str] = setting(["http://localhost:9200"], "OpenSearch URLs to search.")
     index_prefix: str = setting("podlog", "Prefix of podlog's indices, as the indexer writes them.")

@@ -1,4 +1,10 @@
-"""The search process: uvicorn serving :func:`search.app.create_app` as a Service."""
+"""The search process: uvicorn serving :func:`search.app.create_app` as a Service.
+
+Two listeners: the API and page on ``search.listen`` (what a Service and an
+Ingress route to), and ``/metrics``, ``/healthz`` and ``/readyz`` on
+``search.ops_listen``, a port for probes and Prometheus that no public route
+reaches (:class:`podlog.ops.OpsServer`, as the agent and the indexer have it).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from podlog.lifecycle import Health
 from podlog.logging import get_logger
-from podlog.ops import HttpServer
+from podlog.ops import HttpServer, OpsServer
 from podlog.settings import Settings
 from search.app import closing_event, create_app
 from search.backends.base import SearchBackend
@@ -38,7 +44,7 @@ def open_backend(settings: Settings) -> SearchBackend:
 
 
 class SearchService:
-    """Serves the search API and page until stopped; closes the backend on stop."""
+    """Serves the search API and page, and its ops routes apart, until stopped; closes the backend on stop."""
 
     name = "search-http"
 
@@ -46,18 +52,32 @@ class SearchService:
         self.app = create_app(config, backend, health)
         self._backend = backend
         self._http = HttpServer(self.name, self.app, config.listen, graceful_seconds=3)
+        self._ops = OpsServer(config.ops_listen, health) if config.ops_listen else None
         self._probe: asyncio.Task[None] | None = None
+        self._runs: list[asyncio.Task[None]] = []
         self._stopped = False
 
     @property
     def port(self) -> int:
-        """The bound port (useful with port 0)."""
+        """The bound port of the API and page (useful with port 0)."""
         return self._http.port
 
+    @property
+    def ops_port(self) -> int:
+        """The bound port of ``/metrics``, ``/healthz`` and ``/readyz``; 0 when disabled."""
+        return self._ops.port if self._ops is not None else 0
+
     async def start(self) -> None:
-        """Bind and start serving; raises if the address cannot be bound."""
-        await self._http.start()
-        log.info("search_started", port=self.port)
+        """Bind both listeners and start serving; raises if an address cannot be bound."""
+        if self._ops is not None:
+            await self._ops.start()
+        try:
+            await self._http.start()
+        except BaseException:
+            if self._ops is not None:
+                await self._ops.stop()
+            raise
+        log.info("search_started", port=self.port, ops_port=self.ops_port)
         ping = getattr(self._backend, "ping", None)
         if ping is not None:
             self._probe = asyncio.create_task(self._probe_backend(ping), name="search-backend-probe")
@@ -78,14 +98,19 @@ class SearchService:
             await asyncio.sleep(_PROBE_SECONDS)
 
     async def run(self) -> None:
-        """Serve until stopped."""
-        await self._http.run()
+        """Serve until stopped; returns, or raises, as soon as either listener ends."""
+        servers = [self._http] if self._ops is None else [self._http, self._ops]
+        self._runs = [asyncio.create_task(server.run(), name=f"{server.name}-run") for server in servers]
+        done, _ = await asyncio.wait(self._runs, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
 
     async def stop(self) -> None:
-        """End live tails, stop accepting, finish requests, close the backend; idempotent."""
+        """End live tails, stop accepting, finish requests, close the backend, then the ops port; idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        serving = [task for task in self._runs if not task.done()]
         closing_event(self.app).set()
         if self._probe is not None:
             self._probe.cancel()
@@ -93,4 +118,11 @@ class SearchService:
                 await self._probe
         await self._http.stop()
         await self._backend.close()
+        if self._ops is not None:
+            # Last: /metrics answers a final scrape while the API drains.
+            await self._ops.stop()
+        # A listener still serving when stop() began has ended now; none fails unseen.
+        for result in await asyncio.gather(*serving, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("listener_failed", error=repr(result))
         log.info("search_stopped")

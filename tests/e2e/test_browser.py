@@ -62,6 +62,7 @@ async def site(opensearch_any: str) -> AsyncIterator[tuple[str, str]]:
     config = dataclasses.replace(
         SearchConfig(),
         listen="127.0.0.1:0",
+        ops_listen="",
         index_prefix=prefix,
         auth=AuthConfig(mode="none"),
         tail_poll_seconds=0.2,
@@ -184,7 +185,9 @@ async def token_site(opensearch_any: str, token_auth: AuthConfig) -> AsyncIterat
     prefix = unique_prefix("browsertoken")
     now = time.time_ns()
     await asyncio.to_thread(opensearch_load, opensearch_any, prefix, corpus(20, start_ns=now - 60_000_000_000))
-    config = dataclasses.replace(SearchConfig(), listen="127.0.0.1:0", index_prefix=prefix, auth=token_auth)
+    config = dataclasses.replace(
+        SearchConfig(), listen="127.0.0.1:0", ops_listen="", index_prefix=prefix, auth=token_auth
+    )
     service = SearchService(config, OpenSearchBackend([opensearch_any], prefix), health=Health())
     await service.start()
     try:

@@ -407,10 +407,13 @@ class RunTarget(_Processes):
         self.logs = logs
         self.since_ms = since_ns // 1_000_000 - 600_000
         self._counted = -1
+        self.ops_port = free_port()
         config: dict[str, Any] = {
             "podlog": {"cluster": "lifecycle", "node_name": "node-1", "log_format": "json",
                        "shutdown_grace_seconds": 30},
             "kubernetes": {"enabled": False},
+            # /metrics of `podlog run` is on its ops port, never on the search page's.
+            "search": {"ops_listen": f"127.0.0.1:{self.ops_port}"},
         }
         for section, values in (settings or {}).items():
             config.setdefault(section, {}).update(values)
@@ -422,6 +425,9 @@ class RunTarget(_Processes):
             "run", "--config", str(self.config_path), "--logs", str(self.logs),
             "--data-dir", str(self.workdir / "data"), "--listen", f"127.0.0.1:{self.port}",
         ]  # fmt: skip
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(f"http://127.0.0.1:{self.ops_port}/metrics")
 
     def _get(self, path: str, **params: object) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})

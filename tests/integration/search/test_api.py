@@ -77,6 +77,7 @@ async def serve(opensearch_any: str, secrets_file: Path) -> AsyncIterator[Server
         config = dataclasses.replace(
             SearchConfig(),
             listen="127.0.0.1:0",
+            ops_listen="127.0.0.1:0",
             index_prefix=prefix,
             auth=auth,
             tail_poll_seconds=0.1,
@@ -332,20 +333,81 @@ async def test_trusted_header_mode_believes_only_the_proxy(serve: Server, api_pr
     assert (await untrusted.get("/api/search", headers={"X-Auth-User": "admin"})).status_code == 401
 
 
-async def test_page_openapi_and_ops_routes_are_served(serve: Server, api_prefix: str) -> None:
-    """The page comes with a strict CSP, the OpenAPI spec lists every endpoint, ops routes answer."""
+OPS_ROUTES = ("/metrics", "/healthz", "/readyz")
+
+
+async def test_page_and_authenticated_openapi_are_served(serve: Server, api_prefix: str) -> None:
+    """The page comes with a strict CSP; the OpenAPI spec asks for a token and lists every endpoint."""
     client = await serve(api_prefix)
     page = await client.get("/")
     assert page.status_code == 200 and "<title>podlog search</title>" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert (await client.get("/static/app.js")).status_code == 200
-    spec = (await client.get("/openapi.json")).json()
+    refused = await client.get("/openapi.json")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    spec = (await client.get("/openapi.json", headers=bearer(TEAM_A))).json()
     assert {"/api/search", "/api/histogram", "/api/top", "/api/context/{event_id}", "/api/tail", "/api/export"} <= set(
         spec["paths"]
     )
-    assert (await client.get("/healthz")).status_code == 200
-    assert (await client.get("/readyz")).json()["status"] == "ready"
-    assert b"podlog_search_requests_total" in (await client.get("/metrics")).content
+
+
+async def test_openapi_off_is_not_served(serve: Server, api_prefix: str) -> None:
+    """With search.openapi off, /openapi.json is a 404 even with a valid token."""
+    client = await serve(api_prefix, openapi="off")
+    assert (await client.get("/openapi.json", headers=bearer(ADMIN))).status_code == 404
+    assert (await client.get("/api/whoami", headers=bearer(ADMIN))).status_code == 200
+
+
+async def test_public_port_serves_no_ops_route(serve: Server, api_prefix: str) -> None:
+    """/metrics, /healthz and /readyz are 404 on the API port, with or without credentials."""
+    client = await serve(api_prefix)
+    for path in OPS_ROUTES:
+        assert (await client.get(path)).status_code == 404, path
+        assert (await client.get(path, headers=bearer(ADMIN))).status_code == 404, path
+
+
+async def test_ops_routes_answer_on_their_own_port(opensearch_any: str, api_prefix: str, secrets_file: Path) -> None:
+    """The ops port serves /healthz, /readyz and /metrics (with the API's counters), and no API route."""
+    config = dataclasses.replace(
+        SearchConfig(),
+        listen="127.0.0.1:0",
+        ops_listen="127.0.0.1:0",
+        index_prefix=api_prefix,
+        auth=AuthConfig(mode="token", secrets_file=str(secrets_file)),
+    )
+    service = SearchService(config, OpenSearchBackend([opensearch_any], api_prefix), health=Health())
+    await service.start()
+    try:
+        assert service.ops_port and service.ops_port != service.port
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=30) as api,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ops_port}", timeout=30) as ops,
+        ):
+            assert (await api.get("/api/search", params=RANGE, headers=bearer(ADMIN))).status_code == 200
+            assert (await ops.get("/healthz")).status_code == 200
+            assert (await ops.get("/readyz")).json()["status"] == "ready"
+            assert b'podlog_search_requests_total{endpoint="search"' in (await ops.get("/metrics")).content
+            for path in ("/", "/api/search", "/openapi.json", "/static/app.js"):
+                assert (await ops.get(path, headers=bearer(ADMIN))).status_code == 404, path
+    finally:
+        await service.stop()
+
+
+async def test_ops_listen_empty_serves_no_ops_port(api_prefix: str, opensearch_any: str) -> None:
+    """search.ops_listen empty: no second listener, and the API port still has no ops route."""
+    config = dataclasses.replace(
+        SearchConfig(), listen="127.0.0.1:0", ops_listen="", index_prefix=api_prefix, auth=AuthConfig(mode="none")
+    )
+    service = SearchService(config, OpenSearchBackend([opensearch_any], api_prefix), health=Health())
+    await service.start()
+    try:
+        assert service.ops_port == 0
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=30) as api:
+            assert (await api.get("/healthz")).status_code == 404
+            assert (await api.get("/api/whoami")).status_code == 200
+    finally:
+        await service.stop()
 
 
 async def test_unreachable_index_is_503_and_not_ready(secrets_file: Path) -> None:
@@ -354,18 +416,24 @@ async def test_unreachable_index_is_503_and_not_ready(secrets_file: Path) -> Non
 
     dead = f"http://127.0.0.1:{free_port()}"
     config = dataclasses.replace(
-        SearchConfig(), listen="127.0.0.1:0", auth=AuthConfig(mode="token", secrets_file=str(secrets_file))
+        SearchConfig(),
+        listen="127.0.0.1:0",
+        ops_listen="127.0.0.1:0",
+        auth=AuthConfig(mode="token", secrets_file=str(secrets_file)),
     )
     service = SearchService(config, OpenSearchBackend([dead], "down", request_timeout=2), health=Health())
     await service.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=30) as client:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=30) as client,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.ops_port}", timeout=30) as ops,
+        ):
             response = await client.get("/api/search", headers=bearer(ADMIN))
             assert response.status_code == 503
             assert "unreachable" in response.json()["error"]
 
             async def not_ready() -> dict[str, Any]:
-                return dict((await client.get("/readyz")).json())
+                return dict((await ops.get("/readyz")).json())
 
             deadline = time.monotonic() + 20
             body = await not_ready()

@@ -113,14 +113,14 @@ def test_start_order_waits_for_healthy_dependencies(compose: dict[str, Any]) -> 
 
 
 def test_podlog_health_checks_probe_readyz_on_the_configured_port(compose: dict[str, Any]) -> None:
-    """agent and indexer probe podlog.http_listen, search probes search.listen."""
+    """agent and indexer probe podlog.http_listen, search probes search.ops_listen."""
     for name in ("agent", "indexer", "search"):
         service = services(compose)[name]
         command = service["command"]
         path = command[command.index("--config") + 1]
         (source,) = [s for s, target, _ in bind_mounts(service) if target == path]
         config = yaml.safe_load((REPO / source).read_text())
-        section, key = ("search", "listen") if name == "search" else ("podlog", "http_listen")
+        section, key = ("search", "ops_listen") if name == "search" else ("podlog", "http_listen")
         port = config[section][key].rpartition(":")[2]
         assert f"127.0.0.1:{port}/readyz" in " ".join(service["healthcheck"]["test"]), name
 

@@ -2,6 +2,9 @@
 
 No Docker daemon runs here, so the Dockerfile is checked statically and its
 install step is replayed on exactly the files the build context would hold.
+The base image is pinned by digest, dependencies come from requirements.lock
+(pinned, hashed, checked against pyproject.toml and the tested environment),
+and the runtime stage has no pip.
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.unit.deploy.conftest import REPO
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+LOCK = REPO / "requirements.lock"
+PINNED_IMAGE = re.compile(r"^[\w.\-/]+:[\w.\-]+@sha256:[0-9a-f]{64}$")
+"""``name:tag@sha256:<64 hex>``: the tag for people, the digest for the registry."""
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -104,14 +113,33 @@ def context_files() -> list[str]:
     return [f for f in listed if (REPO / f).is_file() and in_context(f, patterns)]
 
 
+def base_images() -> list[str]:
+    """Each stage's FROM image, with ARG defaults substituted."""
+    args = dict(a.split("=", 1) for w, a in instructions() if w == "ARG" and "=" in a)
+    return [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], group[0][1].split()[0]) for group in stages()]
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {canonical name: (version, hashes)}."""
+    text = re.sub(r"\\\n", " ", LOCK.read_text())
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, sep, pinned = requirement.partition("==")
+        assert sep and pinned, f"requirements.lock: {requirement} is not pinned with =="
+        hashes = [o.removeprefix("--hash=") for o in options if o.startswith("--hash=sha256:")]
+        entries[canonicalize_name(name)] = (pinned, hashes)
+    return entries
+
+
 def test_build_is_multi_stage_with_a_slim_runtime() -> None:
     """Two stages on a slim Python base; the runtime copies only the built virtualenv."""
     groups = stages()
     assert len(groups) >= 2
-    args = dict(a.split("=", 1) for w, a in instructions() if w == "ARG" and "=" in a)
-    for group in groups:
-        base = group[0][1].split()[0]
-        base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+    for base in base_images():
         assert "slim" in base, base
     runtime = groups[-1]
     copies = [a for w, a in runtime if w == "COPY"]
@@ -216,14 +244,67 @@ def test_package_metadata_builds_from_the_build_context(tmp_path: Path) -> None:
     assert re.search(r"^podlog = podlog\.cli:main$", scripts, re.MULTILINE)
 
 
-def test_dependency_layer_lists_the_project_dependencies(tmp_path: Path) -> None:
-    """The build stage's `python -c` that lists dependencies prints pyproject's list."""
-    runs = [a for w, a in instructions() if w == "RUN" and "tomllib" in a]
-    assert len(runs) == 1
-    code = shlex.split(runs[0])[2]  # python -c "<code>" > /tmp/requirements.txt ...
-    (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True
-    )
-    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert result.stdout.splitlines() == expected
+def test_every_stage_starts_from_a_base_pinned_by_digest() -> None:
+    """Every FROM names its image as tag@sha256:<digest>, so a rebuild gets the same base."""
+    for base in base_images():
+        assert PINNED_IMAGE.match(base), f"FROM {base}: pin the base image by digest"
+
+
+def test_runtime_stage_has_no_pip_and_no_build_tools() -> None:
+    """The runtime removes the base image's pip (and ensurepip's copy), proves it, and installs nothing."""
+    build, runtime = stages()[0], stages()[-1]
+    (venv,) = [a for w, a in build if w == "RUN" and "-m venv" in a]
+    assert "--without-pip" in venv, "the copied virtualenv must not carry pip"
+    runs = " && ".join(a for w, a in runtime if w == "RUN")
+    assert re.search(r"pip uninstall --yes[^&]*\bpip\b", runs), "the runtime stage uninstalls the base image's pip"
+    assert "/ensurepip" in runs, "ensurepip's bundled pip wheel is removed too"
+    assert '! python -c "import pip"' in runs, "the build fails if pip is still importable"
+    for word in ("pip install", "apt-get", "apk add", "gcc", "build-essential", "uv pip"):
+        assert word not in runs, f"the runtime stage runs {word!r}"
+
+
+def test_dependencies_install_from_the_lock_file_with_hashes() -> None:
+    """The build stage copies requirements.lock first and installs exactly it, hashes required."""
+    build = stages()[0]
+    copies = [a for w, a in build if w == "COPY"]
+    assert copies[0].split()[0] == "requirements.lock", "the lock is copied alone, before the sources"
+    (install,) = [a for w, a in build if w == "RUN" and "-r requirements.lock" in a]
+    for flag in ("--require-hashes", "--no-deps", "--only-binary=:all:"):
+        assert flag in install, f"the lock install lacks {flag}"
+    projects = [a for w, a in build if w == "RUN" and re.search(r"install [^&]*--no-deps \.", a)]
+    assert len(projects) == 1, "podlog itself is installed once, without resolving dependencies again"
+
+
+def test_lock_pins_every_dependency_within_pyproject_bounds() -> None:
+    """Each pyproject dependency is in requirements.lock, pinned to a version its specifier allows, hashed."""
+    entries = locked()
+    assert all(hashes for _, hashes in entries.values()), "every locked file carries its sha256"
+    for raw in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(raw)
+        name = canonicalize_name(requirement.name)
+        assert name in entries, f"{requirement.name} is in pyproject.toml but not in requirements.lock"
+        pinned, _ = entries[name]
+        assert requirement.specifier.contains(pinned), f"requirements.lock pins {name}=={pinned}, outside {raw}"
+
+
+def test_lock_is_closed_over_dependencies_and_matches_the_tested_versions() -> None:
+    """What the locked packages require (extras included) is locked too, at the versions the tests run on."""
+    entries = locked()
+    environment = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux"}
+    wanted = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    seen: set[tuple[str, str]] = set()
+    while wanted:
+        requirement = wanted.pop()
+        name = canonicalize_name(requirement.name)
+        assert name in entries, f"{name} (needed by the locked set) is missing from requirements.lock"
+        pinned, _ = entries[name]
+        installed = metadata.version(name)
+        assert installed == pinned, f"tests run {name} {installed}, requirements.lock pins {pinned}: regenerate it"
+        for extra in sorted(requirement.extras) or [""]:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            for dependency in metadata.requires(name) or []:
+                child = Requirement(dependency)
+                if child.marker is None or child.marker.evaluate({**environment, "extra": extra}):
+                    wanted.append(child)

@@ -1,8 +1,16 @@
-"""Policy tests over the rendered Kubernetes manifests (base and example overlay)."""
+"""Policy tests over the rendered Kubernetes manifests (base and example overlay).
+
+Besides schema validity: every pod is denied all traffic but what its
+component needs (NetworkPolicies), each namespace enforces the least Pod
+Security level its pods meet (checked field by field against the Pod Security
+Standards), and no Service reaches the ops port (``/metrics``, ``/healthz``,
+``/readyz``).
+"""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,17 @@ KUBERNETES_VERSION = "1.33"
 STATE_DIR = "/var/lib/podlog"
 READ_ONLY_HOST_PATHS = {"/var/log", "/var/lib/docker/containers"}
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+OPS_PORT_NAME = "metrics"
+"""The container port of /metrics, /healthz and /readyz in every workload."""
+PSA_LEVELS = ("restricted", "baseline", "privileged")
+"""Pod Security Standards levels, strictest first."""
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+MONITORING = {NAMESPACE_LABEL: "monitoring"}
+INGRESS_CONTROLLER = {NAMESPACE_LABEL: "ingress-nginx"}
+KUBE_DNS = ({NAMESPACE_LABEL: "kube-system"}, {"k8s-app": "kube-dns"})
+KAFKA_NAMESPACE = {NAMESPACE_LABEL: "kafka"}
+OPENSEARCH_NAMESPACE = {NAMESPACE_LABEL: "opensearch"}
+API_SERVER_PORTS = {443, 6443}
 
 
 def agent(objects: list[Obj]) -> Obj:
@@ -55,6 +74,10 @@ def test_renders_every_component(objects: list[Obj]) -> None:
         ("PodDisruptionBudget", "podlog-indexer"),
         ("Deployment", "podlog-search"),
         ("Service", "podlog-search"),
+        ("NetworkPolicy", "podlog-default-deny"),
+        ("NetworkPolicy", "podlog-agent"),
+        ("NetworkPolicy", "podlog-indexer"),
+        ("NetworkPolicy", "podlog-search"),
     ]:
         assert expected in kinds, f"{expected} missing from the rendered manifests"
     assert len(of_kind(objects, "ConfigMap")) == 1
@@ -151,20 +174,35 @@ def test_every_container_has_probes_on_healthz_and_readyz(objects: list[Obj]) ->
                 assert http["port"] in ports or http["port"] in ports.values()
 
 
+def ops_listen(config: dict[str, Any], command: str) -> str:
+    """Where a process serves /metrics, /healthz, /readyz: search.ops_listen or podlog.http_listen."""
+    if command == "search":
+        return str(config.get("search", {}).get("ops_listen", "0.0.0.0:9090"))
+    return str(config.get("podlog", {}).get("http_listen", "0.0.0.0:9090"))
+
+
 def test_probe_ports_are_where_podlog_listens(objects: list[Obj]) -> None:
-    """Probed ports match podlog.http_listen (agent, indexer) and search.listen (search)."""
+    """Probed ports are the metrics port, where podlog.http_listen (agent, indexer) or search.ops_listen points."""
     for workload in workloads(objects):
         for container in containers(workload):
             _, _, text = config_file(objects, workload, container)
-            config = parse_config(text)
-            command = container["args"][0]
-            if command == "search":
-                listen = config.get("search", {}).get("listen", "0.0.0.0:8080")
-            else:
-                listen = config.get("podlog", {}).get("http_listen", "0.0.0.0:9090")
+            listen = ops_listen(parse_config(text), container["args"][0])
             ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-            probe_port = container["readinessProbe"]["httpGet"]["port"]
-            assert ports.get(probe_port, probe_port) == port_of(listen), container["name"]
+            assert ports[OPS_PORT_NAME] == port_of(listen), container["name"]
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert container[probe]["httpGet"]["port"] in (OPS_PORT_NAME, ports[OPS_PORT_NAME]), probe
+
+
+def test_search_api_port_is_where_search_listens_and_apart_from_ops(objects: list[Obj]) -> None:
+    """The search container's http port is search.listen, a different port from search.ops_listen."""
+    workload = named(objects, "Deployment", "podlog-search")
+    (container,) = list(containers(workload))
+    _, _, text = config_file(objects, workload, container)
+    config = parse_config(text)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == port_of(config.get("search", {}).get("listen", "0.0.0.0:8080"))
+    assert ports["http"] != ports[OPS_PORT_NAME]
+    assert config.get("search", {}).get("openapi", "authenticated") in ("authenticated", "off")
 
 
 def test_every_container_has_requests_and_limits(objects: list[Obj]) -> None:
@@ -238,13 +276,76 @@ def test_termination_grace_fits_the_ordered_shutdown(objects: list[Obj]) -> None
             assert budget >= grace + 3, f"{workload['metadata']['name']}: {budget}s < {grace}s + 3"
 
 
-def test_agent_exposes_a_metrics_port(objects: list[Obj]) -> None:
-    """The agent's /metrics port is declared and announced for scraping."""
-    workload = agent(objects)
-    (container,) = list(containers(workload))
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    annotations = workload["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(ports["metrics"])
+def test_every_workload_announces_its_metrics_port_for_scraping(objects: list[Obj]) -> None:
+    """Each pod declares the metrics port, and its prometheus.io annotations name it and /metrics."""
+    for workload in workloads(objects):
+        (container,) = list(containers(workload))
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(ports[OPS_PORT_NAME]), workload["metadata"]["name"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def service_targets(objects: list[Obj], service: Obj) -> list[tuple[Obj, Obj]]:
+    """(Service port, container port) pairs: each Service port resolved in every pod it selects."""
+    pairs: list[tuple[Obj, Obj]] = []
+    for workload in workloads(objects):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        if not service["spec"]["selector"].items() <= labels.items():
+            continue
+        declared = [p for c in containers(workload) for p in c.get("ports", [])]
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            matches = [p for p in declared if target in (p.get("name"), p["containerPort"])]
+            assert matches, f"Service {service['metadata']['name']} port {target} matches no container port"
+            pairs.extend((port, match) for match in matches)
+    return pairs
+
+
+def ingress_services(objects: list[Obj]) -> set[str]:
+    """Names of the Services some Ingress routes to."""
+    return {
+        path["backend"]["service"]["name"]
+        for ingress in of_kind(objects, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+
+
+def test_no_routable_service_targets_the_metrics_port(objects: list[Obj]) -> None:
+    """The search Service exposes no metrics port; a Service that does (for a ServiceMonitor) is headless
+    and behind no Ingress, so /metrics, /healthz and /readyz are never on a routed address."""
+    services = of_kind(objects, "Service")
+    assert services
+    public = ingress_services(objects) | {"podlog-search"}
+    for service in services:
+        name = service["metadata"]["name"]
+        for port, container_port in service_targets(objects, service):
+            if container_port["name"] != OPS_PORT_NAME:
+                continue
+            assert name not in public, f"Service {name} port {port['port']} reaches the metrics port"
+            assert service["spec"].get("clusterIP") == "None", f"Service {name} gives the metrics port an address"
+
+
+def test_ingress_backends_reach_only_the_search_api_port(objects: list[Obj]) -> None:
+    """Every Ingress path goes to a Service port whose pods' port is search.listen, never search.ops_listen."""
+    search = named(objects, "Deployment", "podlog-search")
+    (container,) = list(containers(search))
+    _, _, text = config_file(objects, search, container)
+    api_port = port_of(parse_config(text).get("search", {}).get("listen", "0.0.0.0:8080"))
+    for ingress in of_kind(objects, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                service = named(objects, "Service", backend["name"])
+                ports = [
+                    p for p in service["spec"]["ports"] if backend["port"].get("name", p["name"]) == p["name"]
+                    and backend["port"].get("number", p["port"]) == p["port"]
+                ]
+                assert len(ports) == 1, f"Ingress backend {backend} names no single Service port"
+                reached = [c for s, c in service_targets(objects, service) if s is ports[0]]
+                assert reached and all(c["containerPort"] == api_port for c in reached), reached
 
 
 def test_disruption_budgets_and_services_select_their_pods(objects: list[Obj]) -> None:
@@ -347,14 +448,26 @@ def test_agent_reads_only_what_is_mounted(objects: list[Obj]) -> None:
         assert any(pattern.startswith(prefix) for prefix in read_only), pattern
 
 
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
 def test_images_are_pinned(objects: list[Obj]) -> None:
-    """Every container image has an explicit tag other than latest."""
+    """Every container image has an explicit tag other than latest (and may add a digest)."""
     for workload in workloads(objects):
         for container in containers(workload):
-            image = container["image"]
+            image = DIGEST.sub("", container["image"])
             name, _, tag = image.rpartition(":")
             assert name and "/" not in tag and tag not in ("", "latest"), image
             assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_example_overlay_pins_the_image_by_digest(rendered_targets: dict[str, list[Obj]]) -> None:
+    """The example overlay's `images:` sets a digest, so every pod runs the bytes a release built."""
+    for workload in workloads(rendered_targets["example-overlay"]):
+        for container in containers(workload):
+            assert DIGEST.search(container["image"]), (
+                f"{container['image']}: set the release's digest in the overlay's kustomization `images:`"
+            )
 
 
 def test_docs_say_how_to_create_every_referenced_secret(objects: list[Obj]) -> None:
@@ -375,18 +488,251 @@ def test_docs_say_how_to_create_every_referenced_secret(objects: list[Obj]) -> N
         assert f"create secret generic {name}" in docs, name
 
 
-def test_network_policies_admit_only_declared_ports(objects: list[Obj]) -> None:
-    """Each workload's pods are selected by a NetworkPolicy admitting exactly their ports."""
-    policies = of_kind(objects, "NetworkPolicy")
+def component(workload: Obj) -> str:
+    """agent, indexer or search: the workload's app.kubernetes.io/component label."""
+    return str(workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def policy_for(objects: list[Obj], workload: Obj) -> Obj:
+    """The one NetworkPolicy that names this workload's pods (the namespace-wide one aside)."""
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    namespace = workload["metadata"]["namespace"]
+    selecting = [
+        p
+        for p in of_kind(objects, "NetworkPolicy")
+        if p["metadata"]["namespace"] == namespace
+        and p["spec"]["podSelector"].get("matchLabels")
+        and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(selecting) == 1, f"{workload['metadata']['name']}: {len(selecting)} policies select its pods"
+    return selecting[0]
+
+
+def test_every_pod_is_denied_all_traffic_by_default(objects: list[Obj]) -> None:
+    """Each namespace with pods has a policy selecting all of them, both directions, allowing nothing."""
+    for namespace in {w["metadata"]["namespace"] for w in workloads(objects)}:
+        deny = [
+            p
+            for p in of_kind(objects, "NetworkPolicy")
+            if p["metadata"]["namespace"] == namespace and p["spec"]["podSelector"] == {}
+        ]
+        assert len(deny) == 1, f"namespace {namespace} has no default-deny policy"
+        spec = deny[0]["spec"]
+        assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+        assert not spec.get("ingress") and not spec.get("egress"), "the default-deny policy allows something"
+
+
+def test_component_policies_govern_both_directions(objects: list[Obj]) -> None:
+    """Each workload's own policy lists Ingress and Egress, so what it does not allow stays denied."""
     for workload in workloads(objects):
-        labels = workload["spec"]["template"]["metadata"]["labels"]
-        selecting = [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
-        assert len(selecting) == 1, workload["metadata"]["name"]
-        (policy,) = selecting
-        assert "Ingress" in policy["spec"]["policyTypes"]
-        admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+        assert set(policy_for(objects, workload)["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def test_ingress_comes_only_from_the_ingress_controller_and_monitoring(objects: list[Obj]) -> None:
+    """metrics from the monitoring namespace for all; http from the ingress controller's, for search only."""
+    expected = {
+        "agent": {OPS_PORT_NAME: MONITORING},
+        "indexer": {OPS_PORT_NAME: MONITORING},
+        "search": {"http": INGRESS_CONTROLLER, OPS_PORT_NAME: MONITORING},
+    }
+    for workload in workloads(objects):
+        rules = policy_for(objects, workload)["spec"].get("ingress", [])
+        admitted: dict[str, dict[str, str]] = {}
+        for rule in rules:
+            peers = rule.get("from")
+            assert peers, f"{component(workload)}: an ingress rule open to every source"
+            for peer in peers:
+                assert set(peer) == {"namespaceSelector"}, f"{component(workload)}: peer {peer} is not a namespace"
+                for port in rule["ports"]:
+                    assert port["protocol"] == "TCP"
+                    admitted[port["port"]] = peer["namespaceSelector"]["matchLabels"]
+        assert admitted == expected[component(workload)], component(workload)
         declared = {p["name"] for c in containers(workload) for p in c.get("ports", [])}
-        assert admitted == declared, workload["metadata"]["name"]
+        assert set(admitted) == declared, "every declared port is reachable by someone, and nothing else"
+
+
+def kafka_ports(bootstrap_servers: str) -> set[int]:
+    return {port_of(address.strip()) for address in bootstrap_servers.split(",") if address.strip()}
+
+
+def url_ports(urls: list[str]) -> set[int]:
+    ports = set()
+    for url in urls:
+        parsed = urllib.parse.urlsplit(url)
+        ports.add(parsed.port or (443 if parsed.scheme == "https" else 80))
+    return ports
+
+
+def egress_by_destination(policy: Obj) -> dict[str, set[tuple[str, int]]]:
+    """The policy's egress rules keyed by what they reach: dns, kafka, opensearch, api-server."""
+    found: dict[str, set[tuple[str, int]]] = {}
+    for rule in policy["spec"].get("egress", []):
+        peers = rule.get("to")
+        assert peers, "an egress rule open to every destination"
+        ports = {(p["protocol"], int(p["port"])) for p in rule["ports"]}
+        if all(set(peer) == {"ipBlock"} for peer in peers):
+            assert {port for _, port in ports} <= API_SERVER_PORTS, f"ipBlock egress on {ports}"
+            kind = "api-server"
+        else:
+            (peer,) = peers
+            namespace = peer["namespaceSelector"]["matchLabels"]
+            pods = peer.get("podSelector", {}).get("matchLabels")
+            kind = {
+                (str(KUBE_DNS[0]), str(KUBE_DNS[1])): "dns",
+                (str(KAFKA_NAMESPACE), "None"): "kafka",
+                (str(OPENSEARCH_NAMESPACE), "None"): "opensearch",
+            }.get((str(namespace), str(pods)), f"unexpected {namespace} {pods}")
+        assert kind not in found, f"two egress rules reach {kind}"
+        found[kind] = ports
+    return found
+
+
+def test_egress_reaches_only_dns_kafka_opensearch_and_the_api_server(objects: list[Obj], tmp_path: Path) -> None:
+    """agent: DNS, Kafka, API server; indexer: DNS, Kafka, OpenSearch; search: DNS, OpenSearch.
+
+    The Kafka and OpenSearch ports are the ones each process's podlog.yaml names.
+    """
+    for workload in workloads(objects):
+        (container,) = list(containers(workload))
+        _, key, text = config_file(objects, workload, container)
+        path = tmp_path / f"{container['name']}-{key}"
+        path.write_text(text)
+        settings = load_settings(path, environ=podlog_env(container))
+        dns = {("UDP", 53), ("TCP", 53)}
+        expected = {
+            "agent": {
+                "dns": dns,
+                "kafka": {("TCP", p) for p in kafka_ports(settings.shipper.kafka.bootstrap_servers)},
+                "api-server": {("TCP", p) for p in API_SERVER_PORTS},
+            },
+            "indexer": {
+                "dns": dns,
+                "kafka": {("TCP", p) for p in kafka_ports(settings.indexer.kafka.bootstrap_servers)},
+                "opensearch": {("TCP", p) for p in url_ports(settings.indexer.opensearch.hosts)},
+            },
+            "search": {
+                "dns": dns,
+                "opensearch": {("TCP", p) for p in url_ports(settings.search.opensearch_hosts)},
+            },
+        }[component(workload)]
+        assert egress_by_destination(policy_for(objects, workload)) == expected, component(workload)
+
+
+def test_only_the_agent_may_reach_the_api_server(objects: list[Obj]) -> None:
+    """The agent has the only service-account token, and the only egress to the API server's ports."""
+    for workload in workloads(objects):
+        reaches = "api-server" in egress_by_destination(policy_for(objects, workload))
+        assert reaches == (workload is agent(objects)), component(workload)
+        has_token = pod_spec(workload).get("automountServiceAccountToken", True) is not False
+        assert has_token == reaches, component(workload)
+
+
+BASELINE_CAPABILITIES = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}  # fmt: skip
+
+
+def pod_security_violations(workload: Obj) -> dict[str, list[str]]:
+    """What keeps the pod template from each Pod Security Standards level (v1.33), control by control."""
+    spec = pod_spec(workload)
+    pod = spec.get("securityContext", {})
+    every = list(containers(workload))
+    contexts = [c.get("securityContext", {}) for c in every]
+    baseline: list[str] = []
+    restricted: list[str] = []
+    if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+        baseline.append("host namespaces")
+    for context in [pod, *contexts]:
+        if context.get("windowsOptions", {}).get("hostProcess"):
+            baseline.append("hostProcess")
+        if context.get("seccompProfile", {}).get("type") == "Unconfined":
+            baseline.append("seccomp Unconfined")
+        if context.get("appArmorProfile", {}).get("type") == "Unconfined":
+            baseline.append("AppArmor Unconfined")
+        selinux = context.get("seLinuxOptions", {})
+        if selinux.get("user") or selinux.get("role") or selinux.get("type", "container_t") not in (
+            "container_t", "container_init_t", "container_kvm_t", "container_engine_t",
+        ):  # fmt: skip
+            baseline.append("SELinux options")
+        if context.get("runAsUser") == 0:
+            restricted.append("runAsUser 0")
+    if any(c.get("privileged") for c in contexts):
+        baseline.append("privileged container")
+    if any(c.get("procMount", "Default") != "Default" for c in contexts):
+        baseline.append("procMount")
+    for context in contexts:
+        added = set(context.get("capabilities", {}).get("add", []))
+        if added - BASELINE_CAPABILITIES:
+            baseline.append(f"capabilities {sorted(added - BASELINE_CAPABILITIES)}")
+        if added - {"NET_BIND_SERVICE"}:
+            restricted.append("capabilities added")
+        if "ALL" not in context.get("capabilities", {}).get("drop", []):
+            restricted.append("capabilities not dropped")
+        if context.get("allowPrivilegeEscalation") is not False:
+            restricted.append("allowPrivilegeEscalation")
+    if any(p.get("hostPort") for c in every for p in c.get("ports", [])):
+        baseline.append("host ports")
+    if {s["name"] for s in pod.get("sysctls", [])} - SAFE_SYSCTLS:
+        baseline.append("unsafe sysctls")
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if "hostPath" in kinds:
+            baseline.append(f"hostPath volume {volume['name']}")
+        if kinds - RESTRICTED_VOLUMES:
+            restricted.append(f"volume type {sorted(kinds)}")
+    pod_non_root = pod.get("runAsNonRoot") is True
+    if not all(c.get("runAsNonRoot", pod_non_root) is True for c in contexts):
+        restricted.append("runAsNonRoot")
+    pod_seccomp = pod.get("seccompProfile", {}).get("type")
+    for context in contexts:
+        if context.get("seccompProfile", {}).get("type", pod_seccomp) not in ("RuntimeDefault", "Localhost"):
+            restricted.append("seccomp profile")
+    return {"baseline": baseline, "restricted": baseline + restricted}
+
+
+def least_level(workload: Obj) -> str:
+    """The strictest Pod Security level the workload's pods meet."""
+    violations = pod_security_violations(workload)
+    return next((level for level in PSA_LEVELS[:2] if not violations[level]), "privileged")
+
+
+def test_indexer_and_search_pods_meet_restricted(objects: list[Obj]) -> None:
+    """Non-root, no privilege escalation, every capability dropped, RuntimeDefault seccomp, allowed volumes."""
+    for workload in workloads(objects):
+        if workload is agent(objects):
+            continue
+        assert not pod_security_violations(workload)["restricted"], workload["metadata"]["name"]
+
+
+def test_agent_falls_short_of_baseline_only_for_its_host_paths(objects: list[Obj]) -> None:
+    """baseline forbids hostPath volumes, the agent's only reason to need privileged; nothing else is above baseline."""
+    violations = pod_security_violations(agent(objects))["baseline"]
+    assert violations, "the agent meets baseline: lower its namespace's enforce level"
+    assert all(v.startswith("hostPath volume") for v in violations), violations
+
+
+def test_each_namespace_enforces_the_least_level_its_pods_allow(objects: list[Obj]) -> None:
+    """enforce is the strictest level every pod in the namespace meets; audit is restricted; versions pinned."""
+    for namespace in of_kind(objects, "Namespace"):
+        labels = namespace["metadata"].get("labels", {})
+        name = namespace["metadata"]["name"]
+        members = [w for w in workloads(objects) if w["metadata"]["namespace"] == name]
+        needed = max((least_level(w) for w in members), key=PSA_LEVELS.index, default="restricted")
+        assert labels.get("pod-security.kubernetes.io/enforce") == needed, name
+        assert labels.get("pod-security.kubernetes.io/audit") == "restricted", name
+        for mode in ("enforce", "audit", "warn"):
+            if f"pod-security.kubernetes.io/{mode}" in labels:
+                assert labels.get(f"pod-security.kubernetes.io/{mode}-version") == f"v{KUBERNETES_VERSION}", mode
 
 
 def test_agent_indexer_and_search_configs_meet(objects: list[Obj], tmp_path: Path) -> None:

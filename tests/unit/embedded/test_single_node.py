@@ -23,6 +23,7 @@ def test_defaults_put_everything_under_dot_podlog(monkeypatch: pytest.MonkeyPatc
     assert settings.search.backend == "embedded"
     assert settings.search.listen == "127.0.0.1:8080"
     assert settings.podlog.http_listen == ""
+    assert settings.search.ops_listen == "127.0.0.1:0"
     assert settings.search.auth.mode == "none"
     assert settings.embedded.demo_logs == ""
 
@@ -48,6 +49,19 @@ def test_configured_listen_is_kept_and_bad_listen_is_refused(tmp_path: Path) -> 
         prepare_run(Settings(), logs=None, data_dir=tmp_path, listen="nonsense", demo=False)
 
 
+def test_ops_address_is_loopback_unless_configured(tmp_path: Path) -> None:
+    """/metrics of `podlog run` goes to a free loopback port; a configured address or "" (off) is kept."""
+    for configured, expected in (("127.0.0.1:9191", "127.0.0.1:9191"), ("", "")):
+        search = dataclasses.replace(Settings().search, ops_listen=configured)
+        settings = prepare_run(
+            dataclasses.replace(Settings(), search=search), logs=None, data_dir=tmp_path, listen=None, demo=False
+        )
+        assert settings.search.ops_listen == expected
+    bad = dataclasses.replace(Settings(), search=dataclasses.replace(Settings().search, ops_listen="9191"))
+    with pytest.raises(ValueError, match="not host:port"):
+        prepare_run(bad, logs=None, data_dir=tmp_path, listen=None, demo=False)
+
+
 def test_demo_reads_its_own_directory_and_joins_stack_traces(tmp_path: Path) -> None:
     """--demo writes to and reads from <data>/demo-logs, with the Java multiline rule."""
     settings = prepare_run(Settings(), logs=None, data_dir=tmp_path, listen=None, demo=True)
@@ -69,3 +83,16 @@ async def test_announcer_prints_the_url_of_the_bound_port(capsys: pytest.Capture
     await announcer.stop()
     await announcer.run()
     assert "podlog: search page at http://127.0.0.1:43210/" in capsys.readouterr().out.splitlines()
+
+
+async def test_announcer_prints_the_metrics_url_of_the_ops_port(capsys: pytest.CaptureFixture[str]) -> None:
+    """With an ops address, a second line names /metrics on the port the ops server bound."""
+
+    class Server:
+        port = 43210
+        ops_port = 43211
+
+    announcer = SearchPageAnnouncer("127.0.0.1:0", Server(), "127.0.0.1:0")
+    await announcer.start()
+    await announcer.stop()
+    assert "podlog: metrics at http://127.0.0.1:43211/metrics" in capsys.readouterr().out.splitlines()
