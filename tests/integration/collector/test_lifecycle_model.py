@@ -629,7 +629,10 @@ class LifecycleModel(RuleBasedStateMachine):
 
         A file without a complete first line has no fingerprint, so no entry:
         its bytes are unseen.  Then wait for the sizes to reach the disk (the
-        crash comes next); if they do not, the lost counter will show it.
+        crash comes next); if they do not, the lost counter will show it.  The
+        write comes every 20 ms, but a loaded machine can hold it back for more
+        than a second (the suspected cause of r16, a loss counted short): the
+        wait is as long as the one for the sizes themselves.
         """
         assert self.collector is not None
         checkpoints = self.collector.checkpoints
@@ -645,7 +648,7 @@ class LifecycleModel(RuleBasedStateMachine):
         for gen in wanted:
             gen.sized = True
         if not self._run_until(lambda: not checkpoints.dirty
-                               and all(sized(g, self._disk_entries()) for g in wanted), 1.0, fail=False):
+                               and all(sized(g, self._disk_entries()) for g in wanted), WAIT_SECONDS, fail=False):
             event("sizes the collector saw were not written to its checkpoint")
 
     def _lose(self, container: str, gens: list[Generation]) -> None:
