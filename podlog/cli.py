@@ -168,11 +168,38 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 def config_check(path: Path) -> None:
-    """Validate a config file (with PODLOG_* overrides); exit 1 naming the bad key."""
-    settings_or_exit(path)
-    click.echo(f"{path}: ok")
+    """Validate a config file (with PODLOG_* overrides), or a kustomize overlay directory.
+
+    An overlay is rendered with `kubectl kustomize`: the podlog config its
+    ConfigMap carries is validated with each pod's PODLOG_* variables, and its
+    ServiceMonitors, PodMonitors and PrometheusRules are checked for a
+    namespace, a selector that reaches a rendered target, and the port they
+    scrape.  Exit 1 with one line per problem.
+    """
+    if not path.is_dir():
+        settings_or_exit(path)
+        click.echo(f"{path}: ok")
+        return
+    from podlog.overlay_check import KUSTOMIZATION_FILES, check_overlay, is_overlay
+
+    if not is_overlay(path):
+        raise click.ClickException(
+            f"{path} is a directory without a kustomization ({', '.join(KUSTOMIZATION_FILES)}): "
+            "pass a config file or a kustomize overlay"
+        )
+    try:
+        report = check_overlay(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for problem in report.problems:
+        click.echo(f"{path}: {problem}", err=True)
+    if report.problems:
+        raise click.ClickException(f"{path}: {len(report.problems)} problem(s) in {report.objects} rendered objects")
+    click.echo(f"{path}: ok ({report.objects} objects rendered)")
+    for line in report.summary:
+        click.echo(f"  {line}")
 
 
 @config.command("docs")
