@@ -631,8 +631,7 @@ class LifecycleModel(RuleBasedStateMachine):
         its bytes are unseen.  Then wait for the sizes to reach the disk (the
         crash comes next); if they do not, the lost counter will show it.  The
         write comes every 20 ms, but a loaded machine can hold it back for more
-        than a second (the suspected cause of r16, a loss counted short): the
-        wait is as long as the one for the sizes themselves.
+        than a second: the wait is as long as the one for the sizes themselves.
         """
         assert self.collector is not None
         checkpoints = self.collector.checkpoints

@@ -1,9 +1,8 @@
 # ruff: noqa: E501 - the steps as the model printed them
 """Found by the lifecycle model (PODLOG_MODEL_EXPLORE=1, 2 of 10 runs of 100 examples on a machine
 loaded by other test runs): lost bytes counted short (3,778 of 4,214).  Replayed: once in 35
-tries under the same load, passed 40 of 40 on a quieter machine.  Not diagnosed for certain; the
-suspect is the model's wait for the collector's checkpoint write before a crash (1 s then), which a
-loaded machine can outlast: sizes the collector saw but had not written are not counted after it.
+tries under the same load, passed 40 of 40 on a quieter machine.  Not diagnosed.  Not the model's
+1 s wait for the checkpoint write before a crash: with 3 s the explore still finds it (r17).
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r16_loss_counted_short.py [tries]
 """
