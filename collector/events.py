@@ -41,6 +41,9 @@ LOST_BYTES = counter(
     "the file left, .gz included), truncated_before_read (truncated in place, no copy left).",
     ["reason"],
 )
+# At 0 from the start: an alert on increase() needs a sample before the first loss.
+LOST_BYTES.labels(reason="deleted_before_read")
+LOST_BYTES.labels(reason="truncated_before_read")
 FILES_SKIPPED = counter(
     "podlog_collector_files_skipped_total",
     "Files matched by the include globs that are never read as they are: compressed, "

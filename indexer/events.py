@@ -97,6 +97,16 @@ DEAD_LETTERS_EXPIRED = metrics.counter(
     "Dead letters deleted for their age (indexer.dead_letter_days), never replayed.",
 )
 
+# At 0 from the start: alerts on increase() or rate() need a sample before the first event.
+for _outcome in ("indexed", "already_present", "dead_lettered", "dropped"):
+    DOCUMENTS.labels(_outcome)
+for _status_class in ("429", "5xx"):
+    DOCUMENTS_RETRIED.labels(_status_class)
+for _reason in ("schema", "invalid_record"):
+    MESSAGES_DEAD_LETTERED.labels(_reason)
+for _result in ("ok", "item_errors", "throttled", "server_error", "unreachable", "rejected"):
+    BULK_REQUESTS.labels(_result)
+
 
 class IndexerEvents:
     """One method per event: log it and count it together."""

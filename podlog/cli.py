@@ -117,7 +117,28 @@ def _serve(settings: Settings, build: Callable[[Settings, Health], list[Service]
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, with the indexer's admin commands imported only when one is run (or
+    listed): importing them registers the indexer's metrics, which an agent must not export."""
+
+    _LAZY = ("dlq", "retention")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            try:
+                from indexer import commands
+            except ImportError as exc:  # a component's admin commands failed to import
+                print(f"podlog: warning: {cmd_name} is unavailable: {exc}", file=sys.stderr)
+                return None
+            self.add_command(commands.dlq)
+            self.add_command(commands.retention)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="podlog")
 def cli() -> None:
     """podlog: collect, ship, index and search Kubernetes container logs."""
@@ -258,19 +279,8 @@ def _example_lines(cls: type[Any], depth: int, out: list[str]) -> None:
         out.append(f"{indent}{dumped.removeprefix('{').removesuffix('}')}")
 
 
-def _register_component_commands() -> None:
-    from indexer.commands import dlq, retention
-
-    cli.add_command(dlq)
-    cli.add_command(retention)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``podlog`` console script."""
-    try:
-        _register_component_commands()
-    except ImportError as exc:  # a component's admin commands failed to import
-        print(f"podlog: warning: some commands are unavailable: {exc}", file=sys.stderr)
     try:
         cli.main(args=argv, prog_name="podlog", standalone_mode=False)
     except click.exceptions.Abort:

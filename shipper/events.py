@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from podlog import metrics
 from podlog.logging import get_logger
 
-__all__ = ["SpoolView", "events"]
+__all__ = ["SEND_ERROR_REASONS", "SendErrorReason", "SpoolView", "events"]
 
 SPOOL_BYTES = metrics.gauge("podlog_shipper_spool_bytes", "Bytes of spool segment files on disk.")
 SPOOL_RECORDS = metrics.gauge(
@@ -99,6 +99,17 @@ IDEMPOTENCE_DISABLED = metrics.counter(
     "podlog_shipper_idempotence_fallbacks_total",
     "Times the producer fell back to non-idempotent mode because the broker lacks it.",
 )
+
+# At 0 from the start: an alert on increase() or rate() needs a sample before the first event.
+for _reason in ("cap", "disk_full"):
+    SPOOL_FULL.labels(reason=_reason)
+for _kind in ("torn_tail", "corrupted"):
+    SPOOL_CORRUPTED_RECORDS.labels(kind=_kind)
+    SPOOL_CORRUPTED_BYTES.labels(kind=_kind)
+SendErrorReason = Literal["timeout", "connection", "message_too_large", "authorization", "broker", "other"]
+"""Why a Kafka send failed (``shipper.kafka`` classifies each error as one of these)."""
+SEND_ERROR_REASONS: tuple[SendErrorReason, ...] = get_args(SendErrorReason)
+"""Every :data:`SendErrorReason`, exported at 0 once the transport is up."""
 
 
 class SpoolView(Protocol):
@@ -264,6 +275,9 @@ class ShipperEvents:
         )
 
     def transport_started(self, *, transport: str, **fields: Any) -> None:
+        # At 0 from here on: the produce-error alert's rate() needs a sample before the first error.
+        for reason in SEND_ERROR_REASONS:
+            SEND_ERRORS.labels(transport=transport, reason=reason)
         self.log.info("transport_started", transport=transport, **fields)
 
     def transport_stopped(self, *, transport: str) -> None:

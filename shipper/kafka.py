@@ -45,7 +45,7 @@ from podlog.errors import TransportError
 from podlog.kafka_security import security_kwargs
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
-from shipper.events import events
+from shipper.events import SendErrorReason, events
 from shipper.recordbatch import MessageParts, PackedBatch, build_batches
 from shipper.records import EncodedRecords, Run
 
@@ -228,7 +228,7 @@ def _pass_turn(turn: asyncio.Future[None], previous: asyncio.Future[None] | None
         previous.add_done_callback(resolve)
 
 
-def _classify(error: BaseException) -> str:
+def _classify(error: BaseException) -> SendErrorReason:
     if isinstance(error, (kafka_errors.KafkaTimeoutError, kafka_errors.RequestTimedOutError)):
         return "timeout"
     if isinstance(error, (kafka_errors.KafkaConnectionError, kafka_errors.NodeNotReadyError)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.servers import ManagedProcess, free_port, get_json, start_podlog, wait_for, wait_for_port
+from tests.fixtures.servers import ManagedProcess, free_port, get_json, start_podlog, wait_for_port
 from tests.integration.indexer.conftest import create_topic, produce_spread, wait_until
 from tests.integration.indexer.proxy import FaultyProxy
+from tests.integration.monitoring.prometheus import start_prometheus
 
 RULES = Path(__file__).parents[3] / "deploy/kubernetes/components/monitoring/prometheusrule.yaml"
 ALERT = "PodlogIndexerLagGrowing"
@@ -36,40 +36,6 @@ def rule_file(path: Path) -> dict[str, Any]:
     assert ALERT in alerts, f"{path} has no alert {ALERT}"
     assert LAG_METRIC in alerts[ALERT]["expr"], f"{ALERT} does not read {LAG_METRIC}"
     return spec
-
-
-def start_prometheus(tmp_path: Path, target: str, rules: dict[str, Any]) -> ManagedProcess:
-    """Prometheus on a free port scraping ``target`` every second, evaluating ``rules`` every second."""
-    assert PROMETHEUS is not None
-    port = free_port()
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp_path / "rules.yaml")],
-        "scrape_configs": [{"job_name": "podlog-indexer", "static_configs": [{"targets": [target]}]}],
-    }))  # fmt: skip
-    log_path = tmp_path / "prometheus.log"
-    with log_path.open("wb") as log_file:
-        popen = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yaml'}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    process = ManagedProcess(name="prometheus", popen=popen, log_path=log_path, url=f"http://127.0.0.1:{port}")
-
-    def ready() -> bool:
-        if popen.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {popen.returncode}: {process.tail()}")
-        with urllib.request.urlopen(f"{process.url}/-/ready", timeout=2) as response:  # 503 while starting
-            return bool(response.status == 200)
-
-    try:
-        wait_for(ready, 30, "Prometheus to be ready", interval=0.1)
-    except BaseException:
-        process.kill()
-        raise
-    return process
 
 
 def _alert(prometheus: str, topic: str) -> dict[str, Any] | None:
@@ -114,7 +80,7 @@ async def test_lag_alert_goes_pending_in_prometheus_while_the_cluster_is_down(
         # Off the loop: the proxy on it serves the indexer meanwhile.
         await asyncio.to_thread(wait_for_port, metrics_port, 30, indexer)
         prometheus = await asyncio.to_thread(
-            start_prometheus, tmp_path / "prometheus", f"127.0.0.1:{metrics_port}", rules
+            start_prometheus, tmp_path / "prometheus", "podlog-indexer", f"127.0.0.1:{metrics_port}", rules["groups"]
         )
         url = prometheus.url
 

@@ -1,0 +1,1 @@
+"""The monitoring component against running podlog processes and a real Prometheus."""
