@@ -191,6 +191,7 @@ def test_every_metric_the_rules_and_dashboard_read_is_served(
             running[name] = start_podlog([args[name][0], "--config", str(path), *args[name][1:]], tmp_path / "logs")
         for name, process in running.items():
             wait_for_port(ops_port(settings[name]), 30, process)
+        wait_for_port(search_port, 30, running["run"])  # the ops port answers before the API's
         search_once(f"http://127.0.0.1:{search_port}")
 
         def scrape() -> dict[str, Series]:
