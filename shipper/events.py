@@ -17,6 +17,9 @@ from podlog.logging import get_logger
 __all__ = ["SEND_ERROR_REASONS", "SendErrorReason", "SpoolView", "events"]
 
 SPOOL_BYTES = metrics.gauge("podlog_shipper_spool_bytes", "Bytes of spool segment files on disk.")
+SPOOL_MAX_BYTES = metrics.gauge(
+    "podlog_shipper_spool_max_bytes", "The spool's size cap, shipper.spool.max_bytes."
+)
 SPOOL_RECORDS = metrics.gauge(
     "podlog_shipper_spool_records", "Records in the spool not yet acknowledged downstream."
 )
@@ -146,9 +149,14 @@ class ShipperEvents:
 
     # -- spool -------------------------------------------------------------
 
-    def spool_opened(self, spool: SpoolView, *, directory: str, segments: int, acked_seq: int) -> None:
+    def spool_opened(
+        self, spool: SpoolView, *, directory: str, segments: int, acked_seq: int, max_bytes: int
+    ) -> None:
         ref = weakref.ref(spool)
         SPOOL_BYTES.set_function(_weak_reader(ref, lambda s: float(s.disk_bytes)))
+        # A plain value, not read through ``ref``: the cap stays exported after
+        # the spool closes, so bytes / cap never divides by 0 once it opened.
+        SPOOL_MAX_BYTES.set(max_bytes)
         SPOOL_RECORDS.set_function(_weak_reader(ref, lambda s: float(s.records)))
         SPOOL_OLDEST_AGE.set_function(_weak_reader(ref, _oldest_age))
         self.log.info(
@@ -157,6 +165,7 @@ class ShipperEvents:
             segments=segments,
             records=spool.records,
             bytes=spool.disk_bytes,
+            max_bytes=max_bytes,
             acked_seq=acked_seq,
         )
 

@@ -195,6 +195,7 @@ class Spool:
             directory=str(self.directory),
             segments=len(self._segments),
             acked_seq=self._acked_seq,
+            max_bytes=self.config.max_bytes,
         )
 
     # -- what the gauges and the shipper read ------------------------------
