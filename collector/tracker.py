@@ -235,10 +235,10 @@ class FileTracker:
                 self.checkpoints.observed(known.identity, st.st_size)
             return
         self.unopened.discard(path)
-        known = self.checkpoints.find(st.st_dev, st.st_ino, head)
-        first_line_now = known is not None and not known.head
+        entry = self.checkpoints.find(st.st_dev, st.st_ino, head)
+        first_line_now = entry is not None and not entry.head
         tailer = self._resume(path, item.real_path, FdSource(fd), st.st_dev, st.st_ino, st.st_size, head,
-                              meta, initial=initial)
+                              meta, entry, initial=initial)
         if path in self._from_end:
             self._from_end.discard(path)
             if tailer.read_offset < st.st_size:
@@ -372,9 +372,10 @@ class FileTracker:
 
     def _resume(
         self, path: str, real_path: str, source: Source, dev: int, ino: int, size: int, head: str,
-        meta: PathMeta, *, initial: bool,
+        meta: PathMeta, entry: CheckpointEntry | None, *, initial: bool,
     ) -> Tailer:
-        entry = self.checkpoints.find(dev, ino, head)
+        """Open the file as a tailer: from ``entry`` (its checkpoint, found by inode and head),
+        or new."""
         generation = 0
         streams: dict[str, int] = {}
         past = 0

@@ -7,11 +7,11 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from collector.discovery import Found
 from collector.tracker import FileTracker
 from podlog.metrics import sample
 from podlog.protocols import FileMark
@@ -417,45 +417,15 @@ async def test_an_inode_freed_by_a_generation_read_but_not_acknowledged_is_no_st
 
 
 @pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("before", ["recover", "order_recovered"])
 async def test_a_file_rotated_between_the_start_scan_and_its_open_is_read_from_its_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool,
-) -> None:
-    """The start scan names the checkpointed live file; it is renamed (and gzip'ed) before it is
-    opened: what it still owed is read from the rotated generation, then the new file."""
-    directory = _pods(tmp_path)
-    live = directory / "0.log"
-    write_cri(live, lines("a", 0, 50))
-    _link(tmp_path, live)
-    async with running(tmp_path) as (_, sink):
-        await delivered(sink, 50)
-    write_cri(live, lines("a", 50, 150))
-    order_recovered = FileTracker.order_recovered
-
-    def rotate_first(tracker: FileTracker) -> None:
-        rotated = directory / "0.log.20261127-004500"
-        live.rename(rotated)
-        if compressed:
-            _gzip_away(rotated)
-        write_cri(live, lines("b", 0, 20))
-        order_recovered(tracker)
-
-    monkeypatch.setattr(FileTracker, "order_recovered", rotate_first)
-    lost = _lost("deleted_before_read")
-    async with running(tmp_path) as (_, sink2):
-        messages = await delivered(sink2, 120)
-        await wait_until(lambda: len(sink2.records) >= 120)
-    assert messages == lines("a", 50, 150) + lines("b", 0, 20)
-    assert _lost("deleted_before_read") == lost
-
-
-@pytest.mark.parametrize("compressed", [False, True])
-async def test_a_file_rotated_between_the_start_scan_and_recovery_keeps_its_generation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compressed: bool, before: str,
 ) -> None:
     """The start scan names the checkpointed live file; it is renamed (and gzip'ed) and a new file
-    takes its path before the checkpoints are checked against the scan: no truncation, nothing
-    counted lost, what it still owed read once in its own generation (the event.ids a run
-    before it gave), then the new file."""
+    takes its path before the checkpoints are checked against the scan (``recover``), or after
+    that, before the file is opened (``order_recovered``): no truncation, nothing counted lost,
+    what it still owed read once from the rotated generation in its own generation (the
+    event.ids a run before it gave), then the new file."""
     directory = _pods(tmp_path)
     live = directory / "0.log"
     write_cri(live, lines("a", 0, 50))
@@ -463,17 +433,17 @@ async def test_a_file_rotated_between_the_start_scan_and_recovery_keeps_its_gene
     async with running(tmp_path) as (_, sink):
         await delivered(sink, 50)
     write_cri(live, lines("a", 50, 150))
-    recover = FileTracker.recover
+    step = getattr(FileTracker, before)
 
-    def rotate_first(tracker: FileTracker, found: dict[str, Found]) -> None:
+    def rotate_first(tracker: FileTracker, *args: Any) -> None:
         rotated = directory / "0.log.20261127-004500"
         live.rename(rotated)
         if compressed:
             _gzip_away(rotated)
         write_cri(live, lines("b", 0, 20))
-        recover(tracker, found)
+        step(tracker, *args)
 
-    monkeypatch.setattr(FileTracker, "recover", rotate_first)
+    monkeypatch.setattr(FileTracker, before, rotate_first)
     lost = {reason: _lost(reason) for reason in ("deleted_before_read", "truncated_before_read")}
     async with running(tmp_path) as (_, sink2):
         messages = await delivered(sink2, 120)
