@@ -2,6 +2,7 @@
 import asyncio
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 
@@ -65,3 +66,19 @@ def cri(i, stream="stdout", tag="F", message=b""):
 def lost():
     return sum(sample("podlog_collector_lost_bytes_total", {"reason": r})
                for r in ("deleted_before_read", "truncated_before_read"))
+
+
+def replay(steps, default_tries=20):
+    """Replay a lifecycle-model example on fresh models, ``tries`` times (the command line's first
+    argument): what the explore found does not fail on every replay.  Exits 1 at the first failure."""
+    import tests.integration.collector.test_lifecycle_model as model
+
+    model.event = lambda *a, **k: None  # hypothesis's event() works inside a test only
+    tries = int(sys.argv[1]) if len(sys.argv) > 1 else default_tries
+    for attempt in range(1, tries + 1):
+        try:
+            steps(model.LifecycleModel())
+        except AssertionError as exc:
+            print(f"MODEL FAILED on try {attempt}: {exc}")
+            sys.exit(1)
+    print(f"MODEL PASSED {tries} tries")

@@ -5,12 +5,8 @@ copytruncate followed by SIGKILLs.  Not diagnosed: it did not happen again in 60
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r15_line_out_of_order_after_sigkills.py [tries]
 """
-import sys
-
-import tests.integration.collector.test_lifecycle_model as model_module
+from tests.integration.collector.repros.common import replay
 from tests.integration.collector.test_lifecycle_model import LifecycleModel, LineSpec
-
-model_module.event = lambda *a, **k: None
 
 
 def steps(model: LifecycleModel) -> None:
@@ -73,11 +69,4 @@ def steps(model: LifecycleModel) -> None:
     model.teardown()
 
 
-tries = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-for attempt in range(1, tries + 1):
-    try:
-        steps(LifecycleModel())
-    except AssertionError as exc:
-        print(f"MODEL FAILED on try {attempt}: {exc}")
-        sys.exit(1)
-print(f"MODEL PASSED {tries} tries")
+replay(steps)
