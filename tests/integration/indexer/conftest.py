@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -20,6 +20,9 @@ from podlog.lifecycle import Health
 from podlog.record import Record, SourcePosition, encode_batch, make_record
 from podlog.retention import RetentionConfig
 from tests.fixtures import servers
+
+if TYPE_CHECKING:
+    from tests.integration.indexer.proxy import FaultyProxy
 
 DAY_NS = 86_400 * 1_000_000_000
 BASE_NS = 1_795_737_600 * 1_000_000_000  # 2026-11-27T00:00:00Z
@@ -165,6 +168,19 @@ async def wait_committed(
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"group {group} committed {seen}, not {offset}, within {timeout}s")
+
+
+async def index_through(
+    proxy: FaultyProxy, bootstrap: str, topic: str, offset: int, **extra: Any
+) -> None:
+    """Run an indexer (``indexer_config`` with ``extra``) on the cluster behind ``proxy`` until its
+    group committed ``offset`` of ``topic``; the proxy is closed either way."""
+    config = indexer_config(bootstrap, proxy.url, topic, topic, **extra)
+    try:
+        async with running(config):
+            await wait_committed(bootstrap, config.kafka.group_id, topic, offset)
+    finally:
+        await proxy.close()
 
 
 async def wait_until(predicate: Any, timeout: float, what: str) -> Any:

@@ -15,11 +15,9 @@ from indexer.commands import dlq
 from podlog.record import encode_batch
 from tests.integration.indexer.conftest import (
     count,
-    indexer_config,
+    index_through,
     make_records,
     produce,
-    running,
-    wait_committed,
 )
 from tests.integration.indexer.proxy import FaultyProxy
 
@@ -58,12 +56,7 @@ async def test_conflicts_are_salvaged_or_dead_lettered_and_replayable(
         if doc_id == refused_id and "-logs-" in index
         else None
     )
-    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique)
-    try:
-        async with running(config):
-            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 4)
-    finally:
-        await proxy.close()
+    await index_through(proxy, kafka_bootstrap, unique, 4)
 
     client = OpenSearch(opensearch_url)
     logs = f"{unique}-logs-*"

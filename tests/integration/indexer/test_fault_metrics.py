@@ -25,6 +25,7 @@ from tests.integration.indexer.conftest import (
     committed,
     count,
     create_topic,
+    index_through,
     indexer_config,
     make_records,
     produce,
@@ -137,12 +138,7 @@ async def test_a_3mb_record_the_cluster_refuses_leaves_a_dead_letter_without_its
     proxy.max_bulk_bytes = 1 << 20
     before = {o: _documents(o) for o in ("indexed", "dead_lettered", "dropped")}
     omitted_before = metrics.sample("podlog_indexer_dead_letter_bodies_omitted_total")
-    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique)
-    try:
-        async with running(config):
-            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 3)
-    finally:
-        await proxy.close()
+    await index_through(proxy, kafka_bootstrap, unique, 3)
     assert proxy.bulk_too_large >= 2  # refused as a document, then as a letter with its record
     client = OpenSearch(opensearch_any)
     assert count(client, f"{unique}-logs-*") == 20
@@ -173,12 +169,7 @@ async def test_a_record_refused_even_as_a_bodyless_dead_letter_counts_once_as_dr
         else None
     )
     before = {o: _documents(o) for o in ("dead_lettered", "dropped")}
-    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique)
-    try:
-        async with running(config):
-            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 3)
-    finally:
-        await proxy.close()
+    await index_through(proxy, kafka_bootstrap, unique, 3)
     assert _documents("dropped") - before["dropped"] == 1
     assert _documents("dead_lettered") - before["dead_lettered"] == 0
     assert _letter(OpenSearch(opensearch_any), unique, big["event"]["id"]) is None

@@ -16,6 +16,7 @@ from tests.integration.indexer.conftest import (
     batches,
     committed,
     count,
+    index_through,
     indexer_config,
     make_records,
     produce,
@@ -54,12 +55,7 @@ async def test_429_items_and_503_requests_end_indexed_exactly_once(
     proxy.fail_request = lambda n: n % 3 == 1  # the first try of the batch, and more
     before = {o: _sample(o) for o in ("indexed", "already_present", "dead_lettered")}
     retried_before = metrics.sample("podlog_indexer_documents_retried_total", {"status": "429"})
-    config = indexer_config(kafka_bootstrap, proxy.url, unique, unique, bulk_max_bytes=20_000)
-    try:
-        async with running(config):
-            await wait_committed(kafka_bootstrap, config.kafka.group_id, unique, 8)
-    finally:
-        await proxy.close()
+    await index_through(proxy, kafka_bootstrap, unique, 8, bulk_max_bytes=20_000)
     assert proxy.requests_failed >= 1
     expected_throttled = sum(1 for r in records if _bucket(r["event"]["id"]) == 0)
     assert proxy.items_faked == 2 * expected_throttled > 0
