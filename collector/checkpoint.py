@@ -4,8 +4,11 @@ The store is the collector's :class:`podlog.protocols.AckListener`: the
 shipper calls :meth:`CheckpointStore.acknowledged` once records are durable
 downstream, so a persisted offset never runs ahead of what was delivered.
 The file is versioned JSON written to a temporary file, fsynced and renamed
-over the old one; loading reads the temporary file first, because a crash
-between fsync and rename leaves the newest complete state there.
+over the old one.  Each store writes a temporary file of its own: a write
+still in flight from a process on its way out can never rename what another
+store wrote (or half wrote).  Loading takes the newest complete file, a
+temporary one included, because a crash between fsync and rename leaves the
+newest state there.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import os
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -34,6 +38,9 @@ FINISHED_MAX = 20000
 
 CHECKPOINT_VERSION = 1
 """Version of the checkpoint file layout; other versions are refused, not guessed."""
+
+_STORES = itertools.count(1)
+"""Numbers each store's temporary file within a process."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -91,7 +98,8 @@ class CheckpointStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / "checkpoints.json"
-        self.tmp_path = directory / "checkpoints.json.tmp"
+        self.tmp_path = directory / f"checkpoints.json.{os.getpid()}-{next(_STORES)}.tmp"
+        """This store's own temporary file (see the module docstring)."""
         self.entries: dict[str, CheckpointEntry] = {}
         self.existed = False
         """True when a checkpoint file existed at load: this is not the first start."""
@@ -121,27 +129,45 @@ class CheckpointStore:
     # -- loading -----------------------------------------------------------------
 
     def load(self) -> None:
-        """Read the newest complete checkpoint file (tmp first); start empty if none."""
+        """Read the newest complete checkpoint file; start empty if none.
+
+        A complete temporary file newer than the main one (a crash between
+        fsync and rename) takes its place; every other temporary file is
+        removed, a torn one included.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        for candidate, source in ((self.tmp_path, "tmp"), (self.path, "main")):
+        temporary = sorted(self.directory.glob("checkpoints.json*.tmp"))
+        best: tuple[float, Path, _Loaded] | None = None
+        for candidate in [self.path, *temporary]:
             try:
                 raw = candidate.read_bytes()
             except FileNotFoundError:
                 continue
-            entries = self._parse(candidate, raw)
-            if entries is None:
-                continue
-            self.entries = entries
-            self.existed = True
+            loaded = self._parse(candidate, raw)
+            if loaded is not None and (best is None or loaded.written > best[0]):
+                best = (loaded.written, candidate, loaded)
+        if best is not None and best[1] != self.path:
             try:
-                self.written_at = candidate.stat().st_mtime
-            except OSError:
-                self.written_at = 0.0
-            EVENTS.checkpoint_loaded(str(candidate), len(entries), source)
+                best[1].replace(self.path)
+            except OSError as exc:
+                EVENTS.checkpoint_failed(str(self.path), exc)
+        for path in temporary:
+            if best is None or path != best[1]:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        if best is None:
+            self.existed = False
             return
-        self.existed = False
+        _, candidate, loaded = best
+        self.entries, self.finished = loaded.entries, loaded.finished
+        self.existed = True
+        try:
+            self.written_at = self.path.stat().st_mtime
+        except OSError:
+            self.written_at = 0.0
+        EVENTS.checkpoint_loaded(str(candidate), len(self.entries), "main" if candidate == self.path else "tmp")
 
-    def _parse(self, path: Path, raw: bytes) -> dict[str, CheckpointEntry] | None:
+    def _parse(self, path: Path, raw: bytes) -> _Loaded | None:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -161,9 +187,10 @@ class CheckpointStore:
                 continue
             entries[entry.identity] = entry
         finished = doc.get("finished")
-        if isinstance(finished, dict):
-            self.finished = {str(k): float(v) for k, v in finished.items() if isinstance(v, int | float)}
-        return entries
+        heads = {str(k): float(v) for k, v in finished.items()
+                 if isinstance(v, int | float)} if isinstance(finished, dict) else {}
+        written = doc.get("written")
+        return _Loaded(entries, heads, float(written) if isinstance(written, int | float) else 0.0)
 
     # -- the tailer's side -----------------------------------------------------
 
@@ -501,3 +528,12 @@ class CheckpointStore:
                 raise
             finally:
                 self._wake()
+
+
+class _Loaded(NamedTuple):
+    """A checkpoint file's content, as parsed."""
+
+    entries: dict[str, CheckpointEntry]
+    finished: dict[str, float]
+    written: float
+    """The ``written`` time in the file: which of several complete files is newest."""

@@ -228,18 +228,18 @@ class Pipeline:
     def kill_agent_mid_checkpoint(self, timeout: float = 15.0) -> bool:
         """``kill -9`` the agent while its checkpoint temp file exists, then restart it.
 
-        The store writes ``checkpoints.json.tmp``, fsyncs and renames it; the
+        The store writes ``checkpoints.json.<pid>-<n>.tmp``, fsyncs and renames it; the
         file exists only for those milliseconds, so this polls for it in a
         tight loop and kills on sight.  Returns whether the kill landed inside
         a write (else it came at the deadline, a plain kill).
         """
         self.sample_rss()
-        tmp = self.tmp / "state-agent" / "checkpoints" / "checkpoints.json.tmp"
+        directory = self.tmp / "state-agent" / "checkpoints"
         proc = self.procs["agent"]
         deadline = time.monotonic() + timeout
         landed = False
         while time.monotonic() < deadline and not landed:
-            landed = tmp.exists()
+            landed = any(directory.glob("checkpoints.json*.tmp"))
             if not landed:
                 time.sleep(0.0002)  # the polling interval of the search, not a synchronisation
         proc.kill()

@@ -1,11 +1,13 @@
-"""The checkpoint store: acknowledged offsets only, written atomically, read tmp-first."""
+"""The checkpoint store: acknowledged offsets only, written atomically, the newest complete file read."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import orjson
+import pytest
 
 from collector.checkpoint import CheckpointStore
 from podlog.metrics import sample
@@ -61,10 +63,57 @@ def test_tmp_file_is_read_first_after_a_crash_before_rename(tmp_path: Path) -> N
     store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 10)})
     doc = orjson.loads(store.path.read_bytes())
     doc["files"][0]["offset"] = 99
+    doc["written"] += 1
     store.tmp_path.write_bytes(orjson.dumps(doc))
     again = CheckpointStore(tmp_path / "checkpoints")
     again.load()
     assert again.offset("1:2:ab") == 99
+    assert not list(store.directory.glob("*.tmp")), "the tmp file took the main file's place"
+    assert orjson.loads(store.path.read_bytes())["files"][0]["offset"] == 99
+
+
+def test_an_older_tmp_file_left_by_a_crash_does_not_win_over_a_newer_main_file(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.acknowledged({"1:2:ab": FileMark("/x/0.log", "1:2:ab", 0, 10)})
+    doc = orjson.loads(store.path.read_bytes())
+    doc["files"][0]["offset"] = 5
+    doc["written"] -= 60
+    (store.directory / "checkpoints.json.1-1.tmp").write_bytes(orjson.dumps(doc))
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    assert again.offset("1:2:ab") == 10
+    assert not list(store.directory.glob("*.tmp"))
+
+
+def test_a_write_in_flight_from_a_store_on_its_way_out_leaves_the_new_stores_write_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process killed while its checkpoint thread writes: that write may still land beside the
+    next process's.  Each keeps its own temporary file, so neither truncates or renames the other's,
+    and the new store's write (with the losses it reports) succeeds."""
+    old = _store(tmp_path)
+    new = CheckpointStore(tmp_path / "checkpoints")
+    new.load()
+    new.lost("deleted_before_read", "/x/0.log", 10, "1:2:ab")
+    new.forget("1:2:ab")
+    fsync = os.fsync
+    calls = []
+
+    def old_writes_meanwhile(fd: int) -> None:
+        fsync(fd)
+        calls.append(fd)
+        if len(calls) == 1:  # the new store is between its fsync and its rename
+            old.dirty = True
+            assert old.write()
+
+    monkeypatch.setattr(os, "fsync", old_writes_meanwhile)
+    before = sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"})
+    assert new.write()
+    assert sample("podlog_collector_lost_bytes_total", {"reason": "deleted_before_read"}) == before + 10
+    monkeypatch.setattr(os, "fsync", fsync)
+    again = CheckpointStore(tmp_path / "checkpoints")
+    again.load()
+    assert again.find(1, 2, "ab") is None, "the new store's write is the newest on disk"
 
 
 def test_torn_tmp_file_falls_back_to_the_main_file(tmp_path: Path) -> None:

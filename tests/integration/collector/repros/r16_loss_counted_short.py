@@ -1,8 +1,7 @@
 # ruff: noqa: E501 - the steps as the model printed them
 """Found by the lifecycle model (PODLOG_MODEL_EXPLORE=1, 2 of 10 runs of 100 examples on a machine
-loaded by other test runs): lost bytes counted short (3,778 of 4,214).  Replayed: once in 35
-tries under the same load, passed 40 of 40 on a quieter machine.  Not diagnosed.  Not the model's
-1 s wait for the checkpoint write before a crash: with 3 s the explore still finds it (r17).
+loaded by other test runs): lost bytes counted short (3,778 of 4,214).  Cause: the killed collector's checkpoint write, still on its thread, shared the temporary
+file with the next collector's first write and made it fail, with the losses it carried (see README).
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r16_loss_counted_short.py [tries]
 """

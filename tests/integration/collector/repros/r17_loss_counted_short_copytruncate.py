@@ -1,7 +1,8 @@
 # ruff: noqa: E501 - the steps as the model printed them
 """Found by the lifecycle model (PODLOG_MODEL_EXPLORE=1) at b5a34b3, like r16: lost bytes counted short
 (1,041 of 1,722), with copytruncates, rotations while down, two backlogs lost and the spool refusing.
-Passed 8 of 8 replays on a loaded machine: not diagnosed.
+Cause: the killed collector's checkpoint write, still on its thread, shared the temporary
+file with the next collector's first write and made it fail, with the losses it carried (see README).
 
 Run: PYTHONPATH=. .venv/bin/python tests/integration/collector/repros/r17_loss_counted_short_copytruncate.py [tries]
 """
