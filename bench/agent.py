@@ -23,9 +23,11 @@ alternating), and the agent/bare ratio of the same command.
     python bench/agent.py --full          # 3.6M lines (~1 GiB), the issue's backlog
 
 Without ``--bootstrap`` a local tansu broker is started (and stopped), as
-``bench/shipper.py`` does.  The records are counted by their ``{"@timestamp":``
-opening, which a record's JSON has exactly once (the backlog's own JSON logs
-have no such key).
+``bench/shipper.py`` does.  The agent's records are counted by the row count
+in each schema 2 message's header (``podlog.wire.row_count``); a schema 1
+message's (``shipper.spool.schema: 1``) by their ``{"@timestamp":`` opening,
+which a record's JSON has exactly once (the backlog's own JSON logs have no
+such key).  The bare producer's lines are counted by their newlines.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -52,8 +55,19 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
 RECORD_TOKEN = b'{"@timestamp":'
-LINE_TOKEN = b"\n"
 BARE_MESSAGE_BYTES = 256 << 10
+
+
+def count_records(value: bytes) -> int:
+    """Records in one of the agent's message values, schema 2 or 1."""
+    from podlog.wire import is_schema2, row_count
+
+    return row_count(value) if is_schema2(value) else value.count(RECORD_TOKEN)
+
+
+def count_lines(value: bytes) -> int:
+    """Lines in one of the bare producer's message values."""
+    return value.count(b"\n")
 
 
 def _bench_module(name: str) -> ModuleType:
@@ -82,11 +96,11 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 class TopicCounter(threading.Thread):
-    """Reads ``topic`` from the beginning and counts ``token`` in message values."""
+    """Reads ``topic`` from the beginning and counts what ``counting`` finds in message values."""
 
-    def __init__(self, bootstrap: str, topic: str, token: bytes, expected: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, counting: Callable[[bytes], int], expected: int) -> None:
         super().__init__(daemon=True, name="topic-counter")
-        self.bootstrap, self.topic, self.token, self.expected = bootstrap, topic, token, expected
+        self.bootstrap, self.topic, self.counting, self.expected = bootstrap, topic, counting, expected
         self.count = 0
         self.reached = threading.Event()
         self.reached_at = 0.0
@@ -117,7 +131,7 @@ class TopicCounter(threading.Thread):
                 for message in consumer.consume(num_messages=1000, timeout=0.05):
                     value = message.value()
                     if message.error() is None and value:
-                        self.count += value.count(self.token)
+                        self.count += self.counting(value)
                 if self.count >= self.expected:
                     self.reached_at = time.perf_counter()
                     self.reached.set()
@@ -126,8 +140,28 @@ class TopicCounter(threading.Thread):
             consumer.close()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spool_bytes(metrics_url: str) -> float:
+    """``podlog_shipper_spool_appended_bytes_total`` as the agent's /metrics says it."""
+    import urllib.request
+
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("podlog_shipper_spool_appended_bytes_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
 def _measure(
-    cmd: list[str], ready: bytes, counter: TopicCounter, timeout: float, *, stdin: bool = False
+    cmd: list[str], ready: bytes, counter: TopicCounter, timeout: float, *, stdin: bool = False,
+    metrics_url: str = "",
 ) -> dict[str, float]:
     """Run ``cmd``; time from its ``ready`` output line until ``counter`` reaches its count."""
     counter.start()
@@ -165,6 +199,7 @@ def _measure(
             )
         cpu1 = _cpu_seconds(proc.pid)
         rss = _peak_rss_mib(proc.pid)
+        spooled = _spool_bytes(metrics_url) if metrics_url else float("nan")
     finally:
         counter.stop.set()
         if proc.stdin is not None:
@@ -182,6 +217,7 @@ def _measure(
         "cpu": cpu1 - marks["cpu0"],
         "rss_mib": rss,
         "read_back": counter.count,
+        "spool_bytes": spooled,
     }
 
 
@@ -191,6 +227,7 @@ def _measure(
 def run_agent(directory: Path, bootstrap: str, compression: str, expected: int) -> dict[str, float]:
     """One run of ``podlog agent`` over the backlog in ``directory``, with a fresh state dir."""
     topic = f"bench-agent-{time.monotonic_ns()}"
+    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-agent-state-") as state:
         config = Path(state) / "agent.yaml"
         config.write_text(
@@ -200,7 +237,7 @@ def run_agent(directory: Path, bootstrap: str, compression: str, expected: int) 
                         "cluster": "bench",
                         "node_name": "node-1",
                         "state_dir": str(Path(state) / "state"),
-                        "http_listen": "",
+                        "http_listen": f"127.0.0.1:{port}",
                         "log_level": "info",
                         "log_format": "json",
                     },
@@ -210,15 +247,16 @@ def run_agent(directory: Path, bootstrap: str, compression: str, expected: int) 
                 }
             )
         )
-        counter = TopicCounter(bootstrap, topic, RECORD_TOKEN, expected)
+        counter = TopicCounter(bootstrap, topic, count_records, expected)
         cmd = [sys.executable, "-m", "podlog", "agent", "--config", str(config)]
-        return _measure(cmd, b'"transport_started"', counter, timeout=600)
+        return _measure(cmd, b'"transport_started"', counter, timeout=600,
+                        metrics_url=f"http://127.0.0.1:{port}/metrics")
 
 
 def run_bare(directory: Path, bootstrap: str, compression: str, lines: int) -> dict[str, float]:
     """One run of the bare producer loop (a child process) over the same files."""
     topic = f"bench-bare-{time.monotonic_ns()}"
-    counter = TopicCounter(bootstrap, topic, LINE_TOKEN, lines)
+    counter = TopicCounter(bootstrap, topic, count_lines, lines)
     cmd = [sys.executable, __file__, "--child", "bare", "--dir", str(directory),
            "--bootstrap", bootstrap, "--topic", topic, "--compression", compression]  # fmt: skip
     return _measure(cmd, b"ready", counter, timeout=600, stdin=True)
@@ -316,13 +354,16 @@ def main() -> None:
             if "agent" in walls:
                 agent = runs["agent"]
                 rss = max(r["rss_mib"] for r in agent)
+                cpu = statistics.median(r["cpu"] for r in agent)
+                spooled = statistics.median(r["spool_bytes"] for r in agent)
                 print(
-                    f"agent: {lines / walls['agent']:,.0f} lines/s (target >= 250,000, goal 350,000); "
-                    f"peak RSS {rss:.0f} MiB (target <= 150)",
+                    f"agent: CPU {cpu / lines * 1e6:.2f} us/line (target <= 3.5); peak RSS {rss:.0f} MiB "
+                    f"(target <= 120); spool bytes written {spooled / nbytes:.2f}x the input (target <= 1.0)",
                     flush=True,
                 )
                 if "bare" in walls:
-                    print(f"ratio agent/bare: {walls['bare'] / walls['agent']:.2f}", flush=True)
+                    ratio = walls["bare"] / walls["agent"]
+                    print(f"ratio agent/bare: {ratio:.2f} (target >= 0.5, aim 0.8)", flush=True)
     finally:
         if broker is not None:
             broker.close()

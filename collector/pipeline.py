@@ -103,6 +103,8 @@ class Collector:
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, config.queue_batches))
         self._wake = asyncio.Event()
         self._stopping = False
+        self._left_for_restart = False
+        """Stopping, a batch the sink refused was left for the restart (see ``_send_loop``)."""
         self._started = False
         self._stopped = False
         self._watcher: Watcher | None = None
@@ -446,7 +448,13 @@ class Collector:
             QUEUED_BATCHES.set(self._queue.qsize())
             if batch is None:
                 return
+            if self._left_for_restart:
+                # An earlier batch was: so is every later one, so that no file's spooled
+                # mark passes lines that were not spooled.
+                log.warning("batch_left_for_restart", records=len(batch.records), error="an earlier batch was")
+                continue
             if not await self._append(batch):
+                self._left_for_restart = True
                 continue
             for identity, mark in batch.marks.items():
                 self.spooled[identity] = mark

@@ -49,7 +49,8 @@ def build_agent(settings: Settings, health: Health) -> list[Service]:
 
     state = Path(settings.podlog.state_dir)
     enricher, kube_services = build_enricher(settings.podlog, settings.kubernetes, health)
-    spool = Spool(settings.shipper.spool, state / "spool")
+    spool = Spool(settings.shipper.spool, state / "spool",
+                  message_max_bytes=settings.shipper.kafka.max_message_bytes)
     collector = Collector(settings.podlog, settings.collector, sink=spool, enricher=enricher)
     transport = KafkaTransport(settings.shipper.kafka)
     shipper = Shipper(settings.shipper, spool, transport, acks=collector.checkpoints, health=health)

@@ -31,6 +31,7 @@ import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import cramjam
@@ -55,7 +56,10 @@ __all__ = [
     "decode_message",
     "encode",
     "encode_fitting",
+    "encode_fitting_rows",
     "is_schema2",
+    "payload_policy",
+    "row_count",
     "to_records",
 ]
 
@@ -71,8 +75,13 @@ FLAG_MULTILINE = 4
 """Several physical lines merged into one event (a stack trace)."""
 
 _ROW_BYTES = 8 + 8 + 4 + 1 + 1
+_STREAM_INDEX = {name: index for index, name in enumerate(STREAMS)}
+_LOG, _FILE, _KUBERNETES = itemgetter("log"), itemgetter("file"), itemgetter("kubernetes")
+_OFFSET, _TIME_NS = itemgetter("offset"), itemgetter("timestamp_ns")
+_STREAM, _MESSAGE = itemgetter("stream"), itemgetter("message")
 _LITTLE = sys.byteorder == "little"
-_ZSTD_LEVEL = 3
+_ZSTD_LEVEL = 1
+"""Level 1: the same size as 3 on log lines (101 against 102 B a line) for 20% less CPU."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +123,27 @@ def decode_message(value: bytes | memoryview, limits: PayloadLimits | None = Non
         return Message(decode_batch(bytes(value)), 1, None)
     batch = decode(value)
     records = to_records(batch)
-    parser = _map(batch.resource, "podlog").get("parser", "json")
+    podlog = _map(batch.resource, "podlog")
+    return Message(records, SCHEMA, parse_payloads(records, *payload_policy(podlog, limits)))
+
+
+def payload_policy(podlog: Mapping[str, Any], limits: PayloadLimits | None = None) -> tuple[str, PayloadLimits]:
+    """The parser and limits a message's ``podlog`` map asks for (the agent's
+    ``podlog.io/parser`` and ``kubernetes.payload_max_*``); ``limits`` when it names none."""
+    parser = podlog.get("parser", "json")
     if parser not in PARSERS:
         parser = "json"
-    return Message(records, SCHEMA, parse_payloads(records, parser, limits or PayloadLimits()))
+    asked = podlog.get("payload_limits")
+    if isinstance(asked, list) and len(asked) == 2 and all(isinstance(n, int) and n > 0 for n in asked):
+        return parser, PayloadLimits(asked[0], asked[1])
+    return parser, limits or PayloadLimits()
+
+
+def row_count(value: bytes | memoryview) -> int:
+    """Lines in a schema 2 message value, read from its header; :class:`SchemaError` if unreadable."""
+    body = _body(value)
+    header = _header(body)
+    return int(header["rows"])
 
 
 def is_schema2(value: bytes | memoryview) -> bool:
@@ -158,14 +184,19 @@ def encode_fitting(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> l
     does not fit alone is cut (on a UTF-8 boundary) and flagged truncated, with its
     ``event.id`` unchanged.  Nothing is dropped for its size.
     """
+    return [value for value, _ in encode_fitting_rows(batch, max_bytes, codec)]
+
+
+def encode_fitting_rows(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> list[tuple[bytes, int]]:
+    """:func:`encode_fitting`, each value with its row count."""
     value = encode(batch, codec)
-    if len(value) <= max_bytes:
-        return [value]
     rows = len(batch)
+    if len(value) <= max_bytes:
+        return [(value, rows)]
     if rows > 1:
         half = rows // 2
-        return [*encode_fitting(_rows(batch, 0, half), max_bytes, codec),
-                *encode_fitting(_rows(batch, half, rows), max_bytes, codec)]
+        return [*encode_fitting_rows(_rows(batch, 0, half), max_bytes, codec),
+                *encode_fitting_rows(_rows(batch, half, rows), max_bytes, codec)]
     message = batch.messages[0]
     overhead = len(value) - len(message)
     room = max(0, max_bytes - overhead - 16)  # a compressed body can be a little larger than its input
@@ -175,8 +206,8 @@ def encode_fitting(batch: StreamBatch, max_bytes: int, codec: str = "zstd") -> l
     smaller = StreamBatch(batch.resource, batch.offsets, batch.times_ns, batch.streams,
                           [batch.flags[0] | FLAG_TRUNCATED], [cut])
     if not cut:
-        return [encode(smaller, codec)]  # the resource alone is over the limit: sent as small as it gets
-    return encode_fitting(smaller, max_bytes, codec)
+        return [(encode(smaller, codec), 1)]  # the resource alone is over the limit: sent as small as it gets
+    return encode_fitting_rows(smaller, max_bytes, codec)
 
 
 def _rows(batch: StreamBatch, start: int, stop: int) -> StreamBatch:
@@ -186,37 +217,10 @@ def _rows(batch: StreamBatch, start: int, stop: int) -> StreamBatch:
 
 def decode(value: bytes | memoryview) -> StreamBatch:
     """The batch in a schema 2 message value; :class:`SchemaError` says what is wrong with it."""
-    if bytes(value[:4]) != MAGIC:
-        raise SchemaError("not a schema 2 message (no PLG\\x02 magic)")
-    if len(value) < 5:
-        raise SchemaError("schema 2 message truncated before its codec byte")
-    code = value[4]
-    if code == 0:
-        body = bytes(value[5:])
-    elif code == 1:
-        try:
-            body = bytes(cramjam.zstd.decompress(bytes(value[5:])))
-        except Exception as exc:  # cramjam raises its own DecompressionError
-            raise SchemaError(f"schema 2 message does not decompress (zstd): {exc}") from exc
-    else:
-        raise SchemaError(f"schema 2 message with unknown codec {code}")
-    if len(body) < 4:
-        raise SchemaError("schema 2 message truncated before its header")
-    size = int.from_bytes(body[:4], "little")
-    if 4 + size > len(body):
-        raise SchemaError(f"schema 2 header of {size} bytes runs past the message ({len(body)} bytes)")
-    try:
-        header = orjson.loads(body[4 : 4 + size])
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError(f"schema 2 header is not JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise SchemaError("schema 2 header is not a JSON object")
-    if header.get("schema") != SCHEMA:
-        raise SchemaError(f"schema 2 header names schema {header.get('schema')!r}")
-    rows, resource = header.get("rows"), header.get("resource")
-    if not isinstance(rows, int) or rows < 0 or not isinstance(resource, dict):
-        raise SchemaError("schema 2 header without a row count or a resource")
-    at = 4 + size
+    body = _body(value)
+    header = _header(body)
+    rows, resource = header["rows"], header["resource"]
+    at = 4 + int.from_bytes(body[:4], "little")
     fixed = rows * _ROW_BYTES
     if at + fixed > len(body):
         raise SchemaError(f"schema 2 columns truncated: {rows} rows need {fixed} bytes, {len(body) - at} left")
@@ -244,6 +248,44 @@ def decode(value: bytes | memoryview) -> StreamBatch:
     return StreamBatch(resource, offsets.tolist(), times.tolist(), list(streams), list(flags), messages)
 
 
+def _body(value: bytes | memoryview) -> bytes:
+    """The (decompressed) body of a schema 2 message value."""
+    if bytes(value[:4]) != MAGIC:
+        raise SchemaError("not a schema 2 message (no PLG\\x02 magic)")
+    if len(value) < 5:
+        raise SchemaError("schema 2 message truncated before its codec byte")
+    code = value[4]
+    if code == 0:
+        return bytes(value[5:])
+    if code == 1:
+        try:
+            return bytes(cramjam.zstd.decompress(bytes(value[5:])))
+        except Exception as exc:  # cramjam raises its own DecompressionError
+            raise SchemaError(f"schema 2 message does not decompress (zstd): {exc}") from exc
+    raise SchemaError(f"schema 2 message with unknown codec {code}")
+
+
+def _header(body: bytes) -> dict[str, Any]:
+    """The header of a schema 2 body, checked: a row count and a resource."""
+    if len(body) < 4:
+        raise SchemaError("schema 2 message truncated before its header")
+    size = int.from_bytes(body[:4], "little")
+    if 4 + size > len(body):
+        raise SchemaError(f"schema 2 header of {size} bytes runs past the message ({len(body)} bytes)")
+    try:
+        header = orjson.loads(body[4 : 4 + size])
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"schema 2 header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise SchemaError("schema 2 header is not a JSON object")
+    if header.get("schema") != SCHEMA:
+        raise SchemaError(f"schema 2 header names schema {header.get('schema')!r}")
+    rows, resource = header.get("rows"), header.get("resource")
+    if not isinstance(rows, int) or rows < 0 or not isinstance(resource, dict):
+        raise SchemaError("schema 2 header without a row count or a resource")
+    return header
+
+
 def batch_from_records(records: Sequence[Record], parser: str = "json") -> StreamBatch:
     """The schema 2 batch of schema-1 records of one file generation (their shared maps once).
 
@@ -254,20 +296,23 @@ def batch_from_records(records: Sequence[Record], parser: str = "json") -> Strea
         raise ValueError("no records")
     first = records[0]
     log, kubernetes = first["log"], first["kubernetes"]
-    identity, generation = log["file"]["identity"], log["generation"]
+    file, identity, generation = log["file"], log["file"]["identity"], log["generation"]
     prefix = _id_prefix(first)
-    offsets, times, streams, flags, messages = [], [], [], [], []
-    for record in records:
-        record_log = record["log"]
-        if (record_log["file"]["identity"], record_log["generation"]) != (identity, generation) or (
-            record["kubernetes"] != kubernetes
-        ):
-            raise ValueError("records of more than one file generation or container")
-        offsets.append(record_log["offset"])
-        times.append(record["timestamp_ns"])
-        streams.append(STREAMS.index(record["stream"]))
-        flags.append(FLAG_TRUNCATED if record_log.get("truncated") else 0)
-        messages.append(record["message"].encode("utf-8", "surrogatepass"))
+    # Column by column, each one pass at C speed: the records of a file share their maps,
+    # so the checks below cost an identity comparison per record.
+    logs = list(map(_LOG, records))
+    if any(entry["generation"] != generation for entry in logs) or any(
+        other is not file and other["identity"] != identity for other in map(_FILE, logs)
+    ) or any(other is not kubernetes and other != kubernetes for other in map(_KUBERNETES, records)):
+        raise ValueError("records of more than one file generation or container")
+    offsets = list(map(_OFFSET, logs))
+    times = list(map(_TIME_NS, records))
+    try:
+        streams = list(map(_STREAM_INDEX.__getitem__, map(_STREAM, records)))
+    except KeyError as exc:
+        raise ValueError(f"stream {exc} is neither stdout nor stderr") from exc
+    flags = [FLAG_TRUNCATED if entry.get("truncated") else 0 for entry in logs]
+    messages = [message.encode("utf-8", "surrogatepass") for message in map(_MESSAGE, records)]
     podlog = {key: value for key, value in first.get("podlog", {}).items() if key != "schema"}
     resource = {
         "kubernetes": kubernetes,
@@ -298,6 +343,7 @@ def to_records(batch: StreamBatch) -> list[Record]:
     kubernetes = _map(resource, "kubernetes")
     podlog = {**_map(resource, "podlog"), "schema": SCHEMA}
     podlog.pop("parser", None)
+    podlog.pop("payload_limits", None)
     extra = {key: resource[key] for key in ("host", "agent") if isinstance(resource.get(key), dict)}
     records = []
     for offset, ns, stream, flags, raw in zip(

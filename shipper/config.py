@@ -25,6 +25,11 @@ class SpoolConfig:
     fsync_interval_seconds: float = setting(
         1.0, "With fsync: interval, the longest time appended data stays unsynced."
     )
+    schema: int = setting(
+        2,
+        "Message schema written: 2 (one message per file generation of a container, in columns; "
+        "see wire-format.md), or 1 while indexers of a release before schema 2 still read the topics.",
+    )
 
     def __post_init__(self) -> None:
         if self.max_bytes < 4096:
@@ -33,6 +38,8 @@ class SpoolConfig:
             raise ValueError(f"segment_bytes {self.segment_bytes} is below the minimum of 4096")
         if self.fsync_interval_seconds <= 0:
             raise ValueError("fsync_interval_seconds must be positive")
+        if self.schema not in (1, 2):
+            raise ValueError(f"schema {self.schema} is not 1 or 2")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)

@@ -40,7 +40,8 @@ SPOOL_FULL = metrics.counter(
 )
 SPOOL_CORRUPTED_RECORDS = metrics.counter(
     "podlog_shipper_spool_corrupted_batches_total",
-    "Spool batches lost to damage found when opening the spool, by kind (torn_tail, corrupted).",
+    "Spool batches lost to damage, by kind (torn_tail, corrupted when opening the spool; "
+    "unreadable_message when a schema 2 message does not decode).",
     ["kind"],
 )
 SPOOL_CORRUPTED_BYTES = metrics.counter(
@@ -66,6 +67,12 @@ SENT_BYTES = metrics.counter(
 )
 SENT_MESSAGES = metrics.counter(
     "podlog_shipper_sent_messages_total", "Kafka messages acknowledged by the brokers."
+)
+PAYLOADS = metrics.counter(
+    "podlog_shipper_payloads_total",
+    "podlog run: application payloads (JSON, logfmt) parsed as lines enter the embedded index, by "
+    "outcome (parsed, truncated, or the rejection's error code); the indexer counts its own.",
+    ["outcome"],
 )
 SEND_RETRIES = metrics.counter(
     "podlog_shipper_send_retries_total", "Sends tried again after a failure.", ["transport"]
@@ -269,6 +276,24 @@ class ShipperEvents:
     def message_split(self, *, key: str, parts: int) -> None:
         MESSAGES_SPLIT.inc()
         self.log.debug("message_split", stream=key, parts=parts)
+
+    def stored_message_unreadable(self, *, key: str, rows: int, nbytes: int, error: str) -> None:
+        """A spooled schema 2 message that does not decode (damage the frame checksum did not
+        catch): its lines are skipped, counted as a corrupted batch, never a crash."""
+        SPOOL_CORRUPTED_RECORDS.labels(kind="unreadable_message").inc()
+        SPOOL_CORRUPTED_BYTES.labels(kind="unreadable_message").inc(nbytes)
+        self.log.error("spool_message_unreadable", stream=key, lines=rows, bytes=nbytes, error=error)
+
+    def payloads_parsed(self, parsed: int, truncated: int, rejected: dict[str, int]) -> None:
+        """Payloads parsed as spooled messages were decoded into records (podlog run)."""
+        if parsed:
+            PAYLOADS.labels("parsed").inc(parsed)
+        if truncated:
+            PAYLOADS.labels("truncated").inc(truncated)
+        for code, count in rejected.items():
+            PAYLOADS.labels(code).inc(count)
+        if rejected:
+            self.log.debug("payloads_rejected", **rejected)
 
     def message_limit_lowered(self, *, old: int, new: int) -> None:
         self.log.warning("message_limit_lowered", old=old, new=new)

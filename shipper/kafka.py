@@ -1,12 +1,15 @@
 """KafkaTransport: records to Kafka with aiokafka, returning only once the brokers hold them.
 
-Wire format (``docs/wire-format.md``): records are grouped by
-:func:`podlog.record.stream_key` (pod UID + container), and each group
-becomes one message encoded with :func:`podlog.record.encode_batch`, keyed by
-the stream key, so one container's records stay in one partition, in order.
-A group larger than ``max_message_bytes`` is split into several messages; a
-single record larger than that is truncated (its ``message`` cut, then its
-``json`` payload dropped) with ``log.truncated`` set, and counted.
+Wire format (``docs/wire-format.md``): the spool holds schema 2 messages
+(one per file generation of a container, built to fit ``max_message_bytes``),
+and each is sent as it is, keyed by :func:`podlog.record.stream_key` (pod UID
++ container), so one container's lines stay in one partition, in order.
+Records of schema 1 (a spool written before, or records handed over in
+memory) are grouped by stream key, and each group becomes one message encoded
+with :func:`podlog.record.encode_batch`.  A group larger than
+``max_message_bytes`` is split into several messages; a single record larger
+than that is truncated (its ``message`` cut, then its ``json`` payload
+dropped) with ``log.truncated`` set, and counted.
 
 The producer uses ``acks=all``; idempotence is ``on``, ``off`` or ``auto``
 (try it, and fall back with one warning on brokers without InitProducerId,
@@ -41,11 +44,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 
+from podlog import wire
 from podlog.errors import TransportError
 from podlog.kafka_security import security_kwargs
 from podlog.record import Record, encode_batch
 from shipper.config import KafkaProducerConfig
 from shipper.events import SendErrorReason, events
+from shipper.messages import StoredMessages
 from shipper.recordbatch import MessageParts, PackedBatch, build_batches
 from shipper.records import EncodedRecords, Run
 
@@ -134,6 +139,8 @@ def plan_messages(
     max_message_bytes: int,
 ) -> list[MessageParts]:
     """The messages of :func:`encode_messages`, their values left as parts (nothing copied)."""
+    if isinstance(records, StoredMessages):
+        return _stored_messages(records, topic, default_retention, max_message_bytes)
     encoded = EncodedRecords.from_records(records)
     templated = "{retention}" in topic
     slots: dict[tuple[str, bytes], int] = {}
@@ -156,6 +163,25 @@ def plan_messages(
             events.message_split(key=key.decode(errors="replace"), parts=len(parts))
         messages.extend(MessageParts(name, key, pieces, count) for pieces, count in parts)
     return messages
+
+
+def _stored_messages(
+    stored: StoredMessages, topic: str, default_retention: str, max_message_bytes: int,
+) -> list[MessageParts]:
+    """Schema 2 messages from the spool, sent as they are; one over the limit (the broker's turned
+    out lower than the one the spool built for) is split again, never dropped."""
+    templated = "{retention}" in topic
+    out: list[MessageParts] = []
+    for message in stored.messages:
+        name = topic.replace("{retention}", message.retention or default_retention) if templated else topic
+        key = message.key.encode()
+        if len(message.value) <= max_message_bytes:
+            out.append(MessageParts(name, key, [message.value], message.rows, framed=False))
+            continue
+        parts = wire.encode_fitting_rows(wire.decode(message.value), max_message_bytes)
+        events.message_split(key=message.key, parts=len(parts))
+        out.extend(MessageParts(name, key, [value], rows, framed=False) for value, rows in parts)
+    return out
 
 
 def _split(runs: list[Run], key: bytes, limit: int) -> list[tuple[list[bytes | memoryview], int]]:
@@ -206,7 +232,7 @@ def _split(runs: list[Run], key: bytes, limit: int) -> list[tuple[list[bytes | m
 
 def _release_pages(records: Sequence[Record]) -> None:
     """The records are copied into batches: give back the spool pages they were read from."""
-    if isinstance(records, EncodedRecords):
+    if isinstance(records, EncodedRecords | StoredMessages):
         records.drop_resident_pages()
 
 

@@ -68,16 +68,23 @@ class MessageParts(NamedTuple):
     topic: str
     key: bytes
     parts: list[bytes | memoryview]
-    """Comma-joined, between :data:`BATCH_PREFIX` and :data:`BATCH_SUFFIX`, they are the value."""
+    """Comma-joined, between :data:`BATCH_PREFIX` and :data:`BATCH_SUFFIX`, they are the value
+    of a schema 1 message; a schema 2 message (not ``framed``) is its one part as it is."""
     records: int
     """Records in the message."""
+    framed: bool = True
+    """Schema 1 records to join; False for a finished (schema 2) value."""
 
     def value_size(self) -> int:
         """Length of the value the parts make."""
+        if not self.framed:
+            return sum(len(part) for part in self.parts)
         return _ENVELOPE + sum(len(part) for part in self.parts) + max(0, len(self.parts) - 1)
 
     def value(self) -> bytes:
         """The value, joined."""
+        if not self.framed:
+            return b"".join(self.parts)
         return BATCH_PREFIX + b",".join(self.parts) + BATCH_SUFFIX
 
 
@@ -139,6 +146,8 @@ def _record_size(offset_delta: int, message: MessageParts, value_size: int) -> t
 def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timestamp_ms: int) -> bytearray:
     """Header + (compressed) records of ``batch``: (message, value size, body length) in order."""
     total = _HEADER.size + sum(size_of_varint(body) + body for _, _, body in batch)
+    if not any(message.framed for message, _, _ in batch):
+        codec = "none"  # schema 2 values are compressed already: compressing again only costs
     attributes, encode = CODECS[codec]
     # Uncompressed, the header goes first so the batch is never copied again;
     # compressed, the records go to a reused buffer that is never zeroed.
@@ -155,17 +164,19 @@ def _encode_batch(batch: list[tuple[MessageParts, int, int]], codec: str, timest
         encode_varint(len(message.key), head.append)
         head += message.key
         encode_varint(value_size, head.append)
-        head += BATCH_PREFIX
+        if message.framed:
+            head += BATCH_PREFIX
         records[at : at + len(head)] = head
         at += len(head)
         for index, part in enumerate(message.parts):
-            if index:
+            if index and message.framed:
                 records[at] = 0x2C  # ","
                 at += 1
             records[at : at + len(part)] = part
             at += len(part)
-        records[at : at + _ENVELOPE - len(BATCH_PREFIX)] = BATCH_SUFFIX
-        at += len(BATCH_SUFFIX)
+        if message.framed:
+            records[at : at + len(BATCH_SUFFIX)] = BATCH_SUFFIX
+            at += len(BATCH_SUFFIX)
         records[at] = 0  # headers: varint 0
         at += 1
     assert at == total, "record sizes disagree with what was written"

@@ -12,9 +12,13 @@ A segment is a file named after the sequence number of its first frame,
     28      4     CRC-32 of bytes 4..28 (so a damaged length is never trusted)
     32      n     payload
 
-The payload is ``u32 meta length | meta JSON | records JSON``; the meta holds
-the record count and the batch's file marks, so opening a spool reads the
-marks without decoding any record.
+The payload is ``u32 meta length | meta JSON | body``; the meta holds the
+record count and the batch's file marks, so opening a spool reads the marks
+without decoding any record.  The body is the batch's schema 2 messages
+(``podlog.wire``) back to back, exactly the values that go to Kafka, with
+each one's key, retention class, rows and length in the meta (``"s": 2``);
+or, in spools written before schema 2 (or with ``shipper.spool.schema: 1``),
+the records' JSON, grouped in runs (see :mod:`shipper.records`).
 
 :func:`scan_segment` reads a segment and returns its valid frames and its
 damaged byte ranges: after a bad frame it searches forward for the next magic
@@ -32,13 +36,17 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
+from podlog.payload import parse_payloads
 from podlog.protocols import FileMark
-from podlog.record import Record
+from podlog.record import Record, SharedMap
+from podlog.wire import payload_policy
+from shipper.messages import DEFAULT_MESSAGE_BYTES, StoredMessage, StoredMessages, build_messages
 from shipper.records import EncodedRecords, Run
 
 __all__ = [
@@ -117,22 +125,40 @@ def segment_seq(path: Path) -> int | None:
     return int(path.stem)
 
 
-def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> bytes:
-    """The payload of one batch: meta (count, marks, groups, runs, record lengths), then records.
+def _marks_meta(marks: Mapping[str, FileMark]) -> dict[str, list[Any]]:
+    return {
+        key: [mark.path, mark.identity, mark.generation, mark.offset,
+              *([[list(pair) for pair in mark.streams], mark.past] if mark.streams else [])]
+        for key, mark in marks.items()
+    }
 
-    The records are one JSON array of each record's own encoding, grouped in
-    runs by stream (see :mod:`shipper.records`), so a reader can take the runs
-    apart by length without decoding a single record.
-    """
-    encoded = EncodedRecords.from_records(records)
+
+def encode_payload(
+    records: Sequence[Record], marks: Mapping[str, FileMark], *, schema: int = 2,
+    max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
+) -> bytes:
+    """The payload of one batch: meta (count, marks, and where each message or record is), then
+    the body: schema 2 messages of at most ``max_message_bytes`` each, or (``schema=1``) records."""
+    if schema == 1:
+        return _encode_records_payload(records, marks)
+    messages = build_messages(records, max_message_bytes)
+    meta = orjson.dumps({
+        "n": len(records),
+        "m": _marks_meta(marks),
+        "s": 2,
+        "v": [[m.key, m.retention, m.rows, len(m.value)] for m in messages],
+    })
+    return _META_LEN.pack(len(meta)) + meta + b"".join(m.value for m in messages)
+
+
+def _encode_records_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> bytes:
+    """Schema 1: one JSON array of each record's own encoding, grouped in runs by stream (see
+    :mod:`shipper.records`), so a reader can take the runs apart by length without decoding."""
+    encoded = EncodedRecords.from_records(schema1_records(records))
     meta = orjson.dumps(
         {
             "n": len(encoded),
-            "m": {
-                key: [mark.path, mark.identity, mark.generation, mark.offset,
-                      *([[list(pair) for pair in mark.streams], mark.past] if mark.streams else [])]
-                for key, mark in marks.items()
-            },
+            "m": _marks_meta(marks),
             "g": encoded.groups,
             "u": [[run.group, len(run.lengths)] for run in encoded.runs],
             "l": [length for run in encoded.runs for length in run.lengths],
@@ -140,6 +166,22 @@ def encode_payload(records: Sequence[Record], marks: Mapping[str, FileMark]) -> 
     )
     body = b"[" + b",".join(run.data for run in encoded.runs) + b"]"
     return _META_LEN.pack(len(meta)) + meta + body
+
+
+def schema1_records(records: Sequence[Record]) -> Sequence[Record]:
+    """``records`` as schema 1 has them: payloads parsed by the agent (readers of schema 1 do not
+    parse), without the parser and limits the collector leaves for a schema 2 reader."""
+    if isinstance(records, EncodedRecords):
+        return records
+    for podlog, run in groupby(records, lambda record: record.get("podlog")):
+        if not isinstance(podlog, dict) or "parser" not in podlog:
+            continue
+        chunk = list(run)
+        parse_payloads(chunk, *payload_policy(podlog))
+        bare = SharedMap({k: v for k, v in podlog.items() if k not in ("parser", "payload_limits")})
+        for record in chunk:
+            record["podlog"] = bare
+    return records
 
 
 def _split_payload(payload: bytes | memoryview) -> tuple[bytes | memoryview, bytes | memoryview]:
@@ -152,17 +194,19 @@ def _split_payload(payload: bytes | memoryview) -> tuple[bytes | memoryview, byt
 
 def decode_payload(payload: bytes | memoryview) -> tuple[dict[str, Any], list[Record]]:
     """Meta and decoded records of a payload from :func:`encode_payload`."""
-    meta, records = _split_payload(payload)
-    return orjson.loads(meta), orjson.loads(records)
+    meta, _ = _split_payload(payload)
+    return orjson.loads(meta), decode_records(payload).records()
 
 
-def decode_records(payload: bytes | memoryview) -> EncodedRecords:
-    """The records of a payload, as runs (nothing is decoded but the meta).
+def decode_records(payload: bytes | memoryview) -> EncodedRecords | StoredMessages:
+    """The records of a payload, as messages or runs (nothing is decoded but the meta).
 
-    Raises ``ValueError`` or ``TypeError`` when the meta and the record bytes disagree.
+    Raises ``ValueError`` or ``TypeError`` when the meta and the body disagree.
     """
     meta_bytes, body = _split_payload(payload)
     meta = orjson.loads(meta_bytes)
+    if meta.get("s") == 2:
+        return _stored_messages(meta, body)
     lengths = meta.get("l")
     groups = meta.get("g")
     runs_meta = meta.get("u")
@@ -183,6 +227,22 @@ def decode_records(payload: bytes | memoryview) -> EncodedRecords:
     source = view.obj
     mapped = (source,) if isinstance(source, mmap.mmap) else ()
     return EncodedRecords(runs, [(str(k), str(r)) for k, r in groups], mapped=mapped)
+
+
+def _stored_messages(meta: Mapping[str, Any], body: bytes | memoryview) -> StoredMessages:
+    listed = meta.get("v")
+    if not isinstance(listed, list):
+        raise TypeError("spool batch meta lacks its messages")
+    view = memoryview(body)
+    messages: list[StoredMessage] = []
+    at = 0
+    for key, retention, rows, length in listed:
+        messages.append(StoredMessage(str(key), str(retention), int(rows), view[at : at + int(length)]))
+        at += int(length)
+    if at != len(view):
+        raise ValueError("message lengths do not add up to the body")
+    source = view.obj
+    return StoredMessages(messages, mapped=(source,) if isinstance(source, mmap.mmap) else ())
 
 
 def decode_marks(meta: Mapping[str, Any]) -> dict[str, FileMark]:

@@ -19,6 +19,7 @@ import collections
 import contextlib
 import random
 import time
+from itertools import groupby
 from typing import Any
 
 from podlog.errors import TransportError
@@ -26,6 +27,7 @@ from podlog.lifecycle import Health
 from podlog.protocols import AckListener, Transport
 from shipper.config import ShipperConfig
 from shipper.events import events
+from shipper.messages import StoredMessages
 from shipper.records import EncodedRecords
 from shipper.spool import Spool, SpoolBatch, merge_marks
 
@@ -264,17 +266,18 @@ class Shipper:
 
     async def _send(self, batches: list[SpoolBatch]) -> None:
         """One attempt: connect if needed, send, and count it."""
-        # Kept encoded: a transport that wants dicts decodes them by iterating.
-        records = EncodedRecords.concat([batch.records for batch in batches])
         started = time.perf_counter()
         if not self._connected:
             await self.transport.start()
             self._connected = True
-        if records:
-            await self.transport.send(records)
+        count = 0
+        for records in _sends(batches):
+            count += len(records)
+            if records:
+                await self.transport.send(records)
         events.batch_sent(
             transport=self.transport.name,
-            records=len(records),
+            records=count,
             batches=len(batches),
             seconds=time.perf_counter() - started,
         )
@@ -349,3 +352,17 @@ def _reason(exc: TransportError, *, connected: bool) -> str:
     if not connected:
         return "connection"
     return "retriable" if exc.retriable else "other"
+
+
+def _sends(batches: list[SpoolBatch]) -> list[EncodedRecords | StoredMessages]:
+    """The records of ``batches`` as one send, kept encoded (a transport that wants dicts decodes
+    them by iterating); two or more where schema 1 and schema 2 batches meet (a spool written
+    before an upgrade), in spool order."""
+    sends: list[EncodedRecords | StoredMessages] = []
+    for schema2, same in groupby(batches, lambda batch: isinstance(batch.records, StoredMessages)):
+        parts = [batch.records for batch in same]
+        if schema2:
+            sends.append(StoredMessages.concat([p for p in parts if isinstance(p, StoredMessages)]))
+        else:
+            sends.append(EncodedRecords.concat([p for p in parts if isinstance(p, EncodedRecords)]))
+    return sends

@@ -43,6 +43,7 @@ from podlog.errors import ConfigError, SpoolFullError
 from podlog.protocols import Batch, FileMark
 from shipper.config import SpoolConfig
 from shipper.events import events
+from shipper.messages import DEFAULT_MESSAGE_BYTES, StoredMessages
 from shipper.records import EncodedRecords
 from shipper.segment import (
     HEADER_SIZE,
@@ -103,8 +104,9 @@ class SpoolBatch:
 
     seq: int
     """Sequence number; batches are acknowledged in this order."""
-    records: EncodedRecords
-    """The records, in the order the collector appended them (kept encoded)."""
+    records: EncodedRecords | StoredMessages
+    """The records, in the order the collector appended them (kept encoded: schema 2
+    messages, or schema 1 runs in a spool written before)."""
     marks: Mapping[str, FileMark]
     """File positions this batch completes."""
     time_ns: int
@@ -138,7 +140,7 @@ class _Recovery:
     last_seq: int = 0
 
 
-def _checked_records(frame: memoryview, size: int) -> EncodedRecords | None:
+def _checked_records(frame: memoryview, size: int) -> EncodedRecords | StoredMessages | None:
     """The records of a frame read back for sending, or None when it no longer checks out.
 
     The payload checksum was verified when the spool was opened (or the frame
@@ -164,8 +166,12 @@ def merge_marks(batches: Iterable[SpoolBatch]) -> dict[str, FileMark]:
 class Spool:
     """Durable, size-capped buffer of batches between the collector and a transport."""
 
-    def __init__(self, config: SpoolConfig, directory: Path) -> None:
+    def __init__(
+        self, config: SpoolConfig, directory: Path, *, message_max_bytes: int = DEFAULT_MESSAGE_BYTES,
+    ) -> None:
         self.config = config
+        self.message_max_bytes = message_max_bytes
+        """Largest schema 2 message the spool builds: the transport's message size limit."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_directory(self.directory)
@@ -253,7 +259,8 @@ class Spool:
             return
         if self._closed:
             raise RuntimeError("append to a closed spool")
-        payload = encode_payload(batch.records, batch.marks)
+        payload = encode_payload(batch.records, batch.marks, schema=self.config.schema,
+                                 max_message_bytes=self.message_max_bytes)
         async with self._lock:
             seq = self._next_seq
             time_ns = time.time_ns()

@@ -8,8 +8,10 @@ container's file wait unread for up to ``kubernetes.hold_unknown_seconds``
 (an API outage, a watch event not in yet): the file on disk is the buffer,
 and its lines leave with the pod's metadata once the watch brings the pod.
 :func:`build_enricher` is what the CLI composes: with ``kubernetes.enabled``
-off, a path-only enricher (application payloads are still parsed); on, the
-API-backed enricher plus the watch service that fills its cache.
+off, a path-only enricher; on, the API-backed enricher plus the watch service
+that fills its cache.  Application payloads are not parsed here: the parser a
+file asks for (``podlog.io/parser``) travels in ``podlog.parser``, and the
+reader of the message (the indexer, or ``podlog run``'s index) parses them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collector.kube.metadata import (
 )
 from podlog.config import CommonConfig
 from podlog.lifecycle import Health, Service
-from podlog.payload import PARSERS, PayloadLimits, parse_payloads
+from podlog.payload import PARSERS, PayloadLimits
 from podlog.record import Record, SharedMap, podlog_fields
 
 __all__ = ["ApiState", "KubeEnricher", "build_enricher"]
@@ -85,7 +87,7 @@ class _Hold:
 
 
 class KubeEnricher:
-    """Pod metadata from the cache (or from the path alone), plus payload parsing."""
+    """Pod metadata from the cache (or from the path alone), and the payload parser to use."""
 
     def __init__(
         self,
@@ -98,10 +100,13 @@ class KubeEnricher:
         self._node = node_name
         self._cache = cache
         self._api = api or ApiState()
-        self._limits = PayloadLimits(config.payload_max_depth, config.payload_max_fields)
+        limits = (config.payload_max_depth, config.payload_max_fields)
+        default = PayloadLimits()
+        self._limits = None if limits == (default.max_depth, default.max_fields) else list(limits)
+        """Payload limits for the reader of the messages, when not its defaults."""
         self._shared = SharedValues()
         self._retention_policies: dict[str, FilePolicy] = {}
-        self._podlog_maps: dict[tuple[str, str | None], SharedMap] = {}
+        self._podlog_maps: dict[tuple[str, str | None, str], SharedMap] = {}
         self._path_maps: dict[PathMeta, tuple[NamespaceMeta | None, SharedMap]] = {}
         self._holds: dict[PathMeta, _Hold] = {}
         """Streams whose pod was unknown when asked: held, or expired and read as path."""
@@ -212,7 +217,7 @@ class KubeEnricher:
         return self._policy(entry, meta.container)
 
     def enrich(self, meta: PathMeta, records: list[Record]) -> None:
-        """Set ``kubernetes``, ``podlog`` (metadata source, retention), ``level`` and ``json``.
+        """Set ``kubernetes`` and ``podlog`` (metadata source, retention, payload parser).
 
         The metadata is resolved once per call: every record gets the same
         read-only ``kubernetes`` and ``podlog`` maps (see ``podlog.record.SharedMap``).
@@ -223,16 +228,15 @@ class KubeEnricher:
             # A file outside the Kubernetes layouts (podlog run on plain files):
             # nothing to look up; keep what the pipeline put there.
             events.records_enriched("path", len(records))
-            shared = records[0].get("podlog")
-            if not (
-                shared is records[-1].get("podlog") and isinstance(shared, dict)
-                and shared.get("metadata") == "path"
-            ):
-                for record in records:
-                    podlog = record.get("podlog")
-                    if not isinstance(podlog, dict) or podlog.get("metadata") != "path":
-                        record["podlog"] = {**(podlog or {}), "metadata": "path"}
-            self._parse_payloads(self._config.default_parser, records, meta)
+            path_podlog = self._podlog("path", None, self._config.default_parser)
+            for record in records:
+                podlog = record.get("podlog")
+                if podlog is path_podlog:
+                    continue
+                if isinstance(podlog, dict) and podlog.keys() - path_podlog.keys():
+                    record["podlog"] = SharedMap({**podlog, **path_podlog})  # keeps what the pipeline set
+                else:
+                    record["podlog"] = path_podlog
             return
         entry = self._cache.lookup(meta) if self._cache is not None else None
         if entry is None:
@@ -247,7 +251,7 @@ class KubeEnricher:
             policy = self._policy(entry, meta.container)
             retention = policy.retention
         events.records_enriched(marker, len(records))
-        podlog = self._podlog(marker, retention)
+        podlog = self._podlog(marker, retention, policy.parser or self._config.default_parser)
         first, last = records[0], records[-1]
         if (
             first.get("kubernetes") is not kubernetes or first.get("podlog") is not podlog
@@ -258,16 +262,23 @@ class KubeEnricher:
             for record in records:
                 record["kubernetes"] = kubernetes
                 record["podlog"] = podlog
-        self._parse_payloads(policy.parser or self._config.default_parser, records, meta)
 
-    def _podlog(self, marker: str, retention: str | None) -> SharedMap:
-        """The shared ``podlog`` map for a metadata marker and retention class."""
-        key = (marker, retention)
+    def _podlog(self, marker: str, retention: str | None, parser: str) -> SharedMap:
+        """The shared ``podlog`` map for a metadata marker, retention class and payload parser.
+
+        The parser (and the payload limits, when not the defaults) travel with the
+        records: the reader of their message parses the payloads, not the agent.
+        """
+        key = (marker, retention, parser)
         podlog = self._podlog_maps.get(key)
         if podlog is None:
             if len(self._podlog_maps) > 1024:
                 self._podlog_maps.clear()
-            podlog = self._podlog_maps[key] = podlog_fields(marker, retention)
+            fields = podlog_fields(marker, retention)
+            extra: dict[str, Any] = {"parser": parser}
+            if self._limits is not None:
+                extra["payload_limits"] = self._limits
+            podlog = self._podlog_maps[key] = SharedMap({**fields, **extra})
         return podlog
 
     # -- metadata ------------------------------------------------------------------------
@@ -382,15 +393,6 @@ class KubeEnricher:
         return FilePolicy(
             exclude=exclude, parser=parser, multiline=multiline, retention=retention or None
         )
-
-    # -- payloads ----------------------------------------------------------------------------
-
-    def _parse_payloads(self, parser: str, records: list[Record], meta: PathMeta) -> None:
-        counts = parse_payloads(records, parser, self._limits)
-        if counts.parsed:
-            events.payloads_parsed(parser, counts.parsed, counts.truncated)
-        if counts.rejected:
-            events.payloads_rejected(counts.rejected, meta.namespace, meta.pod)
 
 
 def _multiline(value: str) -> str | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
 
 from collector.enrichment import FilePolicy
+from podlog.errors import SpoolFullError
 from podlog.metrics import sample
+from podlog.protocols import Batch
 from tests.integration.collector.harness import delivered, running
-from tests.unit.collector.helpers import StaticEnricher, container_path
+from tests.unit.collector.helpers import StaticEnricher, container_path, cri_line, make_collector, wait_until
 
 TIME = "2026-11-27T00:00:00.5Z"
 
@@ -95,3 +98,41 @@ async def test_unparseable_path_is_read_with_empty_metadata_and_counted(tmp_path
         assert await delivered(sink, 1) == ["plain text line"]
     assert sink.records[0]["kubernetes"]["namespace"] == ""
     assert sample("podlog_collector_unattributed_records_total") == before + 1
+
+
+class _RefusingFirstFile:
+    """A sink that refuses, as a full spool does, every batch holding ``refused``'s lines."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.batches: list[object] = []
+        self.tried = 0
+        self.listener = None
+
+    async def append(self, batch: Batch) -> None:
+        self.tried += 1
+        if any(r["log"]["file"]["path"] == self.refused for r in batch.records):
+            raise SpoolFullError("spool full (test)")
+        self.batches.append(batch)
+
+
+async def test_stopping_after_a_refused_batch_leaves_every_later_batch_for_the_restart(tmp_path: Path) -> None:
+    """A stop while the spool refuses gives the refused batch up, and every batch queued behind it:
+    appended, a later one would move a file's spooled mark past lines that were never spooled."""
+    logs = tmp_path / "containers"
+    logs.mkdir()
+    first, second = container_path(logs, pod="a"), container_path(logs, pod="b")
+    first.write_bytes(b"".join(cri_line(i) for i in range(5)))
+    sink = _RefusingFirstFile(str(first))
+    collector = make_collector(tmp_path, sink, batch_max_records=5)
+    await collector.start()
+    task = asyncio.create_task(collector.run())
+    try:
+        await wait_until(lambda: sink.tried >= 1, 10, "the first file's batch refused")
+        second.write_bytes(b"".join(cri_line(i) for i in range(5)))
+        await wait_until(lambda: collector._queue.qsize() >= 1, 10, "the second file's batch queued behind it")
+    finally:
+        await collector.stop()
+        await task
+    assert sink.batches == []
+    assert all(entry.spooled == 0 for entry in collector.checkpoints.entries.values())

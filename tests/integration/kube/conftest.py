@@ -18,6 +18,7 @@ from collector.kube.watch import PodWatcher
 from podlog.config import CommonConfig
 from podlog.lifecycle import Health
 from podlog.record import Record, SourcePosition, make_record
+from shipper.messages import StoredMessages, build_messages
 from tests.fixtures.kube_api import FakeKubeApi
 from tests.fixtures.servers import wait_until
 
@@ -67,7 +68,8 @@ class Agent:
             for i, m in enumerate(messages)
         ]
         self.enricher.enrich(meta, batch)
-        return batch
+        # As the reader of the spool's messages gets them: payloads parsed with the pod's parser.
+        return StoredMessages(build_messages(batch)).records()
 
     def marker(self, meta: PathMeta) -> str:
         return str(self.enrich(meta, "probe")[0]["podlog"]["metadata"])

@@ -14,6 +14,7 @@ from podlog.config import CommonConfig
 from podlog.metrics import sample
 from podlog.protocols import Batch
 from podlog.record import Record
+from shipper.messages import StoredMessages, build_messages
 from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
 from tests.integration.kube.conftest import NODE, Agent, config_for, eventually, running_agent
 
@@ -28,8 +29,10 @@ class Sink:
         self.batches.append(batch)
 
     def records(self, pod: str) -> list[Record]:
+        """The pod's records as a reader gets them from the spool's messages (payloads parsed)."""
         return [
-            r for b in self.batches for r in b.records if r["kubernetes"]["pod"]["name"] == pod
+            r for b in self.batches if b.records for r in StoredMessages(build_messages(b.records)).records()
+            if r["kubernetes"]["pod"]["name"] == pod
         ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 
 from podlog.errors import TransportError
 from podlog.lifecycle import Health
+from podlog.protocols import Batch
 from podlog.record import Record, stream_key
 from shipper import recordbatch
 from shipper.config import KafkaProducerConfig, ShipperConfig, SpoolConfig
@@ -21,7 +23,7 @@ from shipper.spool import Spool
 from tests.fixtures.servers import ManagedProcess, free_port, tansu_binary, wait_for_port
 from tests.integration.shipper.readback import read_topic
 from tests.integration.shipper.running import running, unique_topic, until
-from tests.unit.shipper.helpers import RecordingAcks, batch, record
+from tests.unit.shipper.helpers import RecordingAcks, batch, lines, record
 
 
 async def test_records_read_back_by_librdkafka_match_the_spool(
@@ -44,7 +46,8 @@ async def test_records_read_back_by_librdkafka_match_the_spool(
     content = read_topic(kafka_bootstrap, topic, expect_ids=len(spooled))
     by_id = {r["event"]["id"]: r for rs in content.by_key.values() for r in rs}
     assert len(by_id) == len(spooled) == 1200
-    assert all(by_id[r["event"]["id"]] == r for r in spooled)
+    assert lines([by_id[r["event"]["id"]] for r in spooled]) == lines(spooled)
+    assert all(by_id[r["event"]["id"]]["podlog"]["schema"] == 2 for r in spooled)
     for key in {stream_key(r) for r in spooled}:
         expected = [r["log"]["offset"] for r in spooled if stream_key(r) == key]
         assert content.first_seen_offsets(key) == expected
@@ -278,3 +281,54 @@ async def test_idempotent_producer_numbers_every_batch_and_loses_nothing(
     assert sum(len(records) for records in content.by_key.values()) == 400  # no duplicate either
     for stream in streams:
         assert content.first_seen_offsets(stream_key(record(stream, 0))) == list(range(40))
+
+
+async def test_an_upgraded_agent_ships_the_schema_1_batches_left_in_its_spool_then_schema_2(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A spool written by an agent of the release before (schema 1), reopened by this one (which
+    appends schema 2): every line reaches Kafka once, each stream in file order, and the message
+    values are of both schemas, which the indexer reads alike (``podlog.wire.decode_message``)."""
+    topic = unique_topic("upgrade")
+    old = ShipperConfig(spool=SpoolConfig(schema=1))
+    spool = Spool(old.spool, tmp_path / "spool")
+    spooled: list[Record] = []
+    for i in range(5):
+        b = batch("app", i * 10, 10)
+        spooled.extend(b.records)
+        await spool.append(b)
+    await spool.close()
+    config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    spool = Spool(config.spool, tmp_path / "spool")
+    for i in range(5, 10):
+        b = batch("app", i * 10, 10)
+        spooled.extend(b.records)
+        await spool.append(b)
+    acks = RecordingAcks()
+    async with running(Shipper(config, spool, KafkaTransport(config.kafka), acks=acks, health=Health())):
+        await until(lambda: spool.records == 0)
+    content = read_topic(kafka_bootstrap, topic, expect_ids=len(spooled))
+    key = stream_key(spooled[0])
+    assert content.first_seen_offsets(key) == [r["log"]["offset"] for r in spooled]
+    schemas = [r["podlog"]["schema"] for r in content.by_key[key]]
+    assert schemas[:50] == [1] * 50 and set(schemas[50:]) == {2}
+    assert acks.offset("p:app:x") == 100
+
+
+async def test_a_schema_2_message_over_a_lowered_limit_is_split_again_never_dropped(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The spool built its messages for 1 MB; the transport's limit is lower (a broker that said
+    MESSAGE_TOO_LARGE halves it): the stored message is split again, every line arrives."""
+    topic = unique_topic("resplit")
+    config = ShipperConfig(kafka=KafkaProducerConfig(bootstrap_servers=kafka_bootstrap, topic=topic))
+    spool = Spool(config.spool, tmp_path / "spool")
+    records = [record("app", i * 5000, os.urandom(2000).hex()) for i in range(60)]  # no compression helps
+    await spool.append(Batch(records, {}))
+    transport = KafkaTransport(config.kafka)
+    transport.max_message_bytes = 4096
+    async with running(Shipper(config, spool, transport, acks=RecordingAcks(), health=Health())):
+        await until(lambda: spool.records == 0)
+    content = read_topic(kafka_bootstrap, topic, expect_ids=len(records))
+    assert content.messages > 1
+    assert lines(content.by_key[stream_key(records[0])]) == lines(records)

@@ -1,4 +1,9 @@
-"""The enricher: markers, record fields, file policy from annotations, payloads."""
+"""The enricher: markers, record fields, file policy from annotations, the payload parser.
+
+The enricher parses no payload: it names the parser in ``podlog.parser``, and
+whoever reads the message parses.  :func:`read_back` does what the reader
+does (the records through a schema 2 message and back), so these tests check
+the whole contract."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from podlog.config import CommonConfig
 from podlog.lifecycle import Health
 from podlog.metrics import sample
 from podlog.record import Record, SourcePosition, make_record
+from shipper.messages import StoredMessages, build_messages
 from tests.fixtures.kube_api import make_pod
 
 CONFIG = KubernetesConfig()
@@ -34,6 +40,11 @@ def records(*messages: str) -> list[Record]:
         )
         for i, m in enumerate(messages)
     ]
+
+
+def read_back(batch: list[Record]) -> list[Record]:
+    """``batch`` as the reader of its schema 2 message gets it: payloads parsed."""
+    return StoredMessages(build_messages(batch)).records()
 
 
 def add_pod(cache: PodCache, **kwargs: Any) -> str:
@@ -70,8 +81,10 @@ def test_disabled_enricher_uses_the_path_and_counts_it() -> None:
         "node": {"name": "node-a"},
     }
     assert batch[0]["podlog"]["metadata"] == "path"
-    assert batch[0]["level"] == "error"
-    assert batch[1]["json"] is None
+    assert batch[0]["level"] is None, "the agent parses no payload"
+    read = read_back(batch)
+    assert read[0]["level"] == "error"
+    assert read[1]["json"] is None
     after = sample("podlog_collector_kube_path_only_records_total", {"reason": "disabled"})
     assert after - before == 2
 
@@ -217,11 +230,14 @@ def test_parser_annotation_selects_the_payload_format() -> None:
     none = add_pod(cache, name="n", annotations={"podlog.io/parser": "none"})
     batch = records("level=warn msg=hi")
     enr.enrich(PathMeta("default", "l", "app", pod_uid=logfmt), batch)
-    assert batch[0]["json"] == {"level": "warn", "msg": "hi"}
-    assert batch[0]["level"] == "warn"
+    assert batch[0]["podlog"]["parser"] == "logfmt"
+    read = read_back(batch)
+    assert read[0]["json"] == {"level": "warn", "msg": "hi"}
+    assert read[0]["level"] == "warn"
     batch = records('{"level":"info"}')
     enr.enrich(PathMeta("default", "n", "app", pod_uid=none), batch)
-    assert batch[0]["json"] is None and batch[0]["level"] is None
+    read = read_back(batch)
+    assert read[0]["json"] is None and read[0]["level"] is None
 
 
 def test_payload_never_overwrites_podlog_fields() -> None:
@@ -229,24 +245,23 @@ def test_payload_never_overwrites_podlog_fields() -> None:
     enr, _, _ = enricher()
     line = '{"message":"fake","kubernetes":{"namespace":"evil"},"podlog":1,"level":"debug"}'
     batch = records(line)
-    batch[0]["level"] = "error"  # set by an earlier stage
     enr.enrich(PathMeta("real", "p", "app"), batch)
-    record = batch[0]
+    record = read_back(batch)[0]
     assert record["message"] == line
     assert record["kubernetes"]["namespace"] == "real"
     assert record["podlog"]["metadata"] == "path"
-    assert record["level"] == "error"
+    assert record["level"] == "debug"
     assert record["json"]["kubernetes"] == {"namespace": "evil"}
 
 
 def test_rejected_payloads_are_counted() -> None:
-    """Broken JSON is counted under its error code and left as text."""
+    """Broken JSON is counted under its error code by the reader, and left as text."""
     enr, _, _ = enricher()
-    before = sample("podlog_collector_payloads_rejected_total", {"error_code": "invalid_json"})
+    before = sample("podlog_shipper_payloads_total", {"outcome": "invalid_json"})
     batch = records("{broken", "{also broken")
     enr.enrich(PathMeta("ns", "p", "app"), batch)
-    assert batch[0]["json"] is None
-    after = sample("podlog_collector_payloads_rejected_total", {"error_code": "invalid_json"})
+    assert read_back(batch)[0]["json"] is None
+    after = sample("podlog_shipper_payloads_total", {"outcome": "invalid_json"})
     assert after - before == 2
 
 
@@ -266,14 +281,14 @@ def test_records_of_a_file_share_read_only_metadata_maps() -> None:
 
 
 def test_file_outside_kubernetes_layouts_keeps_the_pipelines_fields() -> None:
-    """A plain file (no pod in its path) is not looked up; payloads are still parsed."""
+    """A plain file (no pod in its path) is not looked up; payloads are still parsed (by the reader)."""
     enr, _, _ = enricher()
     batch = records('{"level":"info"}')
     batch[0]["kubernetes"] = {"node": {"name": "node-a"}}
     enr.enrich(PathMeta("", "", ""), batch)
     assert batch[0]["kubernetes"] == {"node": {"name": "node-a"}}
     assert batch[0]["podlog"]["metadata"] == "path"
-    assert batch[0]["level"] == "info"
+    assert read_back(batch)[0]["level"] == "info"
 
 
 @pytest.mark.parametrize("parser", ["json", "logfmt"])
@@ -285,9 +300,10 @@ def test_only_messages_that_can_be_payloads_are_parsed(parser: str) -> None:
         "plain text {not json}", "", "é {", "a=1 b=two",
     )
     enr.enrich(PathMeta("default", "p", "app"), batch)
-    assert [r["level"] for r in batch[:3]] == ["warn", "error", "debug"]
-    assert [r["json"] for r in batch[3:6]] == [None, None, None]
-    assert batch[6]["json"] == ({"a": "1", "b": "two"} if parser == "logfmt" else None)
+    read = read_back(batch)
+    assert [r["level"] for r in read[:3]] == ["warn", "error", "debug"]
+    assert [r["json"] for r in read[3:6]] == [None, None, None]
+    assert read[6]["json"] == ({"a": "1", "b": "two"} if parser == "logfmt" else None)
 
 
 def test_enriched_records_reuse_the_maps_they_were_built_with() -> None:

@@ -27,6 +27,14 @@ def record(stream: str, offset: int, message: str | None = None, *, pod: str = "
     )
 
 
+def lines(records: Sequence[Record]) -> list[tuple[str, str, str, int, int, str]]:
+    """What a record says of its line, whichever schema carried it: (event.id, message, stream,
+    time, offset, pod uid).  Records read back from a schema 2 spool are the same lines, with
+    ``podlog.schema`` 2 and their payloads parsed."""
+    return [(r["event"]["id"], r["message"], r["stream"], r["timestamp_ns"], r["log"]["offset"],
+             r["kubernetes"]["pod"]["uid"]) for r in records]
+
+
 def batch(stream: str, start: int, count: int, *, pod: str = "p") -> Batch:
     """``count`` records of one stream and the mark just after them."""
     records = [record(stream, start + i, pod=pod) for i in range(count)]

@@ -119,7 +119,7 @@ def test_split_packs_messages_as_record_by_record_greedy(batches: list[list[int]
     for sizes in batches:
         records = [record("a", offset + i, "m" * size) for i, size in enumerate(sizes)]
         offset += len(sizes)
-        spooled.append(decode_records(encode_payload(records, {})))
+        spooled.append(decode_records(encode_payload(records, {}, schema=1)))
     joined = EncodedRecords.concat(spooled)
     fragments = [orjson.dumps(r) for r in joined]
     budget = limit - len(encode_batch([]))
@@ -158,11 +158,11 @@ def test_joined_runs_equal_encode_batch_per_stream(messages: list[str], streams:
 def test_spooled_payload_round_trips_through_runs() -> None:
     """Records written to a spool payload come back as runs that decode to the same records."""
     records = [record("a", 0), record("b", 1, "ü\n\"q\""), record("a", 2)]
-    again = decode_records(encode_payload(records, {}))
+    again = decode_records(encode_payload(records, {}, schema=1))
     assert again.groups == [group_of(records[0]), group_of(records[1])]
     assert [(run.group, len(run.lengths)) for run in again.runs] == [(0, 2), (1, 1)]
     assert list(again) == [records[0], records[2], records[1]]  # grouped by stream
-    assert len(decode_records(encode_payload([], {}))) == 0
+    assert len(decode_records(encode_payload([], {}, schema=1))) == 0
 
 
 def test_concatenated_parts_merge_groups_and_keep_each_streams_order() -> None:
@@ -170,7 +170,7 @@ def test_concatenated_parts_merge_groups_and_keep_each_streams_order() -> None:
     first = [record("a", 0), record("b", 1), record("a", 2)]
     second = [record("c", 3), record("a", 4)]
     third = [record("b", 5)]
-    parts = [decode_records(encode_payload(batch, {})) for batch in (first, second, third)]
+    parts = [decode_records(encode_payload(batch, {}, schema=1)) for batch in (first, second, third)]
     joined = EncodedRecords.concat(parts)
     assert len(joined) == 6
     assert joined.groups == [group_of(first[0]), group_of(first[1]), group_of(second[0])]

@@ -30,7 +30,7 @@ def _frames(count: int, start_seq: int = 1) -> list[bytes]:
         encode_frame(
             start_seq + i,
             1000 + i,
-            encode_payload([record("c", i)], {"k": FileMark("/f", "k", 0, i + 1)}),
+            encode_payload([record("c", i)], {"k": FileMark("/f", "k", 0, i + 1)}, schema=1),
         )
         for i in range(count)
     ]
@@ -41,7 +41,7 @@ def test_payload_round_trips_records_and_marks() -> None:
     records = [record("c", 1), record("c", 2, "ünïcode \"quoted\" \n")]
     marks = {"k": FileMark("/f", "k", 3, 99),
              "j": FileMark("/g", "j", 0, 40, (("stdout", 120), ("stderr", 40)), 60)}  # held at a fragment
-    meta, decoded = decode_payload(encode_payload(records, marks))
+    meta, decoded = decode_payload(encode_payload(records, marks, schema=1))
     assert decoded == records
     assert meta["n"] == 2
     assert decode_marks(meta) == marks
@@ -142,7 +142,7 @@ def _rss_file_kib() -> int:
 def test_dropped_pages_leave_the_resident_set_and_stay_readable(tmp_path: Path) -> None:
     """After a send is framed its mapped spool pages are given back; a retry still reads them."""
     records = [record("c", i, "x" * 900 + str(i)) for i in range(8192)]
-    payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)})
+    payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)}, schema=1)
     path = tmp_path / "segment"
     path.write_bytes(b"\0" * HEADER_SIZE + payload)
     encoded = decode_records(read_range(path, 0, HEADER_SIZE + len(payload))[HEADER_SIZE:])
@@ -163,7 +163,7 @@ def test_a_send_of_several_batches_drops_the_pages_of_every_segment(tmp_path: Pa
     parts = []
     for name in ("one", "two"):
         records = [record(name, i, "x" * 900 + str(i)) for i in range(4096)]
-        payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)})
+        payload = encode_payload(records, {"k": FileMark("/f", "k", 0, 1)}, schema=1)
         path = tmp_path / name
         path.write_bytes(b"\0" * HEADER_SIZE + payload)
         parts.append(decode_records(read_range(path, 0, HEADER_SIZE + len(payload))[HEADER_SIZE:]))

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from shipper.config import SpoolConfig
 from shipper.spool import Spool
-from tests.unit.shipper.helpers import batch, crash
+from tests.unit.shipper.helpers import batch, crash, lines
 
 CONFIG = SpoolConfig(max_bytes=1 << 20, segment_bytes=4096)
 
@@ -72,7 +72,7 @@ class SpoolModel(RuleBasedStateMachine):
         expected = [(seq, records) for seq, records in self.appended if seq > self.acked]
         assert [b.seq for b in got] == [seq for seq, _ in expected]
         for b, (_, records) in zip(got, expected, strict=True):
-            assert list(b.records) == records
+            assert lines(b.records) == lines(records)
         assert self.spool.records == sum(len(r) for _, r in expected)
 
     def teardown(self) -> None:
