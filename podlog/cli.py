@@ -29,6 +29,7 @@ from podlog.logging import configure_logging, get_logger
 from podlog.ops import OpsServer
 from podlog.options import config_option, settings_or_exit
 from podlog.settings import Settings
+from search.commands import hash_password_command
 
 __all__ = ["build_agent", "build_indexer", "build_run", "build_search", "main"]
 
@@ -159,11 +160,16 @@ def indexer(config_path: Path | None) -> None:
     _serve(settings_or_exit(config_path), build_indexer)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @config_option
-def search(config_path: Path | None) -> None:
-    """Serve the search API and web page over OpenSearch."""
-    _serve(settings_or_exit(config_path), build_search)
+@click.pass_context
+def search(ctx: click.Context, config_path: Path | None) -> None:
+    """Serve the search API and web page over OpenSearch (or run one of its commands)."""
+    if ctx.invoked_subcommand is None:
+        _serve(settings_or_exit(config_path), build_search)
+
+
+search.add_command(hash_password_command)
 
 
 @cli.command()

@@ -68,7 +68,10 @@ def ops_routes(health: Health) -> list[Route]:
 class HttpServer:
     """Serves an ASGI app with uvicorn as a :class:`podlog.lifecycle.Service`."""
 
-    def __init__(self, name: str, app: Any, listen: str, *, graceful_seconds: int | None = None) -> None:
+    def __init__(
+        self, name: str, app: Any, listen: str, *, graceful_seconds: int | None = None, proxy_headers: bool = True
+    ) -> None:
+        """``proxy_headers=False``: the client address is the TCP peer, never X-Forwarded-For."""
         host, port = parse_listen(listen)
         config = uvicorn.Config(
             app,
@@ -78,6 +81,7 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=graceful_seconds,
+            proxy_headers=proxy_headers,
         )
         self.name = name
         self._server = UvicornServer(config)

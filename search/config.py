@@ -7,7 +7,7 @@ from typing import Literal
 
 from podlog.config import setting
 
-__all__ = ["AuthConfig", "EmbeddedConfig", "GuardConfig", "SearchConfig"]
+__all__ = ["AuthConfig", "EmbeddedConfig", "GuardConfig", "RateLimitConfig", "SearchConfig"]
 
 AUTH_MODES = ("token", "basic", "header", "none")
 """Values of ``search.auth.mode``."""
@@ -24,7 +24,7 @@ class AuthConfig:
     )
     secrets_file: str = setting(
         "",
-        "YAML file listing identities: name, token or password (or their sha256), namespaces.",
+        "YAML file listing identities: name, token (or token_sha256) or password_hash (argon2id), namespaces.",
     )
     trusted_header: str = setting(
         "X-Forwarded-User", "In header mode: the request header naming the authenticated user."
@@ -34,10 +34,17 @@ class AuthConfig:
         "In header mode: client networks (CIDR) whose identity header is believed.",
     )
     anonymous_namespaces: list[str] = setting(["*"], "In none mode: namespace patterns every caller may see.")
+    reload_seconds: float = setting(
+        2.0,
+        "How often the secrets file is checked for changes; open live tails re-check their "
+        "credential at each reload and close when it was revoked.",
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in AUTH_MODES:
             raise ValueError(f"auth.mode {self.mode!r} is not one of {', '.join(AUTH_MODES)}")
+        if not self.reload_seconds > 0:
+            raise ValueError(f"auth.reload_seconds must be positive, not {self.reload_seconds}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,8 +57,44 @@ class GuardConfig:
     max_export_records: int = setting(100_000, "Most records one NDJSON export streams.")
     max_query_length: int = setting(4096, "Longest query string accepted, in characters.")
     max_tail_streams: int = setting(200, "Most live tails served at once; more are refused with 429.")
+    max_tail_streams_per_identity: int = setting(
+        10, "Most live tails one identity (token, user) may have open at once; more are refused with 429."
+    )
+    max_tail_seconds: float = setting(
+        3600.0, "Longest a live tail stays open; then it ends with an error event saying so (the page reopens it)."
+    )
+    tail_idle_seconds: float = setting(
+        900.0, "A live tail that has sent no line for this long ends, so a forgotten tab holds no stream."
+    )
     allow_leading_wildcards: bool = setting(False, "Accept terms that start with * or ? (expensive on large indices).")
     allow_regex: bool = setting(False, "Accept /regular expression/ terms.")
+
+
+RATE_LIMIT_MODES = ("auto", "enabled", "disabled")
+"""Values of ``search.rate_limit.mode``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Requests per identity: a token bucket each, refused with 429 and Retry-After when empty."""
+
+    mode: str = setting(
+        "auto",
+        "enabled, disabled, or auto: enabled over OpenSearch (podlog search), disabled on the embedded "
+        "index (podlog run).",
+    )
+    requests_per_second: float = setting(20.0, "Requests an identity may make per second, sustained.")
+    burst: int = setting(100, "Requests an identity may make at once before the sustained rate applies.")
+
+    def __post_init__(self) -> None:
+        if self.mode not in RATE_LIMIT_MODES:
+            raise ValueError(f"rate_limit.mode {self.mode!r} is not one of {', '.join(RATE_LIMIT_MODES)}")
+        if not self.requests_per_second > 0 or self.burst < 1:
+            raise ValueError("rate_limit.requests_per_second must be positive and rate_limit.burst at least 1")
+
+    def enabled(self, backend: str) -> bool:
+        """Whether requests are limited with this backend."""
+        return self.mode == "enabled" or (self.mode == "auto" and backend != "embedded")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +122,12 @@ class SearchConfig:
     opensearch_ca_certs: str = setting("", "CA bundle for OpenSearch's certificate; empty: system CAs.")
     auth: AuthConfig = setting(AuthConfig, "Authentication and per-identity namespace access.")
     guards: GuardConfig = setting(GuardConfig, "Query guards: range, timeout, result caps.")
+    rate_limit: RateLimitConfig = setting(RateLimitConfig, "Per-identity request rate limit.")
+    audit_log: bool = setting(
+        True,
+        "Write one JSON line per API request to the search.audit logger: who, which namespaces, "
+        "the query, time range, result count and duration (never the credential).",
+    )
     tail_poll_seconds: float = setting(1.0, "How often a live tail asks the index for new lines.")
     tail_lookback_seconds: float = setting(
         10.0, "A live tail also picks up lines indexed this late after their timestamp."

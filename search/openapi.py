@@ -42,11 +42,14 @@ _QUERY_PARAMS: list[dict[str, Any]] = [
 
 _ERROR = {
     "type": "object",
+    "description": "Every error: a message for people, the request id the server log files detail under.",
     "properties": {
         "error": {"type": "string"},
+        "request_id": {"type": "string", "description": "Quote it to an operator: the server log has the detail."},
         "position": {"type": "integer", "description": "Character offset in q, when known."},
+        "parameter": {"type": "string", "description": "The query parameter at fault, when known."},
     },
-    "required": ["error"],
+    "required": ["error", "request_id"],
 }
 
 _RECORD = {
@@ -66,20 +69,30 @@ _RECORD = {
 }
 
 
-def _responses(ok: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
-    def error(description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
 
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}}
+
+
+def _responses(ok: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
     return {
         "200": {"description": "OK", "content": {media: {"schema": ok}}},
-        "400": error("Invalid query or parameter; the message says where."),
-        "401": error("Not authenticated."),
-        "403": error("Authenticated, but not allowed to use podlog."),
-        "503": error("The index is unavailable."),
-        "504": error("The query exceeded the server's time limit."),
+        "400": _error("Invalid query or parameter; position or parameter says where."),
+        "401": _error("Not authenticated."),
+        "403": _error("Authenticated, but not allowed to use podlog."),
+        "429": _error("Too many requests (rate limit), or too many live tails open.", _RETRY_AFTER),
+        "500": _error("Unexpected server error; the request id finds it in the server log."),
+        "502": _error("The index failed to answer."),
+        "503": _error("The index is unavailable."),
+        "504": _error("The query exceeded the server's time limit."),
     }
 
 
@@ -206,16 +219,30 @@ def openapi_spec() -> dict[str, Any]:
                                 },
                             }
                         ),
-                        "404": {"description": "No such record, or not in an allowed namespace."},
+                        "404": _error("No such record, or not in an allowed namespace."),
                     },
                 }
             },
             "/api/tail": {
                 "get": {
-                    "summary": "Live tail as server-sent events: 'ready', then 'records' batches as lines are indexed.",
+                    "summary": (
+                        "Live tail as server-sent events: 'ready', then 'records' batches as lines are "
+                        "indexed; an 'error' event ends it (revoked credential, maximum duration, idle)."
+                    ),
                     "parameters": _QUERY_PARAMS,
                     "responses": _responses(
-                        {"type": "string", "description": 'event: records / data: {"records": [...]}'},
+                        {
+                            "type": "object",
+                            "description": (
+                                "One server-sent event. ready: {poll_seconds}; records: {records: [Record]}; "
+                                "error (last): {error, reason: revoked | max_duration | idle | error}."
+                            ),
+                            "properties": {
+                                "event": {"type": "string", "enum": ["ready", "records", "error"]},
+                                "data": {"type": "string", "description": "JSON, as described per event."},
+                            },
+                            "required": ["event", "data"],
+                        },
                         media="text/event-stream",
                     ),
                 }
@@ -236,7 +263,17 @@ def openapi_spec() -> dict[str, Any]:
             "/api/whoami": {
                 "get": {
                     "summary": "The caller's identity and namespace patterns.",
-                    "responses": _responses({"type": "object"}),
+                    "responses": _responses(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "namespaces": {"type": "array", "items": {"type": "string"}},
+                                "auth": {"type": "string", "enum": ["token", "basic", "header", "none"]},
+                            },
+                            "required": ["name", "namespaces", "auth"],
+                        }
+                    ),
                 }
             },
         },

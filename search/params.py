@@ -26,6 +26,8 @@ from search.errors import RequestError
 from search.query import QueryGuards, parse_query
 
 __all__ = [
+    "MAX_CURSOR_INT",
+    "MAX_TIME_NS",
     "auto_interval",
     "build_request",
     "decode_cursor",
@@ -35,7 +37,11 @@ __all__ = [
     "parse_time",
 ]
 
-_RELATIVE = re.compile(r"^now(?:([+-])(\d+)([smhdw]))?$")
+_RELATIVE = re.compile(r"^now(?:([+-])([0-9]{1,12})([smhdw]))?$")
+_EPOCH_MS = re.compile(r"^[0-9]{1,16}$")
+MAX_TIME_NS = 2**62
+"""Latest time a parameter may name (year 2116): far beyond any log, and every sum stays in int64."""
+MAX_CURSOR_INT = 2**63 - 1
 _UNIT_NS = {
     "s": 1_000_000_000,
     "m": 60_000_000_000,
@@ -62,8 +68,19 @@ def now_ns() -> int:
 
 
 def parse_time(value: str, now: int, name: str = "time") -> int:
-    """Epoch nanoseconds of ``value``; RequestError naming ``name`` if unreadable."""
-    text = value.strip()
+    """Epoch nanoseconds of ``value``; RequestError naming ``name`` if unreadable or out of range."""
+    ns = _parse_time(value.strip(), now)
+    if ns is None:
+        raise RequestError(
+            f"{name}: {value[:100]!r} is not a time; use now, now-15m, epoch milliseconds or RFC 3339 with a zone",
+            parameter=name,
+        )
+    if not 0 <= ns <= MAX_TIME_NS:
+        raise RequestError(f"{name}: {value[:100]!r} is out of range (1970 to 2116)", parameter=name)
+    return ns
+
+
+def _parse_time(text: str, now: int) -> int | None:
     match = _RELATIVE.match(text)
     if match:
         sign, amount, unit = match.groups()
@@ -71,21 +88,24 @@ def parse_time(value: str, now: int, name: str = "time") -> int:
             return now
         delta = int(amount) * _UNIT_NS[unit]
         return now + delta if sign == "+" else now - delta
-    if text.isdigit():
+    if _EPOCH_MS.match(text):
         return int(text) * 1_000_000
+    if len(text) > 64:
+        return None
     try:
         return parse_timestamp_ns(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise RequestError(
-            f"{name}: {value!r} is not a time; use now, now-15m, epoch milliseconds or RFC 3339 with a zone"
-        )
-    return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
+        return None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return int(parsed.timestamp()) * 1_000_000_000 + parsed.microsecond * 1000
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def int_param(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
@@ -93,12 +113,11 @@ def int_param(params: QueryParams, name: str, default: int, low: int, high: int)
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise RequestError(f"{name}: {raw!r} is not an integer") from None
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw.strip()):
+        raise RequestError(f"{name}: {raw[:100]!r} is not an integer in {low}..{high}", parameter=name)
+    value = int(raw)
     if not low <= value <= high:
-        raise RequestError(f"{name}: {value} is outside {low}..{high}")
+        raise RequestError(f"{name}: {value} is outside {low}..{high}", parameter=name)
     return value
 
 
@@ -116,15 +135,16 @@ def decode_cursor(text: str | None) -> Cursor | None:
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise RequestError("cursor: not a cursor this API returned") from None
+        raise RequestError("cursor: not a cursor this API returned", parameter="cursor") from None
     if (
         not isinstance(raw, list)
         or len(raw) != 3
         or not isinstance(raw[0], int)
         or not isinstance(raw[1], int)
         or not isinstance(raw[2], str)
+        or not all(-MAX_CURSOR_INT <= n <= MAX_CURSOR_INT for n in raw[:2])
     ):
-        raise RequestError("cursor: not a cursor this API returned")
+        raise RequestError("cursor: not a cursor this API returned", parameter="cursor")
     return (raw[0], raw[1], raw[2])
 
 
@@ -175,10 +195,12 @@ def build_request(
     default_start = now - int(config.default_range_minutes * 60_000_000_000)
     start = parse_time(start_raw, now, "start") if start_raw else default_start
     if start >= end:
-        raise RequestError("start must be before end")
+        raise RequestError("start must be before end", parameter="start")
     max_range = int(guards.max_range_hours * _UNIT_NS["h"])
     if require_range_guard and end - start > max_range:
-        raise RequestError(f"time range is longer than the {guards.max_range_hours:g} h this server allows")
+        raise RequestError(
+            f"time range is longer than the {guards.max_range_hours:g} h this server allows", parameter="start"
+        )
     size = int_param(params, "size", size_default, 1, size_max or guards.max_page_size)
     return SearchRequest(
         query=parse_query(params.get("q"), guards_of(config)),

@@ -16,6 +16,7 @@ both backends agree on what a query means.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -49,12 +50,15 @@ from podlog.errors import PodlogError
 __all__ = [
     "DEFAULT_FIELD",
     "FIELD_ALIASES",
+    "INT64_MAX",
+    "INT64_MIN",
     "KNOWN_FIELDS",
     "FieldKind",
     "FieldSpec",
     "QueryError",
     "QueryGuards",
     "is_leading_wildcard",
+    "parse_integer",
     "parse_query",
     "phrase_text",
     "resolve_field",
@@ -117,6 +121,9 @@ FIELD_ALIASES: Mapping[str, str] = {
 
 _MAX_TERMS = 256
 _MAX_DEPTH = 64
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 class QueryError(PodlogError):
@@ -185,6 +192,14 @@ def phrase_text(phrase: Phrase) -> str:
     return "".join(out)
 
 
+def parse_integer(text: str) -> int | None:
+    """The value of a decimal integer that fits a signed 64-bit field, else None."""
+    if not _INTEGER.fullmatch(text):
+        return None
+    value = int(text)
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
 def is_leading_wildcard(word: Word) -> bool:
     """True when the term starts with an unescaped ``*`` or ``?`` (and is not just ``*``)."""
     value = str(word.value)
@@ -203,12 +218,15 @@ def parse_query(text: str | None, guards: QueryGuards | None = None) -> Item | N
         raise QueryError(f"query is longer than {guards.max_length} characters")
     try:
         tree = parser.parse(text)
-    except IllegalCharacterError as exc:
-        raise QueryError(f"syntax error: {_clean(exc)}") from exc
-    except ParseError as exc:
-        raise QueryError(f"syntax error: {_clean(exc)}") from exc
+    except (IllegalCharacterError, ParseError) as exc:
+        message, position = _clean(exc)
+        if position is None and message.endswith("at the end"):
+            position = len(text)
+        raise QueryError(f"syntax error: {message}", position) from exc
     except (ValueError, TypeError) as exc:  # luqum raises these for some malformed ranges
         raise QueryError(f"syntax error: {exc}") from exc
+    except ArithmeticError as exc:  # decimal.InvalidOperation, for a~. or a^1.2.3
+        raise QueryError("syntax error: ~ and ^ must be followed by a number") from exc
     except RecursionError:
         raise QueryError(f"query is nested more than {_MAX_DEPTH} levels deep") from None
     terms = sum(1 for _ in _validate(tree, None, guards, 0))
@@ -217,9 +235,16 @@ def parse_query(text: str | None, guards: QueryGuards | None = None) -> Item | N
     return tree
 
 
-def _clean(exc: Exception) -> str:
-    message = str(exc).replace("Syntax error in input : ", "").replace("  ", " ")
-    return message.rstrip("!").strip()
+_AT_POSITION = re.compile(r"\s*at position (\d+)\s*$")
+
+
+def _clean(exc: Exception) -> tuple[str, int | None]:
+    """luqum's message without its boilerplate, and the position it names (if any)."""
+    message = str(exc).replace("Syntax error in input : ", "").replace("  ", " ").rstrip("!").strip()
+    found = _AT_POSITION.search(message)
+    if found is None:
+        return message, None
+    return message[: found.start()].strip(), int(found.group(1))
 
 
 def _validate(item: Item, field: FieldSpec | None, guards: QueryGuards, depth: int) -> Iterator[None]:
@@ -232,7 +257,12 @@ def _validate(item: Item, field: FieldSpec | None, guards: QueryGuards, depth: i
         if field is not None:
             raise QueryError(f"field {item.name!r} inside another field's value", pos)
         spec = resolve_field(str(item.name), pos)
-        yield from _validate(item.expr, spec, guards, depth)
+        try:
+            yield from _validate(item.expr, spec, guards, depth)
+        except QueryError as exc:
+            if exc.position is not None or pos is None:
+                raise
+            raise QueryError(exc.reason, pos) from None  # e.g. field:>n, whose operand has no position
     elif isinstance(item, (AndOperation, OrOperation, UnknownOperation)):
         for child in item.children:
             yield from _validate(child, field, guards, depth)
@@ -274,11 +304,10 @@ def _check_word(word: Word, field: FieldSpec | None, guards: QueryGuards) -> Non
         )
     if field is None and value == "*":
         return
-    if field is not None and field.kind == "number" and value != "*":
-        try:
-            int(term_text(word))
-        except ValueError:
-            raise QueryError(f"{field.path} is a number; {value!r} is not an integer", pos) from None
+    if field is not None and field.kind == "number" and value != "*" and parse_integer(term_text(word)) is None:
+        raise QueryError(
+            f"{field.path} is a number; {value[:40]!r} is not an integer between -2^63 and 2^63-1", pos
+        )
 
 
 def _check_range(item: Range | From | To, field: FieldSpec | None, pos: int | None) -> None:
@@ -290,10 +319,9 @@ def _check_range(item: Range | From | To, field: FieldSpec | None, pos: int | No
     for bound in bounds:
         if not isinstance(bound, Word):
             raise QueryError("range bounds must be plain values", pos)
-        if field.kind == "number" and bound.value != "*":
-            try:
-                int(term_text(bound))
-            except ValueError:
-                raise QueryError(
-                    f"{field.path} is a number; range bound {bound.value!r} is not an integer", pos
-                ) from None
+        if field.kind == "number" and bound.value != "*" and parse_integer(term_text(bound)) is None:
+            raise QueryError(
+                f"{field.path} is a number; range bound {str(bound.value)[:40]!r} is not an integer "
+                "between -2^63 and 2^63-1",
+                pos,
+            )

@@ -51,7 +51,9 @@ class SearchService:
     def __init__(self, config: SearchConfig, backend: SearchBackend, *, health: Health) -> None:
         self.app = create_app(config, backend, health)
         self._backend = backend
-        self._http = HttpServer(self.name, self.app, config.listen, graceful_seconds=3)
+        # The client address is the TCP peer: header mode trusts identity headers only from
+        # search.auth.trusted_proxies, and a forwarding header must not change who the peer is.
+        self._http = HttpServer(self.name, self.app, config.listen, graceful_seconds=3, proxy_headers=False)
         self._ops = OpsServer(config.ops_listen, health) if config.ops_listen else None
         self._probe: asyncio.Task[None] | None = None
         self._runs: list[asyncio.Task[None]] = []

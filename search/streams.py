@@ -6,21 +6,28 @@ the event ids it already sent, so a line indexed late (a slow node, a Kafka
 backlog) still reaches the stream when its timestamp is within
 ``tail_lookback_seconds`` of the newest line seen.  The lines that matched when
 the tail opened are seeded as seen, so the stream starts "from now".
+
+A tail does not outlive its welcome: before each poll it asks whether its
+credential still stands (:class:`TailLimits`), and it ends after
+``guards.max_tail_seconds`` or ``guards.tail_idle_seconds`` without a line.
+Each of these ends the stream with an ``event: error`` whose data says why
+(``{"error": ..., "reason": "revoked" | "max_duration" | "idle"}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import orjson
 
 from podlog.record import Record
 from search.backends.base import Cursor, SearchBackend, SearchRequest
 
-__all__ = ["TailState", "export_ndjson", "poll_tail", "seed_tail", "sse_event", "tail_events"]
+__all__ = ["TailLimits", "TailState", "export_ndjson", "poll_tail", "seed_tail", "sse_event", "tail_events"]
 
 _FAR_FUTURE_NS = 2**62
 _PAGES_PER_POLL = 20
@@ -30,6 +37,34 @@ _HEARTBEAT_SECONDS = 15.0
 def sse_event(event: str, data: object) -> bytes:
     """One server-sent event; JSON data on one line."""
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclasses.dataclass(slots=True)
+class TailLimits:
+    """When a live tail must end, and (once it has) why."""
+
+    max_seconds: float = math.inf
+    """Longest the stream stays open."""
+    idle_seconds: float = math.inf
+    """Longest the stream stays open without sending a line."""
+    revoked: Callable[[], bool] = _never
+    """True once the credential that opened the tail no longer stands."""
+    ended: str = ""
+    """Why the stream ended: revoked, max_duration, idle, stopping; empty while open."""
+
+    def check(self, opened: float, last_line: float, now: float) -> tuple[str, str] | None:
+        """``(reason, message)`` when the stream must end now, else None."""
+        if self.revoked():
+            return "revoked", "your credential was revoked or your access changed; sign in again"
+        if now - opened >= self.max_seconds:
+            return "max_duration", f"a live tail stays open at most {self.max_seconds:g} s; reopen it to go on"
+        if now - last_line >= self.idle_seconds:
+            return "idle", f"no new line for {self.idle_seconds:g} s; the live tail was closed"
+        return None
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,29 +154,44 @@ async def tail_events(
     poll_seconds: float,
     lookback_seconds: float,
     closing: asyncio.Event,
+    limits: TailLimits | None = None,
     clock: Callable[[], int] = time.time_ns,
-) -> AsyncIterator[tuple[bytes, int]]:
+    monotonic: Callable[[], float] = time.monotonic,
+) -> AsyncGenerator[tuple[bytes, int]]:
     """Server-sent events and how many records each carries: ``ready`` once, then
-    ``records`` batches, and a comment line as keep-alive when idle."""
+    ``records`` batches, a comment line as keep-alive when idle, and an ``error``
+    event last when ``limits`` end the stream."""
+    limits = limits if limits is not None else TailLimits()
     state = TailState(lookback_ns=int(lookback_seconds * 1_000_000_000))
     await seed_tail(backend, request, state, clock())
     yield sse_event("ready", {"poll_seconds": poll_seconds}), 0
+    opened = last_line = monotonic()
     idle = 0.0
     while not closing.is_set():
+        now = monotonic()
+        until_end = min(opened + limits.max_seconds, last_line + limits.idle_seconds) - now
+        wait = max(0.0, min(poll_seconds, until_end))
         try:
-            await asyncio.wait_for(closing.wait(), timeout=poll_seconds)
+            await asyncio.wait_for(closing.wait(), timeout=wait)
             break
         except TimeoutError:
             pass
+        end = limits.check(opened, last_line, monotonic())
+        if end is not None:
+            limits.ended = end[0]
+            yield sse_event("error", {"error": end[1], "reason": end[0]}), 0
+            return
         records = await poll_tail(backend, request, state, clock(), emit=True)
         if records:
             idle = 0.0
+            last_line = monotonic()
             yield sse_event("records", {"records": records}), len(records)
         else:
             idle += poll_seconds
             if idle >= _HEARTBEAT_SECONDS:
                 idle = 0.0
                 yield b": keep-alive\n\n", 0
+    limits.ended = "stopping"
 
 
 async def export_ndjson(backend: SearchBackend, request: SearchRequest, limit: int) -> AsyncIterator[bytes]:

@@ -40,7 +40,15 @@ from luqum.tree import (
 )
 
 from podlog.record import parse_timestamp_ns
-from search.query import DEFAULT_FIELD, FieldSpec, QueryError, phrase_text, resolve_field
+from search.query import (
+    DEFAULT_FIELD,
+    INT64_MAX,
+    INT64_MIN,
+    FieldSpec,
+    QueryError,
+    phrase_text,
+    resolve_field,
+)
 
 __all__ = [
     "ALL_TOKEN",
@@ -410,12 +418,12 @@ class _Translator:
                 continue
             try:
                 ns = parse_timestamp_ns(bound)
-            except ValueError:
+            except (ValueError, OverflowError):
                 conditions.append(f"{expr} {op} ?")
                 values.extend((*params, bound))
             else:
                 conditions.append(f"r.ts {op} ?")
-                values.append(ns)
+                values.append(max(INT64_MIN, min(INT64_MAX, ns)))  # SQLite integers are 64-bit
         if not conditions:
             return TRUE
         return Clause(sql="(" + " AND ".join(conditions) + ")", params=tuple(values))
@@ -454,13 +462,17 @@ def _in_range(
 
 
 def _as_number(text: str) -> int | float | None:
+    """An integer (64-bit, as SQLite stores them) or a finite float; None for other text."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         pass
+    else:
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
     try:
         number = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return number if number == number and abs(number) != float("inf") else None
 

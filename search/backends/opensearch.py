@@ -114,15 +114,21 @@ class OpenSearchBackend:
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, **kwargs))
         except os_errors.ConnectionTimeout as exc:
-            raise BackendError(f"OpenSearch timed out: {exc}") from exc
+            raise BackendError(f"OpenSearch timed out: {exc}", public="the index did not answer in time") from exc
         except os_errors.ConnectionError as exc:
-            raise BackendError(f"OpenSearch is unreachable: {exc}") from exc
+            raise BackendError(f"OpenSearch is unreachable: {exc}", public="the index is unreachable") from exc
         except os_errors.RequestError as exc:
-            raise QueryError(f"OpenSearch rejected the query: {_reason(exc)}") from exc
+            # The reason may name indices and nodes: it goes to the log, the client reads a summary.
+            log.warning("query_refused_by_index", error=_reason(exc))
+            raise QueryError("the index refused the query; simplify it") from exc
         except os_errors.TransportError as exc:
             status = exc.status_code if isinstance(exc.status_code, int) else 0
             retriable = status == 429 or status >= 500
-            raise BackendError(f"OpenSearch answered {exc.status_code}: {_reason(exc)}", retriable=retriable) from exc
+            raise BackendError(
+                f"OpenSearch answered {exc.status_code}: {_reason(exc)}",
+                retriable=retriable,
+                public="the index is busy; try again" if status == 429 else None,
+            ) from exc
 
     async def _search(self, body: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         body = {**body, "timeout": f"{max(1, int(timeout_seconds * 1000))}ms"}
@@ -137,7 +143,8 @@ class OpenSearchBackend:
             },
         )
         if result.get("timed_out"):
-            raise BackendError(f"the search took longer than {timeout_seconds:g}s; narrow it")
+            message = f"the search took longer than {timeout_seconds:g}s; narrow it"
+            raise BackendError(message, public=message)
         return result
 
     def _bool(self, request: SearchRequest, *, with_range: bool = True) -> dict[str, Any]:

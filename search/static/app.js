@@ -469,6 +469,7 @@ async function streamTail(params, controller) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let ended = "";
   $("status").textContent = "Live tail on: new lines appear at the top.";
   for (;;) {
     const { value, done } = await reader.read();
@@ -484,10 +485,32 @@ async function streamTail(params, controller) {
         else if (line.startsWith("data: ")) data += line.slice(6);
       }
       if (event === "records") prependLive(JSON.parse(data).records);
-      else if (event === "error") $("status").textContent = "Live tail: " + JSON.parse(data).error;
+      else if (event === "error") {
+        const body = JSON.parse(data);
+        ended = body.reason || "error";
+        $("status").textContent = "Live tail: " + body.error;
+      }
     }
   }
-  if (!controller.signal.aborted) $("status").textContent = "Live tail ended by the server.";
+  if (controller.signal.aborted) return;
+  // The server ends tails at a maximum duration and when idle: a visible page carries on
+  // seamlessly; a hidden tab waits until it is looked at again, so no one tails for nobody.
+  if ((ended === "max_duration" || ended === "idle") && state.live) {
+    if (document.visibilityState === "visible") { restartTail(); return; }
+    $("status").textContent = "Live tail paused while this tab is hidden.";
+    document.addEventListener("visibilitychange", function resume() {
+      if (document.visibilityState !== "visible") return;
+      document.removeEventListener("visibilitychange", resume);
+      if (state.live && tailAbort === controller) restartTail();
+    });
+    return;
+  }
+  if (!ended) $("status").textContent = "Live tail ended by the server.";
+  if (ended === "revoked") {
+    state.live = false;
+    $("live").setAttribute("aria-pressed", "false");
+    writeUrl(false);
+  }
 }
 
 async function exportResults(event) {

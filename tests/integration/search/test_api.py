@@ -24,6 +24,7 @@ from podlog.lifecycle import Health
 from podlog.metrics import sample
 from search.backends.opensearch import OpenSearchBackend
 from search.config import AuthConfig, SearchConfig
+from search.passwords import hash_password
 from search.service import SearchService
 from tests.fixtures.records import BASE_NS, MS, ContainerSpec, one_line
 from tests.integration.search.conftest import CORPUS
@@ -35,6 +36,8 @@ RANGE = {"start": str(BASE_NS // MS - 1), "end": str(BASE_NS // MS + 10_000)}
 IN_A = sum(1 for r in CORPUS if r["kubernetes"]["namespace"] == "a")
 IN_B = len(CORPUS) - IN_A
 
+ALICE_HASH = hash_password("correct-horse")
+
 SECRETS = f"""
 identities:
   - name: team-a
@@ -44,7 +47,7 @@ identities:
     token: {ADMIN}
     namespaces: ["*"]
   - name: alice
-    password: correct-horse
+    password_hash: {ALICE_HASH}
     namespaces: ["b", "c-*"]
 """
 

@@ -97,3 +97,24 @@ def test_guards_refuse_requests(query: str, message: str) -> None:
     config = dataclasses.replace(SearchConfig(), guards=GuardConfig(max_range_hours=24))
     with pytest.raises(RequestError, match=message):
         build_request(QueryParams(query), ADMIN, config, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("start", "99999999999999999999"),
+        ("start", "now-" + "9" * 5000 + "m"),
+        ("end", "now+9999999999w"),
+        ("start", "9999-12-31T23:59:59Z"),
+        ("start", "1969-12-31T23:59:59Z"),
+        ("end", "\u0661\u0662"),
+    ],
+)
+def test_times_beyond_the_range_are_a_request_error_naming_the_parameter(name: str, value: str) -> None:
+    """Times outside 1970-2116, huge amounts and non-ASCII digits are RequestErrors, never overflows."""
+    from search.errors import RequestError
+    from search.params import parse_time
+
+    with pytest.raises(RequestError) as caught:
+        parse_time(value, 1_700_000_000_000_000_000, name)
+    assert caught.value.parameter == name

@@ -136,3 +136,22 @@ async def test_export_pages_through_everything_up_to_the_limit() -> None:
     assert [orjson.loads(line)["timestamp_ns"] for line in lines] == [BASE_NS + i for i in reversed(range(25))]
     capped = b"".join([chunk async for chunk in export_ndjson(backend, request(size=7), 10)]).splitlines()
     assert len(capped) == 10
+
+
+async def test_tail_limits_end_the_stream_with_an_error_event_saying_why() -> None:
+    """A revoked credential, the maximum duration and idleness each end the tail with their reason."""
+    from search.streams import TailLimits
+
+    for limits, reason in (
+        (TailLimits(revoked=lambda: True), "revoked"),
+        (TailLimits(max_seconds=0.05), "max_duration"),
+        (TailLimits(idle_seconds=0.05), "idle"),
+    ):
+        stream = tail_events(
+            ListBackend(), request(), poll_seconds=0.01, lookback_seconds=10, closing=asyncio.Event(), limits=limits
+        )
+        chunks = [chunk async for chunk, _ in stream]
+        assert chunks[0].startswith(b"event: ready")
+        assert chunks[-1].startswith(b"event: error")
+        assert orjson.loads(chunks[-1].split(b"data: ", 1)[1])["reason"] == reason
+        assert limits.ended == reason
