@@ -72,8 +72,10 @@ def child(url: str, pods: int, mode: str) -> None:
     libc = _libc()
     gc.collect()
     before = resident_bytes()
+    # A generous request timeout: the server is one Python process paging 10,000 pods, and a
+    # shared machine can make a page slower than the agent's default 10 s.
     config = KubernetesConfig(api_server=url, watch_namespaces=False, snapshot_interval_seconds=3600.0,
-                              max_pods=max(pods * 2, 10))
+                              max_pods=max(pods * 2, 10), request_timeout_seconds=120.0)
     cache = PodCache(grace_seconds=300, max_pods=config.max_pods)
     api = ApiState()
     peaks: list[int] = []
@@ -132,8 +134,10 @@ async def _compact_bytes(config: Any) -> int:
 def run_child(url: str, pods: int, mode: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", url, str(pods), mode],
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        check=False, capture_output=True, text=True, cwd=ROOT,
     )
+    if out.returncode != 0:
+        raise RuntimeError(f"child ({pods} pods, {mode}) exited {out.returncode}:\n{out.stderr[-3000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -78,13 +78,22 @@ def merge_meta(metas: list[PathMeta]) -> PathMeta | None:
 
     A ``/var/log/pods`` name is the ground truth for namespace, pod, uid,
     container and restart count; a ``/var/log/containers`` name adds the
-    container id.
+    container id, but only when it names the same namespace, pod and container:
+    a link that names another pod lends nothing (its id would be another
+    container's, and with it another pod's metadata).
     """
     if not metas:
         return None
     pods = next((m for m in metas if m.pod_uid), None)
-    named = next((m for m in metas if m.container_id), None)
     base = pods or metas[0]
+    named = next(
+        (
+            m for m in metas
+            if m.container_id and (m.namespace, m.pod, m.container)
+            == (base.namespace, base.pod, base.container)
+        ),
+        None,
+    )
     if named is None or named is base:
         return base
     return PathMeta(

@@ -77,7 +77,10 @@ def load_api_config(config: KubernetesConfig) -> SingleConfig:
             loaded = KubeConfig.from_env(service_account=config.service_account_dir)
         single = loaded.get(context_name=config.context or None)
     except (LightkubeConfigError, OSError, KeyError, ValueError) as exc:
-        raise ConfigError(f"kubernetes: cannot load API configuration: {exc}") from exc
+        raise ConfigError(
+            f"kubernetes: cannot load API configuration: {exc} (set kubernetes.api_server or "
+            "kubernetes.kubeconfig, or kubernetes.enabled: false for path metadata only)"
+        ) from exc
     if single is None:
         raise ConfigError("kubernetes: the kubeconfig has no usable context")
     return single

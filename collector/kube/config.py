@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from urllib.parse import urlsplit
 
 from podlog.config import setting
 
@@ -105,6 +106,12 @@ class KubernetesConfig:
     def __post_init__(self) -> None:
         if (self.api_token_file or self.api_ca_file) and not self.api_server:
             raise ValueError("api_token_file and api_ca_file need api_server")
+        if self.api_server:
+            url = urlsplit(self.api_server)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(
+                    f"api_server {self.api_server!r} is not an http:// or https:// URL with a host"
+                )
         if self.default_parser not in ("json", "logfmt", "none"):
             raise ValueError(
                 f"default_parser {self.default_parser!r} is not one of json, logfmt, none"

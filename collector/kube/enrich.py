@@ -142,6 +142,10 @@ class KubeEnricher:
         pods were listed at least once, and the stream has waited less than
         ``hold_unknown_seconds``.
 
+        While the pod watch has lost the API, the bound is extended by ``backoff_max_seconds``:
+        the watch reconnects up to one longest backoff delay after the API is back, and an
+        outage shorter than the bound should not let the held lines go without their pod (nor
+        an excluded pod's lines go at all).
         Before the first list, the start wait (``start_wait_seconds``) is the bound instead.
         A stream is held once: past the bound it is read with path metadata (counted) until
         its pod is known.  ``now`` is monotonic.
@@ -170,7 +174,12 @@ class KubeEnricher:
         hold.asked = now
         if hold.expired:
             return False
-        if now - hold.since < bound:
+        waited = now - hold.since
+        if waited < bound:
+            return True
+        if not self._api.connected and waited < bound + self._config.backoff_max_seconds:
+            # The API is out of reach: the pod can come only with the watch's reconnect, which
+            # may be one longest backoff delay after the API is back.  Wait for that too.
             return True
         hold.expired = True
         self._holding -= 1
@@ -490,17 +499,25 @@ def build_enricher(
 
     Disabled: a path-only enricher and no services.  Enabled: the API-backed
     enricher and the node-scoped watch, which never blocks the agent's start.
+
+    Raises :class:`podlog.errors.ConfigError` when the API configuration cannot be used
+    (no kubeconfig or service account, a missing token or CA file, a kubeconfig lightkube
+    refuses): the process ends at start with that message, not with a watch that retries a
+    configuration that cannot change.  An API server that does not answer is no such error.
     """
     node = common.resolved_node_name()
     if not config.enabled:
         return KubeEnricher(config, node), []
+    from collector.kube.client import KubeClient, load_api_config
     from collector.kube.watch import PodWatcher
+
+    client = KubeClient(config, load_api_config(config))
 
     cache = PodCache(grace_seconds=config.deleted_grace_seconds, max_pods=config.max_pods)
     api = ApiState(("pods", "namespaces") if config.watch_namespaces else ("pods",))
     enricher = KubeEnricher(config, node, cache, api)
     watcher = PodWatcher(
-        config, cache, api, node_name=node, state_dir=Path(common.state_dir) / "kube"
+        config, cache, api, node_name=node, state_dir=Path(common.state_dir) / "kube", client=client
     )
     health.add("kubernetes", watcher.not_ready)
     return enricher, [watcher]

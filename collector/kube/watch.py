@@ -13,9 +13,11 @@ Each resource runs the same loop:
    the connection drops or the API errs, wait a jittered, doubling backoff and
    watch again from the last version; on ``410 Gone`` list again.
 
-``start()`` only restores the previous run's snapshot: the API being down never
-delays the agent.  A background loop writes the snapshot when the cache
-changed and expires deleted pods whose grace period is over.
+``start()`` restores the previous run's snapshot and starts the loops without
+waiting for them: the API being down never delays the agent, and the collector,
+started next, can wait in its own ``start()`` for the first list.  A background
+loop writes the snapshot when the cache changed and expires deleted pods whose
+grace period is over.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class PodWatcher:
         *,
         node_name: str,
         state_dir: Path,
+        client: KubeClient | None = None,
     ) -> None:
         self._config = config
         self._cache = cache
@@ -107,7 +110,9 @@ class PodWatcher:
         self._labels = KeyFilter(["*"], config.labels_deny)
         self._stopping = asyncio.Event()
         self._started = False
-        self._client: KubeClient | None = None
+        self._client = client
+        """Made at the first request unless given (``build_enricher`` makes it at start, so
+        that an unusable configuration stops the agent there)."""
         self._connecting = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._written_changes = -1
@@ -116,7 +121,11 @@ class PodWatcher:
     # -- Service ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore the previous snapshot; never waits for the API."""
+        """Restore the previous snapshot and start listing; never waits for the API.
+
+        The list and watch loops start here, not in :meth:`run`: the services started after
+        this one (the collector) wait in their own ``start`` for the first list
+        (``kubernetes.start_wait_seconds``), before any ``run`` is called."""
         snapshot, problems = await asyncio.to_thread(read_snapshot, self._state_dir)
         for problem in problems:
             events.snapshot_rejected(str(self._state_dir), problem)
@@ -132,16 +141,19 @@ class PodWatcher:
             self._written_changes = self._cache.changes
         events.pods_counted(self._cache.counts())
         self._started = True
+        if not self._tasks and not self._stopping.is_set():
+            resources = [self._pod_resource()]
+            if self._config.watch_namespaces:
+                resources.append(self._namespace_resource())
+            self._tasks = [
+                asyncio.create_task(self._reflect(r), name=f"kube-{r.name}") for r in resources
+            ]
+            self._tasks.append(asyncio.create_task(self._housekeep(), name="kube-snapshot"))
 
     async def run(self) -> None:
-        """Watch pods (and namespaces) and keep the snapshot until stopped."""
-        resources = [self._pod_resource()]
-        if self._config.watch_namespaces:
-            resources.append(self._namespace_resource())
-        self._tasks = [
-            asyncio.create_task(self._reflect(r), name=f"kube-{r.name}") for r in resources
-        ]
-        self._tasks.append(asyncio.create_task(self._housekeep(), name="kube-snapshot"))
+        """Keep watching pods (and namespaces) and writing the snapshot until stopped."""
+        if not self._started:
+            await self.start()
         stop = asyncio.create_task(self._stopping.wait(), name="kube-stop")
         try:
             done, _ = await asyncio.wait([*self._tasks, stop], return_when=asyncio.FIRST_COMPLETED)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from collector.config import CollectorConfig
 from collector.enrichment import Enricher
+from collector.kube.enrich import build_enricher
 from collector.pipeline import Collector
 from podlog.config import CommonConfig
+from podlog.lifecycle import Health, run_services
 from podlog.metrics import sample
 from podlog.protocols import Batch
 from podlog.record import Record
@@ -153,6 +155,46 @@ async def test_a_fresh_start_reads_its_backlog_only_once_the_pods_are_listed(
     records = sink.records("quiet")
     assert {r["podlog"]["metadata"] for r in records} == {"api"}
     assert {r["podlog"]["retention"] for r in records} == {"long"}
+
+
+async def test_composed_as_the_agent_the_start_wait_ends_with_the_first_list(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """Started one after the other by ``run_services`` (the collector's ``start`` waits before
+    any ``run`` is called), the watch still lists: the backlog leaves with API metadata long
+    before ``start_wait_seconds``, and no exclusion or retention class is lost."""
+    kube_api.add_namespace(make_namespace("default", {}, {"podlog.io/retention": "long"}))
+    noisy = kube_api.add_pod(make_pod("noisy", annotations={"podlog.io/exclude": "true"}))
+    quiet = kube_api.add_pod(make_pod("quiet"))
+    write_lines(pod_log(tmp_path / "logs", noisy), ["spam"] * 42)
+    write_lines(pod_log(tmp_path / "logs", quiet), [f"hello {i}" for i in range(50)])
+    expired = sample("podlog_collector_kube_start_wait_expired_total")
+    config = config_for(kube_api, tmp_path, start_wait_seconds=60.0)
+    enricher, services = build_enricher(
+        CommonConfig(node_name=NODE, state_dir=str(tmp_path / "state")), config, Health()
+    )
+    sink = Sink()
+    collector = Collector(
+        CommonConfig(cluster="test", node_name=NODE, state_dir=str(tmp_path / "state"), http_listen=""),
+        CollectorConfig(
+            include=[str(tmp_path / "logs" / "pods" / "*" / "*" / "*.log")],
+            scan_interval_seconds=0.05, poll_interval_seconds=0.02, use_inotify=False,
+        ),
+        sink=sink, enricher=enricher,
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        run_services([*services, collector], grace_seconds=10, stop_event=stop)
+    )
+    try:
+        await eventually(lambda: len(sink.records("quiet")) == 50, "the quiet pod's backlog")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 20)
+    assert sink.records("noisy") == []
+    assert {r["podlog"]["metadata"] for r in sink.records("quiet")} == {"api"}
+    assert {r["podlog"]["retention"] for r in sink.records("quiet")} == {"long"}
+    assert sample("podlog_collector_kube_start_wait_expired_total") == expired
 
 
 async def test_a_start_without_the_api_reads_with_path_metadata_after_its_bound(tmp_path: Path) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +16,12 @@ import pytest
 
 from collector.enrichment import FilePolicy, PathMeta
 from collector.kube.cache import PodCache
+from collector.kube.enrich import build_enricher
 from collector.kube.metadata import KeyFilter, pod_from_api
 from collector.kube.snapshot import snapshot_bytes, write_snapshot
+from podlog.config import CommonConfig
+from podlog.errors import ConfigError
+from podlog.lifecycle import Health
 from podlog.metrics import sample
 from tests.fixtures.kube_api import FakeKubeApi, make_namespace, make_pod
 from tests.integration.kube.conftest import FAST, NODE, config_for, eventually, running_agent
@@ -358,19 +367,48 @@ async def test_api_server_token_file_is_read_again_as_it_rotates(
     assert set(kube_api.authorizations) == {"Bearer first", "Bearer second"}
 
 
-async def test_unusable_configuration_keeps_the_agent_running(tmp_path: Path) -> None:
-    """A missing kubeconfig is logged and counted; records flow with path metadata."""
-    config = dataclasses.replace(
-        config_for(FakeKubeApi(), tmp_path), kubeconfig=str(tmp_path / "missing")
+async def test_unusable_configuration_stops_the_start_with_its_message(tmp_path: Path) -> None:
+    """A missing kubeconfig or token file fails the agent's composition with a message that
+    names it, before any service starts; it is not retried as if the API were down."""
+    missing = dataclasses.replace(FAST, kubeconfig=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"missing.*kubernetes\.enabled: false"):
+        build_enricher(CommonConfig(node_name=NODE, state_dir=str(tmp_path)), missing, Health())
+    no_token = dataclasses.replace(
+        FAST, api_server="http://127.0.0.1:1", api_token_file=str(tmp_path / "token")
     )
-    label = {"resource": "config", "error_code": "no_config"}
-    before = sample("podlog_collector_kube_api_errors_total", label)
-    async with running_agent(tmp_path, config) as agent:
-        await eventually(
-            lambda: sample("podlog_collector_kube_api_errors_total", label) > before, "config error"
-        )
-        assert agent.marker(PathMeta("ns", "p", "app")) == "path"
-        assert not agent.task.done()
+    with pytest.raises(ConfigError, match="api_token_file"):
+        build_enricher(CommonConfig(node_name=NODE, state_dir=str(tmp_path)), no_token, Health())
+
+
+@pytest.mark.parametrize(
+    ("kube", "message"),
+    [
+        ({"api_server": "localhost:6443"}, "not an http:// or https:// URL"),
+        ({"api_server": "http://127.0.0.1:1", "api_token_file": "/nonexistent/token"},
+         "api_token_file: /nonexistent/token is not a file"),
+        ({"kubeconfig": "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig not found"),
+    ],
+)
+def test_agent_with_an_unusable_api_configuration_exits_1_with_a_message(
+    tmp_path: Path, kube: dict[str, str], message: str
+) -> None:
+    """``podlog agent`` with a bad ``api_server``, a missing token file or kubeconfig: exit 1
+    and one line naming the problem, no traceback, nothing started."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(json.dumps({
+        "podlog": {"node_name": NODE, "state_dir": str(tmp_path / "state"), "http_listen": ""},
+        "collector": {"include": [str(tmp_path / "*.log")]},
+        "kubernetes": kube,
+        "shipper": {"kafka": {"bootstrap_servers": "127.0.0.1:1", "topic": "t"}},
+    }))
+    done = subprocess.run(
+        [sys.executable, "-m", "podlog", "agent", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "service_started" not in done.stdout
 
 
 async def test_snapshot_of_another_node_is_not_restored(
@@ -405,6 +443,31 @@ async def test_paged_list_and_an_expired_list_retry(kube_api: FakeKubeApi, tmp_p
     assert len(pages) == 1 + 3  # the refused page, then three pages of two
     assert [p.get("continue") is not None for p in pages[1:]] == [False, True, True]
     assert {p["limit"] for p in pages} == {"2"}
+
+
+async def test_a_paged_pod_list_is_whole_when_namespaces_are_listed_at_its_version(
+    kube_api: FakeKubeApi, tmp_path: Path
+) -> None:
+    """The pod and namespace lists start together at one resource version; each is continued
+    on its own snapshot, so every page of the pods arrives (none is the namespaces')."""
+    kube_api.add_namespace(make_namespace("default"))
+    pods = [kube_api.add_pod(make_pod(f"p{i}")) for i in range(9)]
+    config = config_for(kube_api, tmp_path, list_page_size=2)
+    async with running_agent(tmp_path, config) as agent:
+        await eventually(lambda: kube_api.open_watches() == 1, "watch")
+        assert [agent.marker(meta_for(p)) for p in pods] == ["api"] * 9
+
+    def get(path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{kube_api.url}{path}", timeout=5) as response:
+            return dict(json.loads(response.read()))
+
+    first = get("/api/v1/pods?limit=5")
+    assert len(get("/api/v1/namespaces?limit=5")["items"]) == 1
+    token = urllib.parse.quote(first["metadata"]["continue"])
+    rest = get(f"/api/v1/pods?limit=5&continue={token}")
+    assert [p["metadata"]["name"] for p in first["items"] + rest["items"]] == [
+        f"p{i}" for i in range(9)
+    ]
 
 
 async def test_malformed_watch_events_are_counted_and_skipped(

@@ -93,7 +93,9 @@ def test_enabled_build_returns_the_watch_service(tmp_path: Path) -> None:
     """With the API enabled, build_enricher returns the watch and a readiness check."""
     health = Health()
     enr, services = build_enricher(
-        CommonConfig(node_name="node-a", state_dir=str(tmp_path)), KubernetesConfig(), health
+        CommonConfig(node_name="node-a", state_dir=str(tmp_path)),
+        KubernetesConfig(api_server="http://127.0.0.1:1"),
+        health,
     )
     assert [s.name for s in services] == ["kube-watch"]
     assert "kubernetes" in health.not_ready()  # until the snapshot is restored
@@ -342,6 +344,30 @@ def test_unknown_pod_is_held_until_the_bound_then_read_as_path_and_counted() -> 
     for now in range(131, 2000, 5):  # asked every round, as the pipeline does
         assert not enr.held(meta, float(now))
     assert sample("podlog_collector_kube_hold_expired_total") == expired + 1
+
+
+def test_hold_outlasts_the_watch_reconnect_backoff_while_the_api_is_away() -> None:
+    """While the pod watch has lost the API, a held file waits one longest backoff delay more
+    than the bound: the watch reconnects up to that long after the API is back, and a pod
+    created during a shorter outage must not leave as path (or, excluded, leave at all)."""
+    enr, cache, api = enricher(
+        KubernetesConfig(hold_unknown_seconds=30.0, backoff_max_seconds=30.0)
+    )
+    api.connected = False
+    meta = PathMeta("ns", "created-in-outage", "app", pod_uid="u-outage")
+    assert enr.held(meta, 100.0)
+    assert enr.held(meta, 131.0)
+    assert enr.held(meta, 159.9)
+    assert not enr.held(meta, 160.0)  # a longer outage: the bound and one backoff, no more
+    other = PathMeta("ns", "back-in-time", "app", pod_uid="u-back")
+    assert enr.held(other, 200.0)
+    assert enr.held(other, 235.0)
+    api.connected = True
+    add_pod(cache, name="back-in-time", uid="u-back", namespace="ns")
+    assert not enr.held(other, 236.0)
+    batch = records("x")
+    enr.enrich(other, batch)
+    assert batch[0]["podlog"]["metadata"] == "api"
 
 
 def test_known_pod_is_never_held_and_a_held_one_is_released_when_listed() -> None:
