@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from podlog.logging import get_logger
 from podlog.metrics import counter, gauge
 
@@ -83,30 +81,14 @@ SNAPSHOTS = counter(
     "Metadata snapshot writes and reads under <state_dir>/kube, by operation and result.",
     ["operation", "result"],
 )
-PAYLOADS = counter(
-    "podlog_collector_payloads_total",
-    "Application payloads parsed into the json field, by format of the parser asked for.",
-    ["parser"],
-)
-PAYLOADS_REJECTED = counter(
-    "podlog_collector_payloads_rejected_total",
-    "Messages the asked-for parser could not read (kept as plain text), by error_code.",
-    ["error_code"],
-)
-PAYLOADS_TRUNCATED = counter(
-    "podlog_collector_payloads_truncated_total",
-    "Parsed payloads cut by the depth or field limits (the message keeps the original).",
-)
 
-_REJECT_LOG_INTERVAL = 10.0
+
 
 
 class KubeEvents:
     """The events of ``collector/kube`` and of application payload parsing."""
 
     def __init__(self) -> None:
-        self._rejects_pending: dict[str, int] = {}
-        self._rejects_logged_at = 0.0
         self._path_reason: str | None = None
 
     def records_enriched(self, metadata: str, count: int) -> None:
@@ -238,27 +220,6 @@ class KubeEvents:
     def snapshot_rejected(self, path: str, error: str) -> None:
         SNAPSHOTS.labels("read", "error").inc()
         log.warning("kube_snapshot_rejected", path=path, error=error)
-
-    def payloads_parsed(self, parser: str, count: int, truncated: int) -> None:
-        PAYLOADS.labels(parser).inc(count)
-        if truncated:
-            PAYLOADS_TRUNCATED.inc(truncated)
-
-    def payloads_rejected(self, rejected: dict[str, int], namespace: str, pod: str) -> None:
-        """Count rejected payloads; log them at most every few seconds, with the totals."""
-        for code, count in rejected.items():
-            PAYLOADS_REJECTED.labels(code).inc(count)
-            self._rejects_pending[code] = self._rejects_pending.get(code, 0) + count
-        now = time.monotonic()
-        if now - self._rejects_logged_at >= _REJECT_LOG_INTERVAL:
-            self._rejects_logged_at = now
-            log.info(
-                "payloads_rejected",
-                counts=dict(self._rejects_pending),
-                namespace=namespace,
-                pod=pod,
-            )
-            self._rejects_pending.clear()
 
 
 events = KubeEvents()
