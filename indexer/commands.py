@@ -21,10 +21,21 @@ from indexer.dlq import (
     list_dead_letters,
     replay_dead_letters,
 )
-from indexer.retention import apply_retention, ensure_ism_policies, list_log_indices, plan_retention
-from indexer.templates import detect_capabilities, open_client
+from indexer.retention import (
+    IndexExpiry,
+    IsmAction,
+    apply_ism,
+    apply_retention,
+    backstop_hours,
+    index_creation_dates,
+    list_log_indices,
+    plan_ism,
+    plan_retention,
+)
+from indexer.templates import Capabilities, detect_capabilities, open_client
 from podlog.logging import configure_logging
 from podlog.options import config_option, settings_or_exit
+from podlog.retention import RetentionConfig
 from podlog.settings import Settings
 
 __all__ = ["dlq", "retention"]
@@ -112,13 +123,14 @@ def dlq_replay(config_path: Path | None, ids: tuple[str, ...], namespace: str | 
     click.echo(
         f"replayed {result.replayed}: {result.indexed} indexed, "
         f"{result.already_present} already present, {result.still_dead} still dead-lettered, "
-        f"{result.skipped} not replayable"
+        f"{result.skipped} not replayable, {result.expired} records past their retention (not indexed)"
     )
 
 
 @click.group()
 def retention() -> None:
-    """Show and apply retention: whole expired daily indices per retention class."""
+    """Show and apply retention: expired daily indices go whole, the day a class's
+    retention ends in is trimmed, and ISM (where installed) is kept in step."""
 
 
 def _fmt_bytes(size: int) -> str:
@@ -130,19 +142,56 @@ def _fmt_bytes(size: int) -> str:
     return f"{size}B"
 
 
+def _iso_ns(value: int) -> str:
+    return datetime.fromtimestamp(value / 1e9, tz=UTC).isoformat(timespec="seconds")
+
+
+def _describe(retention_config: RetentionConfig, caps: Capabilities) -> str:
+    classes = ", ".join(f"{k}={v:g}d" for k, v in sorted(retention_config.classes.items()))
+    line = (
+        f"retention classes: {classes}; default {retention_config.default_class}; "
+        "the retention pass deletes by the day each index holds"
+    )
+    if caps.ism:
+        ages = ", ".join(f"{k}={backstop_hours(v)}h" for k, v in sorted(retention_config.classes.items()))
+        line += f"; ISM backstop deletes by index age ({ages})"
+    return line
+
+
+def _index_line(entry: IndexExpiry) -> str:
+    when = entry.expires_at.isoformat() if entry.expires_at else "never"
+    extra = ""
+    if entry.action == "TRIM" and entry.trim_before_ns is not None:
+        extra = f"  deletes documents before {_iso_ns(entry.trim_before_ns)}"
+    if entry.ism_deletes_at is not None:
+        extra += f"  ISM deletes {entry.ism_deletes_at.isoformat(timespec='seconds')}"
+    return (
+        f"{entry.action:6}  {entry.index:50}  {entry.retention_class:10}  expires {when}  "
+        f"{entry.docs} docs  {_fmt_bytes(entry.size_bytes)}{extra}"
+    )
+
+
+def _ism_line(action: IsmAction) -> str:
+    return f"ISM     {action.kind.replace('_', '-'):14}  {action.target:50}  {action.policy}  ({action.detail})"
+
+
 @retention.command("plan")
 @config_option
 @click.option("--at", "at", default=None, help="Evaluate at this UTC time (ISO 8601) instead of now.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per index.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per index and per ISM request.")
 def retention_plan(config_path: Path | None, at: str | None, as_json: bool) -> None:
-    """Every log index, its class and when it expires; expired ones are marked DELETE."""
+    """What `retention apply` (and the indexer's pass) and ISM will do: every log index with
+    DELETE, TRIM or keep, and every ISM request apply makes."""
     settings = _settings(config_path)
     now = _parse_at(at)
-    prefix = settings.indexer.opensearch.index_prefix
-    client = open_client(settings.indexer.opensearch)
+    opensearch = settings.indexer.opensearch
+    prefix = opensearch.index_prefix
+    client = open_client(opensearch)
     try:
-        plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now)
-        caps = detect_capabilities(client, settings.indexer.opensearch)
+        caps = detect_capabilities(client, opensearch)
+        created = index_creation_dates(client, prefix) if caps.ism else None
+        plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now, created=created)
+        ism = plan_ism(client, opensearch, settings.retention) if caps.ism else []
     except OpenSearchException as exc:
         raise _cluster_error(exc) from exc
     finally:
@@ -150,32 +199,35 @@ def retention_plan(config_path: Path | None, at: str | None, as_json: bool) -> N
     if as_json:
         for entry in plan:
             click.echo(orjson.dumps(_entry_json(entry)).decode())
+        for action in ism:
+            click.echo(orjson.dumps(_ism_json(action)).decode())
         return
-    classes = ", ".join(f"{k}={v:g}d" for k, v in sorted(settings.retention.classes.items()))
-    mode = "ISM policies delete them" if caps.ism else "`podlog retention apply` deletes them"
-    click.echo(f"retention classes: {classes}; default {settings.retention.default_class}; {mode}")
+    click.echo(_describe(settings.retention, caps))
     if not plan:
         click.echo("no log indices")
-        return
     for entry in plan:
-        when = entry.expires_at.isoformat() if entry.expires_at else "never (unknown class)"
-        action = "DELETE" if entry.expired else "keep"
-        click.echo(
-            f"{action:6}  {entry.index:50}  {entry.retention_class:10}  expires {when}  "
-            f"{entry.docs} docs  {_fmt_bytes(entry.size_bytes)}"
-        )
+        click.echo(_index_line(entry))
+    for action in ism:
+        click.echo(_ism_line(action))
 
 
-def _entry_json(entry: Any) -> dict[str, Any]:
+def _entry_json(entry: IndexExpiry) -> dict[str, Any]:
     return {
         "index": entry.index,
         "retention_class": entry.retention_class,
         "day": entry.day.date().isoformat(),
         "expires_at": entry.expires_at.isoformat() if entry.expires_at else None,
         "expired": entry.expired,
+        "action": entry.action,
+        "trim_before_ns": entry.trim_before_ns if entry.action == "TRIM" else None,
+        "ism_deletes_at": entry.ism_deletes_at.isoformat() if entry.ism_deletes_at else None,
         "docs": entry.docs,
         "size_bytes": entry.size_bytes,
     }
+
+
+def _ism_json(action: IsmAction) -> dict[str, Any]:
+    return {"ism": action.kind, "target": action.target, "policy": action.policy, "detail": action.detail}
 
 
 def _parse_at(at: str | None) -> datetime:
@@ -190,10 +242,11 @@ def _parse_at(at: str | None) -> datetime:
 
 @retention.command("apply")
 @config_option
-@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 def retention_apply(config_path: Path | None, dry_run: bool) -> None:
-    """Delete expired log indices (where ISM is available, update the policies instead)
-    and dead letters older than ``indexer.dead_letter_days``."""
+    """Delete expired log indices, trim the day each class's retention ends in, bring ISM
+    policies and managed indices to the configured classes (where ISM is installed), and
+    delete dead letters older than ``indexer.dead_letter_days``."""
     settings = _settings(config_path)
     opensearch = settings.indexer.opensearch
     prefix = opensearch.index_prefix
@@ -204,20 +257,26 @@ def retention_apply(config_path: Path | None, dry_run: bool) -> None:
         caps = detect_capabilities(client, opensearch)
         now = datetime.now(tz=UTC)
         if caps.ism:
-            if dry_run:
-                click.echo("ISM is available: policies would be created or updated")
-            else:
-                written = ensure_ism_policies(client, opensearch, settings.retention)
-                click.echo(f"ISM manages retention; policies updated: {', '.join(written) or 'none'}")
+            actions = plan_ism(client, opensearch, settings.retention) if dry_run else apply_ism(
+                client, opensearch, settings.retention
+            )
+            for action in actions:
+                click.echo(("would: " if dry_run else "done: ") + _ism_line(action))
+            click.echo(f"{'would make' if dry_run else 'made'} {len(actions)} ISM requests")
+        if dry_run:
+            plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now)
+            expired = [e for e in plan if e.action == "DELETE"]
+            trimmed = [(e, e.docs) for e in plan if e.action == "TRIM"]
         else:
-            if dry_run:
-                plan = plan_retention(list_log_indices(client, prefix), prefix, settings.retention, now)
-                expired = [e for e in plan if e.expired]
-            else:
-                expired = apply_retention(client, prefix, settings.retention, now)
-            for entry in expired:
-                click.echo(f"{verb} {entry.index} ({entry.retention_class}, {entry.docs} docs)")
-            click.echo(f"{verb} {len(expired)} expired indices")
+            applied = apply_retention(client, prefix, settings.retention, now)
+            expired, trimmed = applied.deleted, applied.trimmed
+        for entry in expired:
+            click.echo(f"{verb} {entry.index} ({entry.retention_class}, {entry.docs} docs)")
+        click.echo(f"{verb} {len(expired)} expired indices")
+        for entry, count in trimmed:
+            assert entry.trim_before_ns is not None
+            what = f"documents before {_iso_ns(entry.trim_before_ns)}" if dry_run else f"{count} documents"
+            click.echo(f"{'would trim' if dry_run else 'trimmed'} {entry.index}: {what}")
         if letter_days > 0:
             if dry_run:
                 letters = count_expired_dead_letters(client, prefix, letter_days, now)

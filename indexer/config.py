@@ -70,7 +70,9 @@ class OpenSearchConfig:
         "object stores them unindexed beside a keyword list of key=value.",
     )
     ism: Literal["auto", "on", "off"] = setting(
-        "auto", "Manage one ISM delete policy per retention class: auto uses ISM where installed."
+        "auto",
+        "Keep one ISM delete policy per retention class, a backstop to the retention pass (which ages "
+        "an index by the day it holds, not its creation): auto uses ISM where installed.",
     )
 
 
@@ -94,8 +96,10 @@ class IndexerConfig:
     )
     retention_interval_seconds: float = setting(
         3600.0,
-        "How often the indexer deletes expired dead letters and, where the cluster has no ISM, "
-        "expired log indices; 0 leaves both to `podlog retention apply`.",
+        "How often the indexer's retention pass runs (with or without ISM): it deletes expired log "
+        "indices, the expired documents of the index each class's retention ends in, and expired "
+        "dead letters, so nothing stays searchable longer than this past its retention; 0 leaves "
+        "it all to `podlog retention apply`.",
     )
     dead_letter_days: float = setting(
         30.0,

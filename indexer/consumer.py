@@ -39,8 +39,8 @@ from indexer.dlq import expire_dead_letters
 from indexer.documents import BulkItem, KafkaPosition, build_items
 from indexer.events import events
 from indexer.lag import KafkaOffsets, LagMonitor
-from indexer.outcomes import DeadLetterNote, PendingOutcomes, collect, report
-from indexer.retention import apply_retention, ensure_ism_policies
+from indexer.outcomes import DeadLetterNote, Partition, PendingOutcomes, collect, report
+from indexer.retention import apply_ism, apply_retention
 from indexer.retry import backoff_delay
 from indexer.templates import Capabilities, ensure_templates, open_client
 from podlog.config import CommonConfig
@@ -73,6 +73,7 @@ class Indexer:
         self._common = common
         self._config = config
         self._retention = retention
+        events.classes_known(retention)
         self._writer = BulkWriter(config, health=health)
         self._consumer: Any = None
         self._security: dict[str, Any] = {}
@@ -198,14 +199,10 @@ class Indexer:
         if not await self._prepare_cluster():
             return
         self._not_ready = None
-        caps = self._capabilities
-        expires_indices = caps is not None and not caps.ism
-        if self._config.retention_interval_seconds > 0 and (
-            expires_indices or self._config.dead_letter_days > 0
-        ):
-            self._retention_task = asyncio.create_task(
-                self._apply_retention(indices=expires_indices), name="retention"
-            )
+        if self._config.retention_interval_seconds > 0:
+            # The pass is the authority on log indices with or without ISM: it ages
+            # them by the day they hold (ISM only by their creation), see indexer.retention.
+            self._retention_task = asyncio.create_task(self._apply_retention(), name="retention")
         inflight: deque[asyncio.Task[None]] = deque()
         depth = max(1, self._config.max_inflight_batches)
         try:
@@ -285,7 +282,7 @@ class Indexer:
                 try:
                     caps = await asyncio.to_thread(ensure_templates, client, self._config.opensearch)
                     if caps.ism:
-                        await asyncio.to_thread(ensure_ism_policies, client, self._config.opensearch, self._retention)
+                        await asyncio.to_thread(apply_ism, client, self._config.opensearch, self._retention)
                 except OpenSearchException as exc:
                     attempt += 1
                     delay = backoff_delay(attempt, self._config.retry_initial_seconds, self._config.retry_max_seconds)
@@ -301,16 +298,15 @@ class Indexer:
         finally:
             client.close()
 
-    async def _apply_retention(self, *, indices: bool) -> None:
-        """Now and then, delete expired dead letters and (``indices``: clusters without
-        ISM) expired log indices."""
+    async def _apply_retention(self) -> None:
+        """Now and then, delete expired log indices, the expired documents of the index a
+        class's retention ends in, and expired dead letters."""
         opensearch = self._config.opensearch
         prefix = opensearch.index_prefix
         while not self._stopping.is_set():
             client = open_client(opensearch)
             try:
-                if indices:
-                    await asyncio.to_thread(apply_retention, client, prefix, self._retention)
+                await asyncio.to_thread(apply_retention, client, prefix, self._retention)
                 await asyncio.to_thread(
                     expire_dead_letters, client, prefix, self._config.dead_letter_days,
                     datetime.now(tz=UTC),
@@ -376,6 +372,8 @@ class Indexer:
         items: list[BulkItem] = []
         undecodable: list[DeadLetterNote] = []
         offsets: dict[TopicPartition, int] = {}
+        expired: dict[Partition, Counter[str]] = {}
+        now_ns = time.time_ns()  # one moment per batch: a replay decides the same way or later
         size = 0
         for message in messages:
             position = KafkaPosition(message.topic, message.partition, message.offset)
@@ -386,6 +384,8 @@ class Indexer:
                 prefix=prefix,
                 retention=self._retention,
                 capabilities=caps,
+                expired=expired.setdefault((message.topic, message.partition), Counter()),
+                now_ns=now_ns,
             )
             items.extend(built)
             undecodable.extend(DeadLetterNote(reason, position, detail, letter) for reason, detail, letter in letters)
@@ -397,7 +397,7 @@ class Indexer:
         if previous is not None:
             await previous  # raises if it failed: then this batch is not committed either
         # Counted once committed, never when decoded or written: see indexer.outcomes.
-        self._pending.add(collect(items, undecodable), self._consumer.assignment())
+        self._pending.add(collect(items, undecodable, expired), self._consumer.assignment())
         committed = await self._commit(offsets)
         report(self._pending.settle(committed))
         events.batch_committed(len(messages), time.perf_counter() - started, outcomes)

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +65,8 @@ class ReplayResult:
     already_present: int = 0
     still_dead: int = 0
     skipped: int = 0
+    expired: int = 0
+    """Records past their class's retention: not indexed, their letters deleted."""
 
 
 def list_dead_letters(
@@ -106,9 +109,10 @@ def _position(source: dict[str, Any]) -> KafkaPosition:
 
 
 def _letter_items(
-    letter: DeadLetter, prefix: str, retention: RetentionConfig, caps: Capabilities
+    letter: DeadLetter, prefix: str, retention: RetentionConfig, caps: Capabilities, expired: Counter[str]
 ) -> list[BulkItem] | None:
-    """The bulk items a letter replays as, or None when it cannot be replayed yet."""
+    """The bulk items a letter replays as, or None when it cannot be replayed yet; records
+    already past their class's retention are counted in ``expired``, not replayed."""
     source = letter.source
     record = source.get("record")
     if isinstance(record, dict):
@@ -127,6 +131,7 @@ def _letter_items(
         prefix=prefix,
         retention=retention,
         capabilities=caps,
+        expired=expired,
     )
     if dead:
         return None
@@ -150,8 +155,9 @@ async def replay_dead_letters(
         caps = await asyncio.to_thread(ensure_templates, client, config.opensearch)
         letters = await asyncio.to_thread(list_dead_letters, client, prefix, limit=limit, namespace=namespace, ids=ids)
         plan: list[tuple[DeadLetter, list[BulkItem]]] = []
+        expired: Counter[str] = Counter()
         for letter in letters:
-            items = _letter_items(letter, prefix, retention, caps)
+            items = _letter_items(letter, prefix, retention, caps, expired)
             if items is None:
                 result.skipped += 1
                 continue
@@ -161,6 +167,9 @@ async def replay_dead_letters(
         await writer.write(replayed)
         for found in collect(replayed).values():
             report(found)
+        if expired:
+            events.records_expired(expired)
+            result.expired = sum(expired.values())
         resolved: list[str] = []
         for letter, items in plan:
             result.replayed += 1

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from indexer.events import events
 from indexer.templates import Capabilities, dlq_index, index_name
 from podlog.errors import SchemaError
 from podlog.record import parse_timestamp_ns
-from podlog.retention import RetentionConfig, retention_class
+from podlog.retention import RetentionConfig, cutoff_ns, retention_class
 from podlog.wire import decode_message
 
 __all__ = [
@@ -147,13 +148,22 @@ def build_items(
     prefix: str,
     retention: RetentionConfig,
     capabilities: Capabilities,
+    expired: Counter[str] | None = None,
+    now_ns: int | None = None,
 ) -> tuple[list[BulkItem], list[tuple[str, str, BulkItem]]]:
     """Decode one Kafka message into bulk items.
 
     Returns ``(items, dead)``; ``dead`` holds ``(reason, detail, item)`` for
     what cannot be indexed at all (an undecodable message, a record that is
     not a record), already shaped as dead-letter items.
+
+    Given ``expired``, a record already older than its class keeps at
+    ``now_ns`` (default: now) is no item: it is counted there by class
+    instead, for the caller to report once its offsets are committed.
     """
+    cutoffs: dict[str, int] = {}
+    if expired is not None and now_ns is None:
+        now_ns = time.time_ns()
     try:
         message = decode_message(value or b"")
     except SchemaError as exc:
@@ -179,6 +189,13 @@ def build_items(
             klass = retention_class(retention, record)
         except (AttributeError, TypeError):
             klass = retention.default_class
+        if expired is not None and now_ns is not None:
+            cutoff = cutoffs.get(klass)
+            if cutoff is None:
+                cutoff = cutoffs[klass] = cutoff_ns(retention, klass, now_ns)
+            if ts < cutoff:
+                expired[klass] += 1
+                continue
         document = _with_kv(record) if capabilities.flat_type == "object" else record
         items.append(
             BulkItem(

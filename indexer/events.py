@@ -14,6 +14,7 @@ from typing import Any
 from podlog import metrics
 from podlog.logging import get_logger
 from podlog.payload import PayloadsParsed
+from podlog.retention import RetentionConfig, expired_counter
 
 __all__ = ["IndexerEvents", "events"]
 
@@ -79,6 +80,12 @@ LAG_MEASUREMENT_FAILURES = metrics.counter(
 )
 OPENSEARCH_UP = metrics.gauge(
     "podlog_indexer_opensearch_up", "1 while the last bulk request reached the cluster, else 0."
+)
+RECORDS_EXPIRED = expired_counter()
+RETENTION_TRIMMED = metrics.counter(
+    "podlog_indexer_retention_deleted_documents_total",
+    "Expired documents deleted by query from the index of the day a class's retention ends in, by class.",
+    ["retention_class"],
 )
 RETENTION_DELETED = metrics.counter(
     "podlog_indexer_retention_deleted_indices_total",
@@ -224,6 +231,31 @@ class IndexerEvents:
             offset=offset,
             error=error,
         )
+
+    def classes_known(self, retention: RetentionConfig) -> None:
+        """Start the per-class series at 0 (alerts on increase() need a first sample)."""
+        for name in retention.classes:
+            RECORDS_EXPIRED.labels(name)
+            RETENTION_TRIMMED.labels(name)
+
+    def records_expired(self, by_class: Mapping[str, int]) -> None:
+        """Records that arrived past their class's retention and were not indexed."""
+        for name, count in sorted(by_class.items()):
+            RECORDS_EXPIRED.labels(name).inc(count)
+        self.log.info("records_expired", classes=dict(by_class), count=sum(by_class.values()))
+
+    def retention_documents_deleted(self, index: str, retention_class: str, deleted: int, cutoff: str) -> None:
+        RETENTION_TRIMMED.labels(retention_class).inc(deleted)
+        self.log.info(
+            "retention_documents_deleted",
+            index=index,
+            retention_class=retention_class,
+            deleted=deleted,
+            older_than=cutoff,
+        )
+
+    def ism_policy_changed(self, index: str, policy: str) -> None:
+        self.log.info("ism_policy_changed", index=index, policy=policy)
 
     def templates_failed(self, error: str, attempt: int, delay: float) -> None:
         self.log.warning("templates_failed", error=error, attempt=attempt, retry_in_seconds=round(delay, 3))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from indexer.documents import BulkItem, KafkaPosition
 from indexer.events import IndexerEvents, events
@@ -58,20 +58,28 @@ class Outcomes:
     """Messages and records that did not decode (each also counted in ``counts``)."""
     dropped: list[BulkItem] = dataclasses.field(default_factory=list)
     """Records refused as documents and as dead letters, with and without their body."""
+    expired: Counter[str] = dataclasses.field(default_factory=Counter)
+    """Records not indexed because they arrived past their retention, by class."""
 
     def merge(self, other: Outcomes) -> None:
         """Add ``other`` to these."""
         self.counts.update(other.counts)
+        self.expired.update(other.expired)
         self.undecodable.extend(other.undecodable)
         self.dropped.extend(other.dropped)
 
 
-def collect(items: Iterable[BulkItem], undecodable: Iterable[DeadLetterNote] = ()) -> dict[Partition, Outcomes]:
+def collect(
+    items: Iterable[BulkItem],
+    undecodable: Iterable[DeadLetterNote] = (),
+    expired: Mapping[Partition, Counter[str]] | None = None,
+) -> dict[Partition, Outcomes]:
     """The outcomes of written ``items`` and of dead letters for ``undecodable`` messages, per partition.
 
     Each record counts once: an item by its own outcome (a document
     dead-lettered or dropped is counted as such, not as its letter), an
-    undecodable message by its letter's.
+    undecodable message by its letter's; ``expired`` records (never items) by
+    class, per partition.
     """
     found: dict[Partition, Outcomes] = {}
     for item in items:
@@ -87,6 +95,9 @@ def collect(items: Iterable[BulkItem], undecodable: Iterable[DeadLetterNote] = (
             outcomes.dropped.append(note.letter)
         else:
             outcomes.counts["dead_lettered"] += 1
+    for partition, classes in (expired or {}).items():
+        if classes:
+            found.setdefault(partition, Outcomes()).expired.update(classes)
     return found
 
 
@@ -97,6 +108,8 @@ def _partition(position: KafkaPosition | None) -> Partition:
 def report(outcomes: Outcomes, event_sink: IndexerEvents = events) -> None:
     """Count ``outcomes`` and log their dead letters and drops."""
     event_sink.documents_resolved(outcomes.counts)
+    if outcomes.expired:
+        event_sink.records_expired(outcomes.expired)
     for note in outcomes.undecodable:
         at = note.position
         event_sink.message_dead_lettered(note.reason, at.topic, at.partition, at.offset, note.error)

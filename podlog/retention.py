@@ -11,9 +11,21 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client import Counter
+
+from podlog import metrics
 from podlog.config import setting
 
-__all__ = ["RetentionConfig", "class_for", "retention_class"]
+__all__ = [
+    "DAY_NS",
+    "RetentionConfig",
+    "class_days",
+    "class_for",
+    "cutoff_ns",
+    "expired_counter",
+    "is_expired",
+    "retention_class",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,7 +58,12 @@ class RetentionConfig:
 def retention_class(config: RetentionConfig, record: Mapping[str, Any]) -> str:
     """The class of a record: its ``podlog.retention`` (from the pod or namespace
     annotation ``podlog.io/retention``) if it names a known class, else the
-    first namespace pattern that matches, else the default."""
+    first namespace pattern that matches, else the default.
+
+    So the precedence is pod annotation > namespace annotation (the collector
+    picks between those two) > ``retention.namespaces`` glob > ``default_class``;
+    an annotation naming an unknown class counts as absent.
+    """
     podlog = record.get("podlog")
     kubernetes = record.get("kubernetes")
     return class_for(
@@ -65,3 +82,50 @@ def class_for(config: RetentionConfig, namespace: Any, chosen: Any) -> str:
         if fnmatch.fnmatchcase(namespace, pattern):
             return name
     return config.default_class
+
+
+DAY_NS = 86_400 * 1_000_000_000
+"""Nanoseconds in a retention day."""
+
+
+def class_days(config: RetentionConfig, retention_class: str) -> float:
+    """Days a class keeps; a class no longer configured keeps what the default class keeps."""
+    days = config.classes.get(retention_class)
+    return config.classes[config.default_class] if days is None else days
+
+
+def cutoff_ns(config: RetentionConfig, retention_class: str, now_ns: int) -> int:
+    """The oldest timestamp a class still keeps at ``now_ns``: anything before it has expired.
+
+    A record is within retention while ``timestamp_ns >= now - days``; the same
+    test decides what is indexed on arrival, what a retention pass deletes and
+    what a search returns, in both modes.
+    """
+    return now_ns - int(class_days(config, retention_class) * DAY_NS)
+
+
+def is_expired(config: RetentionConfig, retention_class: str, timestamp_ns: int, now_ns: int) -> bool:
+    """Whether a record of ``retention_class`` stamped ``timestamp_ns`` is past its retention."""
+    return timestamp_ns < cutoff_ns(config, retention_class, now_ns)
+
+
+_EXPIRED: list[Counter] = []
+
+
+def expired_counter() -> Counter:
+    """``podlog_indexer_records_expired_total{class}``: records not indexed because they arrived
+    already past their class's retention.
+
+    Registered on first use, so only a process that indexes (the indexer, or the
+    embedded index of ``podlog run``) serves it; both modes count under one name.
+    """
+    if not _EXPIRED:
+        _EXPIRED.append(
+            metrics.counter(
+                "podlog_indexer_records_expired_total",
+                "Records not indexed because they arrived already older than their retention "
+                "class keeps (both modes: the indexer and the embedded index), by class.",
+                ["class"],
+            )
+        )
+    return _EXPIRED[0]

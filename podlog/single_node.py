@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_OPS_LISTEN",
     "SearchPageAnnouncer",
     "in_cluster",
+    "kube_api_source",
     "log_patterns",
     "prepare_run",
     "run_extras",
@@ -54,6 +55,31 @@ _SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/tok
 def in_cluster() -> bool:
     """True inside a Kubernetes pod (service environment and a service-account token)."""
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and _SERVICE_ACCOUNT_TOKEN.exists()
+
+
+def kube_api_source(kubernetes: Any) -> str:
+    """How ``podlog run`` can reach the Kubernetes API, or "" when it cannot.
+
+    ``api_server`` or ``kubeconfig`` when configured, ``in-cluster`` inside a
+    pod, else ``$KUBECONFIG`` or ``~/.kube/config`` when such a file exists
+    (the order the API client loads them in).  With access, ``podlog run``
+    watches pods and namespaces like the agent does, so the
+    ``podlog.io/retention`` annotation (pod, then namespace) chooses the
+    retention class there too.
+    """
+    if getattr(kubernetes, "api_server", ""):
+        return "api_server"
+    if getattr(kubernetes, "kubeconfig", ""):
+        return "kubeconfig"  # a missing file is reported by the client, naming it
+    if in_cluster():
+        return "in-cluster"
+    configured = os.environ.get("KUBECONFIG", "")
+    if any(Path(part).is_file() for part in configured.split(os.pathsep) if part):
+        return "$KUBECONFIG"
+    with_home = os.environ.get("HOME")
+    if with_home and (Path(with_home) / ".kube" / "config").is_file():
+        return "~/.kube/config"
+    return ""
 
 
 def log_patterns(directory: Path) -> list[str]:
@@ -112,11 +138,17 @@ def prepare_run(
     if auth is not None and _is_loopback(address) and auth == type(auth)():
         # Loopback only and no authentication configured: the local user sees everything.
         search = _replace(search, auth=_replace(auth, mode="none"))
+    kubernetes = False
+    if getattr(settings.kubernetes, "enabled", False):
+        source = kube_api_source(settings.kubernetes)
+        kubernetes = bool(source)
+        if kubernetes:
+            log.info("kubernetes_api_used", source=source, node=settings.podlog.resolved_node_name())
     return dataclasses.replace(
         settings,
         podlog=_replace(settings.podlog, state_dir=str(data), http_listen=""),
         collector=collector,
-        kubernetes=_replace(settings.kubernetes, enabled=settings.kubernetes.enabled and in_cluster()),
+        kubernetes=_replace(settings.kubernetes, enabled=kubernetes),
         shipper=_replace(settings.shipper, transport="embedded"),
         search=search,
         embedded=_replace(settings.embedded, demo_logs=str(logs) if demo else ""),

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import orjson
 
 from podlog.record import Record
-from podlog.retention import RetentionConfig
+from podlog.retention import RetentionConfig, cutoff_ns
 from search.backends.base import (
     FILTER_FIELDS,
     ContextResult,
@@ -227,13 +227,23 @@ class EmbeddedIndex:
 
     name = "embedded-index"
 
-    def __init__(self, config: EmbeddedConfig, retention: RetentionConfig, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: EmbeddedConfig,
+        retention: RetentionConfig,
+        state_dir: Path,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """``clock`` (nanoseconds since the epoch) is what "now" means to retention: records
+        arriving past their class's days, what searches see, and :meth:`expire`."""
         if config.synchronous.lower() not in ("full", "normal", "extra"):
             raise ValueError(
                 f"embedded.synchronous {config.synchronous!r} is not one of full, normal, extra"
             )
         self.config = config
         self.retention = retention
+        self.clock = clock
         self.path = Path(config.path) if config.path else default_index_path(Path(state_dir))
         self.events = IndexEvents()
         self.dictionary = Dictionary()
@@ -410,7 +420,7 @@ class EmbeddedIndex:
         # A batch is prepared while earlier ones commit (the shipper keeps several
         # sends in flight); the preparer is FIFO and so is the queue, so commits
         # keep their order.
-        prepared = await loop.run_in_executor(self._preparer, self.batches.prepare, records)
+        prepared = await loop.run_in_executor(self._preparer, self.batches.prepare, records, self.clock())
         written = await self._commit_in_turn(prepared)
         if written:
             self.write_seq += 1
@@ -474,7 +484,7 @@ class EmbeddedIndex:
 
     def _write_batch(self, records: Sequence[Record]) -> int:
         """Prepare and commit in the calling thread (tests, benchmarks)."""
-        return self._commit_group([self.batches.prepare(records)])[0]
+        return self._commit_group([self.batches.prepare(records, self.clock())])[0]
 
     def _commit_group(self, batches: Sequence[Prepared]) -> list[int]:
         """Commit ``batches`` in one transaction; the rows each wrote.
@@ -512,6 +522,8 @@ class EmbeddedIndex:
             self.dictionary.publish(batch.values)
             for reason, examples in batch.rejected.items():
                 self.events.record_rejected(reason, len(examples), examples[0])
+            if batch.expired:
+                self.events.records_expired(batch.expired)
             self.events.batch_written(rows, duplicates, batch.prepare_seconds + seconds)
         written = [rows for rows, _ in outcomes]
         self._committed(conn, sum(written))
@@ -651,7 +663,7 @@ class EmbeddedIndex:
         """Delete records older than their class's retention; counts by class."""
         await self.start()
         assert self._writer is not None
-        now = time.time_ns() if now_ns is None else now_ns
+        now = self.clock() if now_ns is None else now_ns
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._expire, now)
 
@@ -767,7 +779,30 @@ class EmbeddedIndex:
             patterns = list(request.allowed_namespaces)
             ids = self.dictionary.ids("ns", lambda value: glob_match(patterns, value))
             parts.append(id_set("ns", ids, limit))
+        kept = self.retention_clause(request.start_ns, self.clock())
+        if kept is not None:
+            parts.append(kept)
         return and_clauses(parts)
+
+    def retention_clause(self, start_ns: int, now_ns: int) -> Clause | None:
+        """Only records within their class's retention at ``now_ns``; None when no record a
+        search from ``start_ns`` can reach has expired.
+
+        Retention passes delete expired rows every ``retention_interval_seconds``;
+        this makes what a search sees exact in between (a row expires for search
+        at the nanosecond its class's days have passed).  Searches of recent
+        times, newer than every class's cutoff, get no extra condition.
+        """
+        retention = self.retention
+        cutoffs = {name: cutoff_ns(retention, name, now_ns) for name in retention.classes}
+        if start_ns >= max(cutoffs.values()):
+            return None
+        cases = " ".join("WHEN ? THEN r.ts >= ?" for _ in cutoffs)
+        params: list[Any] = [max(cutoffs.values())]
+        for name, cutoff in cutoffs.items():
+            params.extend((name, cutoff))
+        params.append(cutoffs[retention.default_class])  # a class no longer configured
+        return Clause(sql=f"(r.ts >= ? OR CASE r.cls {cases} ELSE r.ts >= ? END)", params=tuple(params))
 
     async def search(self, request: SearchRequest) -> SearchPage:
         """Matching records, newest first, one page."""
@@ -935,13 +970,25 @@ class EmbeddedIndex:
         allowed_namespaces: Sequence[str] | None,
     ) -> ContextResult | None:
         anchor = conn.execute(
-            "SELECT r.rowid, r.ident, r.strm, r.prev, r.ns, r.doc, r.k"
+            "SELECT r.rowid, r.ident, r.strm, r.prev, r.ns, r.doc, r.k, r.cls, r.ts"
             " FROM minutes CROSS JOIN r ON r.m = minutes.minute AND r.eid = ? LIMIT 1",
             (event_id,),
         ).fetchone()
         if anchor is None:
             return None
-        key, ident, stream, prev, namespace_id, doc, shared = anchor
+        key, ident, stream, prev, namespace_id, doc, shared, klass, ts = anchor
+        cutoffs: dict[str, int] = {}
+        now = self.clock()
+
+        def expired(row_class: str, row_ts: int) -> bool:
+            """Past its class's days, though no retention pass deleted it yet."""
+            cutoff = cutoffs.get(row_class)
+            if cutoff is None:
+                cutoff = cutoffs[row_class] = cutoff_ns(self.retention, row_class, now)
+            return row_ts < cutoff
+
+        if expired(klass, ts):
+            return None
         if allowed_namespaces is not None:
             namespace = self.dictionary.value_of(namespace_id) if namespace_id is not None else ""
             if not glob_match(list(allowed_namespaces), namespace or ""):
@@ -951,9 +998,10 @@ class EmbeddedIndex:
         node = prev
         while node is not None and len(older) < before:
             row = conn.execute(
-                "SELECT prev, doc, k FROM r WHERE rowid = ? AND ident = ? AND strm IS ?", (node, ident, stream)
+                "SELECT prev, doc, k, cls, ts FROM r WHERE rowid = ? AND ident = ? AND strm IS ?",
+                (node, ident, stream),
             ).fetchone()
-            if row is None:
+            if row is None or expired(row[3], row[4]):
                 break  # expired
             node = row[0]
             older.append((row[1], row[2]))
@@ -961,10 +1009,11 @@ class EmbeddedIndex:
         node = key
         while len(newer) < after:
             row = conn.execute(
-                "SELECT rowid, doc, k FROM r WHERE prev = ? AND ident = ? AND strm IS ? ORDER BY gen, off LIMIT 1",
+                "SELECT rowid, doc, k, cls, ts FROM r WHERE prev = ? AND ident = ? AND strm IS ?"
+                " ORDER BY gen, off LIMIT 1",
                 (node, ident, stream),
             ).fetchone()
-            if row is None:
+            if row is None or expired(row[3], row[4]):
                 break
             node = row[0]
             newer.append((row[1], row[2]))

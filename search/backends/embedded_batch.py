@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol, cast
 import orjson
 
 from podlog.record import Record
-from podlog.retention import RetentionConfig, class_for
+from podlog.retention import RetentionConfig, class_for, cutoff_ns
 from search.backends.embedded_fields import Kubernetes, read_encoded, read_kubernetes, read_records
 from search.backends.embedded_schema import TIEBREAK, TIME_UNIT_NS, Dictionary, filter_values, meta_tokens
 
@@ -91,6 +91,8 @@ class Prepared(NamedTuple):
     rejected: dict[str, list[Any]]
     duplicates: int
     prepare_seconds: float
+    expired: dict[str, int]
+    """Records left out because they arrived older than their class keeps, by class."""
 
 
 class EncodedBatch(Protocol):
@@ -147,13 +149,18 @@ class BatchPreparer:
         found = self._sections[raw] = _Section(read_kubernetes(raw), ident)
         return found
 
-    def prepare(self, records: Sequence[Record]) -> Prepared:
+    def prepare(self, records: Sequence[Record], now_ns: int | None = None) -> Prepared:
         """Everything about a batch that needs no database: runs beside the previous commit.
 
         Rows get their first-choice time key (probed past keys taken inside the
         batch), their dictionary ids and their JSON; the writer only inserts.
+        A record already older than its retention class keeps at ``now_ns``
+        (default: now) gets no row: it is counted in ``expired`` by class.
         """
         started = time.monotonic()
+        now = time.time_ns() if now_ns is None else now_ns
+        cutoffs: dict[str, int] = {}
+        expired: dict[str, int] = {}
         # Read only the fields the index uses (the stored JSON is the record's
         # encoding when the batch carries one, so nothing else is decoded).
         decoded: Sequence[Record] = ()
@@ -232,8 +239,22 @@ class BatchPreparer:
                         k = None
                     else:
                         encoded = encoded[:at] + b"null" + encoded[end:]
-            doc = str(encoded, "utf-8")
             values = filter_values(record, k8s)
+            podlog = record.podlog
+            chosen = None if podlog is None else podlog.retention
+            class_key = (values[0], chosen if type(chosen) is str else None)
+            retention = classes.get(class_key)
+            if retention is None:
+                retention = classes[class_key] = class_for(self.retention, *class_key)
+            cutoff = cutoffs.get(retention)
+            if cutoff is None:
+                cutoff = cutoffs[retention] = cutoff_ns(self.retention, retention, now)
+            if ts < cutoff:
+                # Arrived expired (a backfill, a re-read after a restart): never indexed.
+                expired[retention] = expired.get(retention, 0) + 1
+                taken.discard(key)
+                continue
+            doc = str(encoded, "utf-8")
             found = combinations.get(values) or pending.get(values)
             if found is None:
                 new: dict[int, tuple[str, str]] = {}
@@ -244,12 +265,6 @@ class BatchPreparer:
                     pending[values] = found
                 else:
                     combinations[values] = found
-            podlog = record.podlog
-            chosen = None if podlog is None else podlog.retention
-            class_key = (values[0], chosen if type(chosen) is str else None)
-            retention = classes.get(class_key)
-            if retention is None:
-                retention = classes[class_key] = class_for(self.retention, *class_key)
             log = record.log
             if log is not None:
                 offset, generation, file = log.offset, log.generation, log.file
@@ -302,6 +317,7 @@ class BatchPreparer:
             rejected,
             duplicates,
             time.monotonic() - started,
+            expired,
         )
 
 

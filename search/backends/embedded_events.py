@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from podlog.logging import get_logger
 from podlog.metrics import counter, histogram
+from podlog.retention import expired_counter
 
 __all__ = ["IndexEvents"]
 
@@ -79,6 +81,14 @@ class IndexEvents:
         self.log.info(
             "retention_applied", retention_class=retention_class, deleted=deleted, cutoff_ns=cutoff_ns
         )
+
+    def records_expired(self, by_class: Mapping[str, int]) -> None:
+        """Records that arrived past their class's retention and were not indexed (the same
+        series as the indexer's, registered on first use)."""
+        series = expired_counter()
+        for name, count in sorted(by_class.items()):
+            series.labels(name).inc(count)
+        self.log.info("records_expired", classes=dict(by_class), count=sum(by_class.values()))
 
     def retention_failed(self, error: BaseException) -> None:
         self.log.exception("retention_failed", error=repr(error))

@@ -23,7 +23,11 @@ from tests.integration.indexer.proxy import FaultyProxy
 
 
 def _write_config(path: Path, url: str, prefix: str) -> Path:
-    path.write_text(yaml.safe_dump({"indexer": {"opensearch": {"hosts": [url], "index_prefix": prefix}}}))
+    path.write_text(yaml.safe_dump({
+        "indexer": {"opensearch": {"hosts": [url], "index_prefix": prefix}},
+        # The records are stamped on a fixed date: classes that keep a century never expire them.
+        "retention": {"classes": {"short": 36500, "standard": 36500, "long": 36500}},
+    }))  # fmt: skip
     return path
 
 

@@ -65,21 +65,23 @@ def test_dead_letters_expire_after_their_days_and_no_sooner(opensearch_url: str,
 
 
 def test_apply_deletes_exactly_the_expired_indices_of_each_class(opensearch_url: str, unique: str) -> None:
-    """Per class, indices whose day plus retention has passed go; newer ones, unknown classes,
-    undated names, the DLQ and foreign indices stay."""
+    """Per class, indices whose day plus retention has passed go (a class no longer configured
+    with the default class's days); newer ones, undated names, the DLQ and foreign indices stay."""
     client = OpenSearch(opensearch_url)
     p = unique
-    expired = [f"{p}-logs-short-2026.11.23", f"{p}-logs-standard-2026.11.12", f"{p}-logs-long-2026.08.28"]
+    expired = [f"{p}-logs-short-2026.11.23", f"{p}-logs-standard-2026.11.12", f"{p}-logs-long-2026.08.28",
+               f"{p}-logs-retired-2020.01.01"]  # a class no longer configured: the default's days
     kept = [f"{p}-logs-short-2026.11.24", f"{p}-logs-short-2026.11.27",
             f"{p}-logs-standard-2026.11.13", f"{p}-logs-long-2026.09.01",
-            f"{p}-logs-retired-2020.01.01", f"{p}-logs-short-notaday", f"{p}-dlq",
+            f"{p}-logs-retired-2026.11.20", f"{p}-logs-short-notaday", f"{p}-dlq",
             f"{p}-other-2020.01.01"]  # fmt: skip
     _create(client, expired + kept)
     config = RetentionConfig(classes={"short": 3.0, "standard": 14.0, "long": 90.0})
-    deleted = apply_retention(client, p, config, now=NOW)
-    assert sorted(d.index for d in deleted) == sorted(expired)
+    applied = apply_retention(client, p, config, now=NOW)
+    assert sorted(d.index for d in applied.deleted) == sorted(expired)
+    assert applied.trimmed == []  # the indices the cutoffs fall in are empty: nothing to trim
     assert _names(client, p) == set(kept)
-    assert apply_retention(client, p, config, now=NOW) == []
+    assert apply_retention(client, p, config, now=NOW).deleted == []
 
 
 def test_cli_plan_and_apply_use_the_configured_classes(opensearch_any: str, unique: str, tmp_path: Path) -> None:
@@ -148,7 +150,7 @@ def test_ism_policies_are_created_once_and_updated_on_change() -> None:
         assert ensure_ism_policies(client, config, longer) == [policy_id("ism", "short")]
         policy = client.transport.perform_request("GET", "/_plugins/_ism/policies/ism-retention-short")
         states = policy["policy"]["states"]
-        assert states[0]["transitions"][0]["conditions"] == {"min_index_age": "120h"}
+        assert states[0]["transitions"][0]["conditions"] == {"min_index_age": "192h"}  # 5 + 1 + 2 days
 
 
 async def test_indexer_deletes_expired_indices_where_ism_is_missing(
@@ -163,7 +165,7 @@ async def test_indexer_deletes_expired_indices_where_ism_is_missing(
     now = datetime.now(tz=UTC)
     _letters(client, opensearch_any, unique, {"old": now - timedelta(days=8), "new": now - timedelta(days=6)})
     config = indexer_config(kafka_bootstrap, opensearch_any, unique, unique, dead_letter_days=7.0)
-    async with running(config):
+    async with running(config, RetentionConfig()):
         await wait_until(lambda: expired not in _names(client, unique), 30, "the expired index to go")
         await wait_until(lambda: _letter_ids(client, unique) == {"new"}, 30, "the old dead letter to go")
     assert _names(client, unique) == {fresh, dlq_index(unique)}

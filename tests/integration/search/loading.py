@@ -65,7 +65,9 @@ async def embedded_open(directory: Path) -> Any:
     from search.backends.embedded import EmbeddedIndex
     from search.config import EmbeddedConfig
 
-    index = EmbeddedIndex(EmbeddedConfig(path=str(directory / "index")), RetentionConfig(), directory)
+    # Classes that keep a century: the fixed-date test records never expire on arrival.
+    retention = RetentionConfig(classes={"short": 36500.0, "standard": 36500.0, "long": 36500.0})
+    index = EmbeddedIndex(EmbeddedConfig(path=str(directory / "index")), retention, directory)
     start = getattr(index, "start", None)
     if start is not None:
         await start()

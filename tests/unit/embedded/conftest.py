@@ -18,6 +18,20 @@ from search.query import QueryGuards, parse_query
 T0 = 1_795_737_600_000_000_000
 """2026-11-27T00:00:00Z."""
 
+DAY_NS = 86_400_000_000_000
+
+
+class Clock:
+    """The index's "now" for retention, set by the test (records stamped around ``T0``
+    stay within retention whatever the date the tests run on)."""
+
+    def __init__(self, now_ns: int = T0 + DAY_NS) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
 GUARDS = QueryGuards(allow_leading_wildcards=True, allow_regex=True)
 
 
@@ -63,7 +77,8 @@ def req(q: str | None = None, **kwargs: Any) -> SearchRequest:
 def open_index(directory: Path, **config: Any) -> EmbeddedIndex:
     """An index (not started) under ``directory``."""
     retention = config.pop("retention", RetentionConfig())
-    return EmbeddedIndex(EmbeddedConfig(**config), retention, directory)
+    clock = config.pop("clock", None) or Clock()
+    return EmbeddedIndex(EmbeddedConfig(**config), retention, directory, clock=clock)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from podlog.record import Record
 from podlog.retention import RetentionConfig
 from search.backends.embedded import EmbeddedIndex
 from tests.fixtures.servers import wait_until
-from tests.unit.embedded.conftest import T0, open_index, rec, req
+from tests.unit.embedded.conftest import T0, Clock, open_index, rec, req
 
 MS = 1_000_000
 DAY = 86_400 * 1_000_000_000
@@ -350,9 +350,11 @@ async def test_context_stops_at_expired_lines(tmp_path: Path) -> None:
     retention = RetentionConfig(classes={"standard": 1.0}, default_class="standard")
     old = [rec(off, T0 - 3 * DAY + off * MS) for off in range(3)]
     new = [rec(off, T0 + off * MS) for off in range(3, 6)]
-    index = open_index(tmp_path, retention=retention)
+    clock = Clock(T0 - 3 * DAY)  # the old lines arrive while they are within retention
+    index = open_index(tmp_path, retention=retention, clock=clock)
     async with index:
         await index.write(old)
+        clock.now_ns = T0
         await index.write(new)
         assert await index.expire(now_ns=T0) == {"standard": 3}
         assert await context_offsets(index, new[1]) == [3, 4, 5]
@@ -379,7 +381,8 @@ async def test_retention_removes_exactly_the_expired_records_per_class(tmp_path:
         classes={"short": 1.0, "standard": 7.0}, default_class="standard", namespaces={"dev-*": "short"}
     )
     now = T0 + 30 * DAY
-    async with open_index(tmp_path, retention=retention) as index:
+    clock = Clock(T0)  # the records arrive before they age: the passes below expire them
+    async with open_index(tmp_path, retention=retention, clock=clock) as index:
         records: list[Record] = []
         for age_hours in (1, 23, 25, 24 * 6, 24 * 8):
             for ns in ("dev-a", "prod"):
@@ -396,7 +399,9 @@ async def test_retention_removes_exactly_the_expired_records_per_class(tmp_path:
         assert deleted == {"short": 3, "standard": 1}
         assert (await index.search(req("dev"))).total == 2  # FTS rows went with their records
         assert await index.expire(now_ns=now) == {"short": 0, "standard": 0}
+        clock.now_ns = now - 40 * DAY  # a backfill that arrived (then) within retention
         await index.write([rec(5000, now - 40 * DAY, "late backfill", namespace="prod")])
+        clock.now_ns = now
         assert await index.expire(now_ns=now) == {"short": 0, "standard": 1}
         assert (await index.search(req("backfill"))).total == 0
 

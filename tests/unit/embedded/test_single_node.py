@@ -15,6 +15,8 @@ def test_defaults_put_everything_under_dot_podlog(monkeypatch: pytest.MonkeyPatc
     """Without flags: ./.podlog, /var/log/containers, embedded parts, loopback search, no ops port."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config: no API access
     settings = prepare_run(Settings(), logs=None, data_dir=None, listen=None, demo=False)
     assert settings.podlog.state_dir == str(tmp_path / ".podlog")
     assert settings.collector.include == ["/var/log/containers/*.log"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from indexer.retention import ism_policy_body, plan_retention, policy_is_current
+from indexer.retention import BACKSTOP_DAYS, ism_policy_body, plan_retention, policy_is_current
 from podlog.retention import RetentionConfig
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -24,21 +24,62 @@ def test_index_expires_at_end_of_its_day_plus_retention() -> None:
     assert (plan[0].docs, plan[0].size_bytes) == (5, 100)
 
 
-def test_unknown_classes_and_foreign_names_are_kept() -> None:
-    """An index of a class no longer configured never expires; foreign names are skipped."""
+def test_unknown_classes_expire_with_the_default_class_and_foreign_names_are_skipped() -> None:
+    """An index of a class no longer configured keeps what the default class keeps, as in
+    the embedded index; names that are not podlog daily indices are skipped."""
+    config = RetentionConfig(classes={"short": 3.0, "standard": 14.0}, default_class="standard")
     plan = plan_retention(
-        [("p-logs-gone-2000.01.01", 0, 0), ("p-dlq", 0, 0), ("p-logs-short-x", 0, 0)],
+        [("p-logs-gone-2026.11.12", 0, 0), ("p-logs-gone-2026.11.13", 0, 0), ("p-dlq", 0, 0),
+         ("p-logs-short-x", 0, 0)],
+        "p", config, NOW,
+    )  # fmt: skip
+    assert [(e.index, e.expired) for e in plan] == [
+        ("p-logs-gone-2026.11.12", True), ("p-logs-gone-2026.11.13", False),
+    ]  # fmt: skip
+    assert plan[1].expires_at == datetime(2026, 11, 28, tzinfo=UTC)
+
+
+def test_the_index_a_cutoff_falls_in_is_trimmed_to_the_cutoff() -> None:
+    """At 12:00 on the 27th a 3-day class keeps records from 12:00 on the 24th: the 24th's
+    index is trimmed to that instant (when it has documents), the 23rd's deleted, the 25th's kept."""
+    plan = plan_retention(
+        [("p-logs-short-2026.11.23", 5, 1), ("p-logs-short-2026.11.24", 7, 1),
+         ("p-logs-short-2026.11.25", 9, 1), ("p-logs-standard-2026.11.13", 0, 0)],
         "p", CONFIG, NOW,
     )  # fmt: skip
-    assert [(e.index, e.expires_at, e.expired) for e in plan] == [("p-logs-gone-2000.01.01", None, False)]
+    assert [(e.index, e.action) for e in plan] == [
+        ("p-logs-short-2026.11.23", "DELETE"), ("p-logs-short-2026.11.24", "TRIM"),
+        ("p-logs-short-2026.11.25", "keep"), ("p-logs-standard-2026.11.13", "keep"),
+    ]  # fmt: skip
+    cutoff = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert plan[1].trim_before_ns == int(cutoff.timestamp()) * 1_000_000_000
+    assert plan[3].trim_before_ns is not None  # empty: nothing to trim, so "keep"
+
+
+def test_the_ism_backstop_never_deletes_before_the_pass() -> None:
+    """ISM ages an index from its creation: the backstop age is the class's days plus the
+    day the index holds plus BACKSTOP_DAYS, so even an index created at the very start of
+    its day goes after the pass deletes it; a late index (old data) goes by the pass first."""
+    on_time = datetime(2026, 11, 20, tzinfo=UTC)
+    late = datetime(2026, 11, 27, 11, 0, tzinfo=UTC)  # 2026.11.20 data arriving a week late
+    for created in (on_time, late):
+        plan = plan_retention(
+            [("p-logs-short-2026.11.20", 1, 1)], "p", CONFIG, NOW, created={"p-logs-short-2026.11.20": created}
+        )
+        entry = plan[0]
+        assert entry.expires_at is not None and entry.ism_deletes_at is not None
+        assert entry.ism_deletes_at - entry.expires_at >= timedelta(days=BACKSTOP_DAYS)
+        assert entry.ism_deletes_at > entry.expires_at
+    assert plan[0].action == "DELETE"  # the late index: the pass deletes it now, by its day
 
 
 def test_ism_policy_deletes_after_the_class_retention() -> None:
-    """The ISM policy attaches to its class's family and deletes after N days."""
+    """The ISM policy attaches to its class's family and deletes after the pass would."""
     body = ism_policy_body("p", "standard", 14.0)["policy"]
     assert body["ism_template"] == [{"index_patterns": ["p-logs-standard-*"], "priority": 100}]
     hot, delete = body["states"]
-    assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "336h"}}]
+    # 14 days + the day the index holds + the backstop's 2 days, from creation.
+    assert hot["transitions"] == [{"state_name": "delete", "conditions": {"min_index_age": "408h"}}]
     assert delete["actions"] == [{"delete": {}}]
 
 
@@ -60,7 +101,7 @@ def test_policy_as_ism_returns_it_counts_as_current() -> None:
                 {
                     "name": "hot",
                     "actions": [],
-                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": "72h"}}],
+                    "transitions": [{"state_name": "delete", "conditions": {"min_index_age": "144h"}}],
                 },
                 {
                     "name": "delete",
