@@ -191,6 +191,51 @@ def run(
 
 
 @cli.group()
+def alerts() -> None:
+    """Alert rules on log queries (docs/alerts.md)."""
+
+
+@alerts.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def alerts_check(paths: tuple[Path, ...]) -> None:
+    """Validate rules files (or directories of them): exit 1 naming the rule, the key and the position."""
+    from search.alerts.rules import RuleError, load_rules
+
+    failed = 0
+    for path in paths:
+        try:
+            rules = load_rules(path)
+        except RuleError as exc:
+            failed += 1
+            click.echo(str(exc), err=True)
+            continue
+        click.echo(f"{path}: ok ({len(rules)} rules)")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(paths)} rules file(s) did not load")
+
+
+@alerts.command("export")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["opensearch-monitors"]), required=True,
+              help="opensearch-monitors: bodies of POST _plugins/_alerting/monitors, as a JSON list.")
+@click.option("--index-prefix", default="podlog", show_default=True, help="Prefix of podlog's indices.")
+def alerts_export(paths: tuple[Path, ...], fmt: str, index_prefix: str) -> None:
+    """Write the rules of PATHS as OpenSearch Alerting monitors (JSON) to stdout."""
+    import json
+
+    from search.alerts.export import monitors_of
+    from search.alerts.rules import RuleError, load_rules
+
+    rules = []
+    for path in paths:
+        try:
+            rules += load_rules(path)
+        except RuleError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(monitors_of(rules, index_prefix), indent=2))
+
+
+@cli.group()
 def config() -> None:
     """Validate and document configuration."""
 

@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from podlog.lifecycle import Health
 from search import events
+from search.alerts.api import RulesApi
 from search.audit import AuditLog
 from search.auth import Authenticator, AuthError, Identity
 from search.backends.base import FILTER_FIELDS, SearchBackend, SearchRequest
@@ -105,6 +106,8 @@ class _Api:
         )
         self.backend_error: str | None = None
         """Set by the service's periodic backend probe; /readyz reports it."""
+        self.alerts: RulesApi | None = None
+        """Set by the service when alert rules are configured; /api/alerts/rules lists them."""
         health.add("search_backend", lambda: self.backend_error)
 
     @property
@@ -196,6 +199,18 @@ class _Api:
 
     async def whoami(self, _: Request, identity: Identity) -> Response:
         return json_response({"name": identity.name, "namespaces": list(identity.namespaces), "auth": self.auth.mode})
+
+    async def alert_rules(self, request: Request, identity: Identity) -> Response:
+        if self.alerts is None:
+            if request.method == "GET":
+                return json_response({"rules": []})
+            return error_response("alerting is off (search.alerts)", 404, request_id_of(request))
+        return await self.alerts.collection(request, identity.namespaces)
+
+    async def alert_rule(self, request: Request, identity: Identity) -> Response:
+        if self.alerts is None:
+            return error_response("alerting is off (search.alerts)", 404, request_id_of(request))
+        return await self.alerts.item(request, identity.namespaces)
 
     async def search(self, request: Request, identity: Identity) -> Response:
         search_request = build_request(request.query_params, identity, self.config)
@@ -406,6 +421,9 @@ def create_app(config: SearchConfig, backend: SearchBackend, health: Health) -> 
     async def index(_: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=SECURITY_HEADERS)
 
+    async def alerts_page(_: Request) -> Response:
+        return FileResponse(STATIC_DIR / "alerts.html", headers=SECURITY_HEADERS)
+
     async def openapi(_: Request, __: Identity) -> Response:
         return json_response(openapi_spec())
 
@@ -420,6 +438,7 @@ def create_app(config: SearchConfig, backend: SearchBackend, health: Health) -> 
         described.append(Route("/openapi.json", api.endpoint("openapi", openapi)))
     routes: list[BaseRoute] = [
         Route("/", index),
+        Route("/alerts", alerts_page),
         *described,
         Route("/api/whoami", api.endpoint("whoami", api.whoami)),
         Route("/api/search", api.endpoint("search", api.search)),
@@ -428,6 +447,10 @@ def create_app(config: SearchConfig, backend: SearchBackend, health: Health) -> 
         Route("/api/context/{event_id}", api.endpoint("context", api.context)),
         Route("/api/tail", api.endpoint("tail", api.tail)),
         Route("/api/export", api.endpoint("export", api.export)),
+        Route("/api/alerts/rules", api.endpoint("alert_rules", api.alert_rules), methods=["GET", "POST"]),
+        Route(
+            "/api/alerts/rules/{name}", api.endpoint("alert_rule", api.alert_rule), methods=["GET", "PUT", "DELETE"]
+        ),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(

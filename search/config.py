@@ -7,7 +7,7 @@ from typing import Literal
 
 from podlog.config import setting
 
-__all__ = ["AuthConfig", "EmbeddedConfig", "GuardConfig", "RateLimitConfig", "SearchConfig"]
+__all__ = ["AlertsConfig", "AuthConfig", "EmbeddedConfig", "GuardConfig", "RateLimitConfig", "SearchConfig"]
 
 AUTH_MODES = ("token", "basic", "header", "none")
 """Values of ``search.auth.mode``."""
@@ -98,6 +98,51 @@ class RateLimitConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """Alert rules on log queries, evaluated by the search process (see docs/alerts.md)."""
+
+    rules_path: str = setting(
+        "", "A rules YAML file, or a directory (a mounted ConfigMap) of them; empty disables alerting."
+    )
+    api_rules: bool = setting(
+        False,
+        "Accept rules through /api/alerts/rules, kept in the index store (an OpenSearch index, or a "
+        "SQLite file beside the embedded index); they run beside the rules files.",
+    )
+    reload_seconds: float = setting(
+        30.0, "How often the rules files and stored rules are re-read; a bad change keeps the old rules."
+    )
+    state_file: str = setting(
+        "",
+        "JSON file keeping active alerts and sent notifications across restarts; empty keeps "
+        "them in memory only (a restart re-sends what is firing).",
+    )
+    evaluation_delay_seconds: float = setting(
+        30.0, "A window is evaluated only this long after it ends, so late-indexed lines are counted."
+    )
+    max_groups: int = setting(100, "Most groups (alerts) one grouped rule tracks per evaluation.")
+    external_url: str = setting(
+        "http://localhost:8080", "Base URL of the search page, for the links in notifications."
+    )
+    alertmanager_urls: list[str] = setting([], "Alertmanager base URLs; alerts are POSTed to /api/v2/alerts.")
+    webhook_urls: list[str] = setting([], "URLs that receive signed JSON on firing and resolved.")
+    webhook_secret: str = setting("", "HMAC-SHA256 key of the webhook signature header.", secret=True)
+    slack_urls: list[str] = setting([], "Slack-compatible incoming webhook URLs.", secret=True)
+    notify_timeout_seconds: float = setting(5.0, "Time limit of one delivery attempt.")
+    notify_attempts: int = setting(4, "Attempts per delivery before it is counted as failed.")
+    notify_backoff_seconds: float = setting(1.0, "Wait before the second attempt; doubled before each next one.")
+
+    def __post_init__(self) -> None:
+        if not self.reload_seconds > 0 or not self.notify_timeout_seconds > 0:
+            raise ValueError("alerts.reload_seconds and alerts.notify_timeout_seconds must be positive")
+        if self.notify_attempts < 1 or self.max_groups < 1 or self.evaluation_delay_seconds < 0:
+            raise ValueError(
+                "alerts.notify_attempts and alerts.max_groups must be at least 1, "
+                "alerts.evaluation_delay_seconds not negative"
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SearchConfig:
     """The search API and web page."""
 
@@ -123,6 +168,7 @@ class SearchConfig:
     auth: AuthConfig = setting(AuthConfig, "Authentication and per-identity namespace access.")
     guards: GuardConfig = setting(GuardConfig, "Query guards: range, timeout, result caps.")
     rate_limit: RateLimitConfig = setting(RateLimitConfig, "Per-identity request rate limit.")
+    alerts: AlertsConfig = setting(AlertsConfig, "Alert rules on log queries and where notifications go.")
     audit_log: bool = setting(
         True,
         "Write one JSON line per API request to the search.audit logger: who, which namespaces, "

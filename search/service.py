@@ -16,6 +16,8 @@ from podlog.lifecycle import Health
 from podlog.logging import get_logger
 from podlog.ops import HttpServer, OpsServer
 from podlog.settings import Settings
+from search.alerts.api import RulesApi
+from search.alerts.service import open_alert_service
 from search.app import closing_event, create_app
 from search.backends.base import SearchBackend
 from search.config import SearchConfig
@@ -58,6 +60,10 @@ class SearchService:
         self._probe: asyncio.Task[None] | None = None
         self._runs: list[asyncio.Task[None]] = []
         self._stopped = False
+        # Alert rules run in this process, against the same backend (docs/alerts.md).
+        self.alerts = open_alert_service(config, backend)
+        if self.alerts is not None:
+            self.app.state.api.alerts = RulesApi(self.alerts)
 
     @property
     def port(self) -> int:
@@ -71,6 +77,8 @@ class SearchService:
 
     async def start(self) -> None:
         """Bind both listeners and start serving; raises if an address cannot be bound."""
+        if self.alerts is not None:
+            await self.alerts.start()
         if self._ops is not None:
             await self._ops.start()
         try:
@@ -78,6 +86,8 @@ class SearchService:
         except BaseException:
             if self._ops is not None:
                 await self._ops.stop()
+            if self.alerts is not None:
+                await self.alerts.stop()
             raise
         log.info("search_started", port=self.port, ops_port=self.ops_port)
         ping = getattr(self._backend, "ping", None)
@@ -100,9 +110,11 @@ class SearchService:
             await asyncio.sleep(_PROBE_SECONDS)
 
     async def run(self) -> None:
-        """Serve until stopped; returns, or raises, as soon as either listener ends."""
+        """Serve until stopped; returns, or raises, as soon as a listener or the alert evaluator ends."""
         servers = [self._http] if self._ops is None else [self._http, self._ops]
         self._runs = [asyncio.create_task(server.run(), name=f"{server.name}-run") for server in servers]
+        if self.alerts is not None:
+            self._runs.append(asyncio.create_task(self.alerts.run(), name="alerts-run"))
         done, _ = await asyncio.wait(self._runs, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
@@ -118,6 +130,9 @@ class SearchService:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        if self.alerts is not None:
+            # Before the backend closes: an evaluation in flight still has its index.
+            await self.alerts.stop()
         await self._http.stop()
         await self._backend.close()
         if self._ops is not None:
