@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from podlog.config import setting
 
@@ -70,3 +71,66 @@ class CollectorConfig:
     max_open_files: int = setting(
         4096, "Most files held open at once; new files wait until others close."
     )
+    journal_enabled: bool = setting(
+        False, "Read the node's journald journal (kubelet, container runtime, kernel) beside the files."
+    )
+    journal_directory: str = setting(
+        "",
+        "Journal directory read with journalctl --directory (in a DaemonSet: the host's "
+        "/var/log/journal/<machine-id>); empty: the journal journalctl finds by itself.",
+    )
+    journal_matches: list[str] = setting(
+        [
+            "_SYSTEMD_UNIT=kubelet.service",
+            "_SYSTEMD_UNIT=containerd.service",
+            "_SYSTEMD_UNIT=docker.service",
+            "_TRANSPORT=kernel",
+        ],
+        "Journal entries to read, any of these: each item is one or more FIELD=value matches "
+        "(separated by spaces, all must hold); empty: every entry.",
+    )
+    journalctl_command: str = setting(
+        "journalctl", "The journalctl program run (and restarted with backoff) to read the journal."
+    )
+    journal_max_entry_bytes: int = setting(
+        67108864,
+        "Longest journalctl output line (one entry as JSON) read; a longer one is skipped and "
+        "counted (line_too_long). Messages are cut at max_line_bytes.",
+    )
+    journal_restart_max_seconds: float = setting(
+        30.0, "Longest wait before journalctl is started again after it ended or failed to start."
+    )
+    host_files_enabled: bool = setting(
+        False, "Read the node's own log files (host_files) beside the containers', as log.source file."
+    )
+    host_files: list[str] = setting(
+        [
+            "/var/log/syslog",
+            "/var/log/messages",
+            "/var/log/kern.log",
+            "/var/log/auth.log",
+            "/var/log/kube-apiserver.log",
+            "/var/log/kube-scheduler.log",
+            "/var/log/kube-controller-manager.log",
+        ],
+        "Glob patterns of node log files (syslog, kernel, auth, kubeadm control-plane logs); "
+        "rotated generations are followed by inode, as container files are.",
+    )
+    host_files_timezone: str = setting(
+        "UTC", "Time zone of year-less syslog timestamps in host files: UTC or an IANA name."
+    )
+    host_files_multiline: dict[str, str] = setting(
+        {},
+        "Multiline rule per host file glob (none, java, python, go, or a start-of-event regex); "
+        "files matched by none use multiline.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.host_files_timezone not in ("", "UTC", "utc"):
+            try:
+                ZoneInfo(self.host_files_timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    f"host_files_timezone {self.host_files_timezone!r} is not a known time zone "
+                    "(UTC or an IANA name such as Europe/Berlin)"
+                ) from exc

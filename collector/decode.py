@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
 
 from collector.events import EVENTS
 from collector.parsers.cri import looks_like_cri, parse_cri_line
 from collector.parsers.docker import parse_docker_line
 from collector.parsers.entry import Entry, Rejected, now_timestamp
 from collector.parsers.plain import parse_plain_line
+from collector.parsers.syslog import SyslogLine, parse_syslog_line
+from podlog.record import format_timestamp_ns
 
 __all__ = ["FORMATS", "LineDecoder", "detect_format"]
 
-FORMATS = ("cri", "docker", "plain")
+FORMATS = ("cri", "docker", "plain", "syslog")
 
 
 def detect_format(first_line: bytes) -> str:
@@ -38,13 +41,22 @@ class LineDecoder:
         self.path = path
         self.format = fmt
         """Detected on the first non-empty line when None."""
+        self.syslog_zone: tzinfo | None = None
+        """Set for a node file (:mod:`collector.hostfiles`): its format is ``syslog`` when its
+        first line has a syslog prefix (year-less times in this zone), else ``plain``."""
+
+    def _detect(self, line: bytes) -> str:
+        if self.syslog_zone is None:
+            return detect_format(line)
+        found = parse_syslog_line(line, datetime.now(UTC), self.syslog_zone)
+        return "syslog" if isinstance(found, SyslogLine) else "plain"
 
     def detect(self, lines: Sequence[bytes]) -> str | None:
         """Set the format from the first non-empty line, if not known yet."""
         if self.format is None:
             for line in lines:
                 if line.strip(b"\x00 \t\r"):
-                    self.format = detect_format(line)
+                    self.format = self._detect(line)
                     break
         return self.format
 
@@ -75,6 +87,8 @@ class LineDecoder:
                 if entry.error is not None:
                     errors.setdefault(entry.error, []).append("")
                 append(entry)
+        elif fmt == "syslog":
+            self._decode_syslog(lines, offsets, now, now_ns, out, errors)
         else:
             parse = parse_cri_line if fmt == "cri" else parse_docker_line
             joining = set(open_streams) if open_streams else set()
@@ -100,3 +114,25 @@ class LineDecoder:
         for code, details in errors.items():
             EVENTS.line_rejected(code, self.path, len(details), details[0])
         return out
+
+    def _decode_syslog(
+        self, lines: Sequence[bytes], offsets: Sequence[int], now: str, now_ns: int, out: list[Entry],
+        errors: dict[str, list[str]],
+    ) -> None:
+        """The whole line is the message; its time is the prefix's.  A line without a prefix
+        (a continuation, a stray line) is kept at the read time and counted."""
+        reference = datetime.fromtimestamp(now_ns / 1e9, UTC)
+        zone = self.syslog_zone or UTC
+        for line, offset in zip(lines, offsets, strict=True):
+            entry = parse_plain_line(line, offset, now, now_ns)
+            if entry.error is not None:
+                errors.setdefault(entry.error, []).append("")
+            if not line.strip(b"\x00 \t\r"):
+                out.append(entry)  # kept, as a plain file keeps it
+                continue
+            found = parse_syslog_line(line[:512], reference, zone)
+            if isinstance(found, Rejected):
+                errors.setdefault(found.error_code, []).append(found.detail)
+                out.append(entry)
+                continue
+            out.append(entry._replace(time=format_timestamp_ns(found.time_ns), time_ns=found.time_ns))

@@ -13,7 +13,7 @@ import time
 from podlog.logging import get_logger
 from podlog.metrics import counter, gauge
 
-__all__ = ["EVENTS", "LOG_BURST_SECONDS", "CollectorEvents"]
+__all__ = ["EVENTS", "JOURNAL_EVENTS", "LOG_BURST_SECONDS", "CollectorEvents", "JournalEvents"]
 
 LOG_BURST_SECONDS = 10.0
 """At most one log line per ``(reason, path)`` in this window."""
@@ -70,6 +70,42 @@ OPEN_FILES = gauge("podlog_collector_open_files", "Files currently held open.")
 QUEUED_BATCHES = gauge(
     "podlog_collector_queued_batches", "Batches read but not yet accepted by the sink."
 )
+
+JOURNAL_ENTRIES = counter("podlog_collector_journal_entries_total", "Journal entries read (journalctl lines).")
+JOURNAL_BYTES = counter("podlog_collector_journal_bytes_total", "Bytes of journalctl output read.")
+JOURNAL_REJECTED = counter(
+    "podlog_collector_journal_rejected_total",
+    "journalctl lines that were no usable entry (invalid_json, no_cursor, invalid_timestamp, "
+    "line_too_long); skipped.",
+    ["reason"],
+)
+JOURNAL_FLAGGED = counter(
+    "podlog_collector_journal_entries_flagged_total",
+    "Journal entries shipped changed: truncated (message over max_line_bytes, cut), "
+    "invalid_utf8 (kept, replaced with U+FFFD).",
+    ["reason"],
+)
+JOURNAL_RESTARTS = counter(
+    "podlog_collector_journal_restarts_total",
+    "journalctl child processes that ended or could not start (exited, missing) and were "
+    "started again after a backoff.",
+    ["reason"],
+)
+JOURNAL_STDERR = counter(
+    "podlog_collector_journal_stderr_lines_total", "Lines journalctl wrote to its stderr (each logged)."
+)
+JOURNAL_CURSOR_GONE = counter(
+    "podlog_collector_journal_cursor_gone_total",
+    "Starts of journalctl whose resume cursor's entry was no longer in the journal (vacuumed or "
+    "rotated away while podlog was down or behind): entries after it may be lost, uncounted.",
+)
+JOURNAL_UP = gauge("podlog_collector_journal_up", "1 while a journalctl child runs, else 0.")
+for _reason in ("invalid_json", "no_cursor", "invalid_timestamp", "line_too_long"):
+    JOURNAL_REJECTED.labels(reason=_reason)
+for _reason in ("truncated", "invalid_utf8"):
+    JOURNAL_FLAGGED.labels(reason=_reason)
+for _reason in ("exited", "missing"):
+    JOURNAL_RESTARTS.labels(reason=_reason)
 
 
 class CollectorEvents:
@@ -214,5 +250,64 @@ class CollectorEvents:
         self._log.warning("watch_failed", error=repr(error))
 
 
+class JournalEvents:
+    """The journald input's events: one method per event, log line and metric together."""
+
+    def __init__(self) -> None:
+        self._log = get_logger("collector.journal")
+        self._bursts: dict[str, tuple[float, int]] = {}
+
+    def _burst(self, reason: str) -> int | None:
+        now = time.monotonic()
+        seen = self._bursts.get(reason)
+        if seen is None or now - seen[0] >= LOG_BURST_SECONDS:
+            self._bursts[reason] = (now, 0)
+            return 0 if seen is None else seen[1]
+        self._bursts[reason] = (seen[0], seen[1] + 1)
+        return None
+
+    def entries_read(self, entries: int, nbytes: int) -> None:
+        JOURNAL_ENTRIES.inc(entries)
+        JOURNAL_BYTES.inc(nbytes)
+
+    def entry_rejected(self, reason: str, detail: str) -> None:
+        JOURNAL_REJECTED.labels(reason=reason).inc()
+        suppressed = self._burst(reason)
+        if suppressed is not None:
+            self._log.warning("journal_entry_rejected", error_code=reason, error=detail[:500],
+                              suppressed=suppressed)
+
+    def entry_flagged(self, reason: str, cursor: str) -> None:
+        JOURNAL_FLAGGED.labels(reason=reason).inc()
+        suppressed = self._burst(reason)
+        if suppressed is not None:
+            self._log.warning("journal_entry_flagged", error_code=reason, cursor=cursor,
+                              suppressed=suppressed)
+
+    def reader_started(self, pid: int, after_cursor: str | None) -> None:
+        JOURNAL_UP.set(1)
+        self._log.info("journal_reader_started", pid=pid, after_cursor=after_cursor)
+
+    def reader_stopped(self, pid: int, returncode: int | None) -> None:
+        JOURNAL_UP.set(0)
+        self._log.info("journal_reader_stopped", pid=pid, returncode=returncode)
+
+    def reader_failed(self, reason: str, error: str, delay: float) -> None:
+        JOURNAL_UP.set(0)
+        JOURNAL_RESTARTS.labels(reason=reason).inc()
+        self._log.error("journal_reader_failed", error_code=reason, error=error, delay=delay)
+
+    def cursor_gone(self, cursor: str) -> None:
+        JOURNAL_CURSOR_GONE.inc()
+        self._log.warning("journal_cursor_gone", cursor=cursor,
+                          error="the entry at the cursor was vacuumed; reading resumes at the next one")
+
+    def reader_stderr(self, pid: int, line: str) -> None:
+        JOURNAL_STDERR.inc()
+        self._log.warning("journal_reader_stderr", pid=pid, error=line[:1000])
+
+
 EVENTS = CollectorEvents()
 """The process-wide event sink of the collector."""
+JOURNAL_EVENTS = JournalEvents()
+"""The process-wide event sink of the journald input."""

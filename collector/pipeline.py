@@ -9,12 +9,16 @@
       -> enricher.enrich(meta, records)
       -> bounded queue of Batch(records, marks)        (full queue: reading pauses)
       -> sink.append(batch)                             (SpoolFullError: back off, retry)
-    shipper acks -> CheckpointStore.acknowledged(marks) -> checkpoints.json
+    journalctl (collector.journal, when journal_enabled) -> Batch(records, journal mark)
+      -> the same queue
+    shipper acks -> InputAcks: CheckpointStore.acknowledged(marks) -> checkpoints.json
+                               JournalCursorStore.acknowledged(mark) -> journal.json
 
-``stop()``: stop discovery, finish the current round, close open multi-line
-events into a last batch, hand every queued batch to the sink, close files,
-write checkpoints.  Pending partial fragments and unterminated lines are not
-emitted: the marks stay before them, so they are read whole after a restart.
+``stop()``: stop the journal input (its last batch queued), stop discovery,
+finish the current round, close open multi-line events into a last batch,
+hand every queued batch to the sink, close files, write checkpoints.  Pending
+partial fragments and unterminated lines are not emitted: the marks stay
+before them, so they are read whole after a restart.
 """
 
 from __future__ import annotations
@@ -25,11 +29,16 @@ import gc
 import time
 from pathlib import Path
 
+from collector.acks import InputAcks
 from collector.checkpoint import CheckpointStore
 from collector.config import CollectorConfig
 from collector.discovery import Discovery, Found
 from collector.enrichment import Enricher
 from collector.events import EVENTS, QUEUED_BATCHES
+from collector.hostfiles import HostFiles, zone
+from collector.journal import JournalInput, JournalSettings
+from collector.journal_cursor import JournalCursorStore
+from collector.journal_fields import JournalRecords
 from collector.paths import EMPTY_META
 from collector.tailer import Tailer, TailerSettings
 from collector.tracker import FileTracker
@@ -82,7 +91,33 @@ class Collector:
         self.enricher = enricher
         self.checkpoints = CheckpointStore(Path(common.state_dir) / "checkpoints")
         """The AckListener the shipper moves; offsets persist only once acknowledged."""
-        self.discovery = Discovery(config.include, config.exclude, exclude_self=config.exclude_self)
+        self.journal: JournalInput | None = None
+        """The journald input (``journal_enabled``), or None."""
+        journal_cursors = None
+        if config.journal_enabled:
+            journal_cursors = JournalCursorStore(Path(common.state_dir) / "checkpoints")
+            self.journal = JournalInput(
+                JournalSettings(
+                    command=config.journalctl_command, directory=config.journal_directory,
+                    matches=tuple(config.journal_matches), read_from=config.read_from,
+                    max_entry_bytes=config.journal_max_entry_bytes,
+                    batch_max_records=config.batch_max_records,
+                    restart_max_seconds=config.journal_restart_max_seconds,
+                ),
+                builder=JournalRecords(cluster=common.cluster, node=common.resolved_node_name(),
+                                       max_message_bytes=config.max_line_bytes),
+                cursors=journal_cursors,
+                put=self._queue_journal,
+            )
+        self.acks = InputAcks(self.checkpoints, journal_cursors)
+        """The AckListener for the shipper: file marks to the checkpoints, the journal's to its cursor."""
+        self.host_files: HostFiles | None = None
+        include = list(config.include)
+        if config.host_files_enabled:
+            self.host_files = HostFiles(config.host_files, zone(config.host_files_timezone),
+                                        config.host_files_multiline)
+            include += [pattern for pattern in config.host_files if pattern not in include]
+        self.discovery = Discovery(include, config.exclude, exclude_self=config.exclude_self)
         self.settings = TailerSettings(
             cluster=common.cluster,
             node=common.resolved_node_name(),
@@ -99,6 +134,7 @@ class Collector:
             default_multiline=config.multiline,
             read_from=config.read_from,
             max_open_files=config.max_open_files,
+            host_files=self.host_files,
         )
         self._queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, config.queue_batches))
         self._wake = asyncio.Event()
@@ -109,6 +145,7 @@ class Collector:
         self._stopped = False
         self._watcher: Watcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._journal_task: asyncio.Task[None] | None = None
         self._records: list[Record] = []
         self._marks: dict[str, FileMark] = {}
         self._next_scan = 0.0
@@ -128,6 +165,8 @@ class Collector:
         # waiting): a backlog read before would leave with path metadata and no exclusions.
         await self.enricher.wait_ready()
         await asyncio.to_thread(self.checkpoints.load)
+        if self.journal is not None:
+            await self.journal.start()
         self.checkpoints.write_on_ack = False
         held = getattr(self.sink, "held_marks", None)
         if held is not None:
@@ -164,15 +203,20 @@ class Collector:
         sender = asyncio.create_task(self._send_loop(), name="collector-send")
         writer = asyncio.create_task(self._checkpoint_loop(), name="collector-checkpoints")
         self._tasks = [reader, sender, writer]
+        watched = [reader, sender]
+        if self.journal is not None:
+            self._journal_task = asyncio.create_task(self.journal.run(), name="collector-journal")
+            watched.append(self._journal_task)
         try:
-            done, _ = await asyncio.wait(
-                [reader, sender], return_when=asyncio.FIRST_EXCEPTION
-            )
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            await asyncio.gather(reader, sender)
+            await asyncio.gather(*watched)
         finally:
+            if self._journal_task is not None and not self._journal_task.done():
+                self._journal_task.cancel()
+                await asyncio.gather(self._journal_task, return_exceptions=True)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -185,6 +229,11 @@ class Collector:
         """Stop discovery, drain, flush open events into a last batch, write checkpoints."""
         if self._stopped:
             return
+        if self.journal is not None:
+            # First: its last batch goes into the queue before the reader closes it.
+            await self.journal.stop()
+            if self._journal_task is not None:
+                await asyncio.gather(self._journal_task, return_exceptions=True)
         self._stopping = True
         self._wake.set()
         if self._watcher is not None:
@@ -198,6 +247,9 @@ class Collector:
         self.tracker.close_all()
         self.checkpoints.write_on_ack = True
         self.checkpoints.write()  # last, whatever a cancelled periodic write left undone
+        if self.journal is not None:
+            self.journal.cursors.write_on_ack = True
+            self.journal.cursors.flush()
         log.info("collector_stopped")
 
     async def __aenter__(self) -> Collector:
@@ -399,7 +451,7 @@ class Collector:
             meta = self.tracker.meta_of(tailer)
             self.enricher.enrich(meta, records)
             tailer.adopt(records[-1])  # its next records carry the enriched maps already
-            if meta is EMPTY_META:
+            if meta is EMPTY_META and tailer.source is None:
                 EVENTS.records_unattributed(len(records))
             self._records.extend(records)
         if note_mark:
@@ -439,6 +491,11 @@ class Collector:
         self._marks = {}
         QUEUED_BATCHES.set(self._queue.qsize())
         return True
+
+    async def _queue_journal(self, batch: Batch) -> None:
+        """The journal input's batches join the files' in the queue (full: it waits)."""
+        await self._queue.put(batch)
+        QUEUED_BATCHES.set(self._queue.qsize())
 
     # -- the sink ----------------------------------------------------------------
 
@@ -493,6 +550,8 @@ class Collector:
             await asyncio.sleep(interval)
             self._observe_sizes()
             await self.checkpoints.flush_async()
+            if self.journal is not None:
+                await self.journal.flush_cursor()
 
     def _observe_sizes(self) -> None:
         """Persist how far each file is known to reach: a file gone while podlog is down

@@ -98,6 +98,10 @@ class Tailer:
         """The ``kubernetes`` map of the records built next (shared by them, read-only)."""
         self.podlog: Mapping[str, Any] = PATH_PODLOG
         """The ``podlog`` map of the records built next (shared by them, read-only)."""
+        self.source: str | None = None
+        """``log.source`` of a node file (``file``, see :mod:`collector.hostfiles`); None: a container's."""
+        self.default_multiline: str | None = None
+        """The multiline rule of a node file's glob (``host_files_multiline``); None: the collector's."""
         self.record_identity = record_identity
         """For a drain: the identity its records carry (the file it continues)."""
         self.record_generation = record_generation
@@ -446,7 +450,7 @@ class Tailer:
             builder = self._builder = RecordBuilder(
                 cluster=settings.cluster, node=settings.node, identity=identity,
                 generation=generation, path=self.path, kubernetes=self.kubernetes,
-                podlog=self.podlog,
+                podlog=self.podlog, source=self.source,
             )
         return builder
 

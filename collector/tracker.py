@@ -40,6 +40,7 @@ from collector.fingerprint import (
     gzip_head_fingerprint,
     make_identity,
 )
+from collector.hostfiles import HostFiles
 from collector.paths import (
     EMPTY_META,
     generation_order,
@@ -72,8 +73,11 @@ class FileTracker:
     def __init__(
         self, *, settings: TailerSettings, discovery: Discovery, checkpoints: CheckpointStore,
         enricher: Enricher, default_multiline: str, read_from: str, max_open_files: int,
+        host_files: HostFiles | None = None,
     ) -> None:
         self.settings = settings
+        self.host_files = host_files
+        """Which files are node files (``log.source: file``), or None when none are read."""
         self.discovery = discovery
         self.checkpoints = checkpoints
         self.enricher = enricher
@@ -412,6 +416,8 @@ class FileTracker:
                          identity=identity, head=head, generation=generation, offset=offset, size=size,
                          meta=meta, key=stream_key(meta))
         tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node))
+        if self.host_files is not None:
+            self.host_files.adopt(tailer)
         tailer.last_mark = offset
         tailer.resume_streams(streams, past)
         EVENTS.file_opened(path, identity, offset, tailer.decoder.format or "auto")
@@ -629,6 +635,8 @@ class FileTracker:
                          key=stream_key(meta), drain=True)
         tailer = Tailer(settings=self.settings, file=file, kubernetes=kubernetes_fields(meta, self.settings.node),
                         record_identity=origin, record_generation=origin_generation)
+        if self.host_files is not None:
+            self.host_files.adopt(tailer)
         tailer.last_mark = offset
         tailer.on_truncated = None
         self._apply_policy(tailer, self.enricher.policy(meta))
@@ -645,7 +653,7 @@ class FileTracker:
     # -- policy ------------------------------------------------------------------
 
     def _apply_policy(self, tailer: Tailer, policy: FilePolicy) -> list[Record]:
-        return tailer.set_multiline(policy.multiline or self.default_multiline)
+        return tailer.set_multiline(policy.multiline or tailer.default_multiline or self.default_multiline)
 
     def apply_policies(self) -> list[tuple[list[Record], Tailer]]:
         """Switch multiline rules where pod annotations changed; records of events it closed."""

@@ -42,7 +42,7 @@ __all__ = [
 
 log = get_logger("indexer.templates")
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 """Bumped whenever a template body changes; stored in the template's ``_meta``."""
 
 FLAT_FIELDS = ("kubernetes.labels", "kubernetes.annotations", "json")
@@ -161,9 +161,16 @@ def logs_mappings(config: OpenSearchConfig, capabilities: Capabilities) -> dict[
                 "offset": {"type": "long"},
                 "generation": {"type": "long"},
                 "truncated": {"type": "boolean"},
+                "source": kw(),
+                "level": kw(),
             }
         },
         "kubernetes": _kubernetes_mapping(capabilities),
+        # Node records (docs/node-logs.md): the node, and journald's unit, pid and identifier.
+        "host": {"properties": {"name": kw()}},
+        "systemd": {"properties": {"unit": kw()}},
+        "process": {"properties": {"pid": {"type": "long"}}},
+        "syslog": {"properties": {"identifier": kw()}},
         "event": {"properties": {"id": kw()}},
         "podlog": {
             "properties": {

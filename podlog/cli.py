@@ -54,7 +54,7 @@ def build_agent(settings: Settings, health: Health) -> list[Service]:
                   message_max_bytes=settings.shipper.kafka.max_message_bytes)
     collector = Collector(settings.podlog, settings.collector, sink=spool, enricher=enricher)
     transport = KafkaTransport(settings.shipper.kafka)
-    shipper = Shipper(settings.shipper, spool, transport, acks=collector.checkpoints, health=health)
+    shipper = Shipper(settings.shipper, spool, transport, acks=collector.acks, health=health)
     # Started in this order, stopped in reverse: collector first (drain, flush,
     # spool fsync), then the shipper (flush producer, last checkpoints).
     return [*_ops(settings, health), *kube_services, shipper, collector]
@@ -93,7 +93,7 @@ def build_run(settings: Settings, health: Health) -> list[Service]:
     spool = Spool(settings.shipper.spool, state / "spool")
     collector = Collector(settings.podlog, settings.collector, sink=spool, enricher=enricher)
     shipper = Shipper(
-        settings.shipper, spool, EmbeddedTransport(index), acks=collector.checkpoints, health=health
+        settings.shipper, spool, EmbeddedTransport(index), acks=collector.acks, health=health
     )
     search = SearchService(settings.search, index, health=health)
     # run_extras: the search page URL (once listening) and, with --demo, the log generator.

@@ -202,12 +202,15 @@ class RecordBuilder:
     shared as given.
     """
 
-    __slots__ = ("file", "generation", "id_prefix", "kubernetes", "path", "podlog")
+    __slots__ = ("file", "generation", "host", "id_prefix", "kubernetes", "path", "podlog", "source")
 
     def __init__(
         self, *, cluster: str, node: str, identity: str, generation: int, path: str,
-        kubernetes: Mapping[str, Any], podlog: Mapping[str, Any],
+        kubernetes: Mapping[str, Any], podlog: Mapping[str, Any], source: str | None = None,
     ) -> None:
+        self.source = source
+        """``log.source`` of a node file (``file``), with ``host.name``; None for a container's."""
+        self.host = SharedMap(name=node)
         self.path = path
         self.generation = generation
         self.id_prefix = record_id_prefix(cluster, node, identity, generation)
@@ -220,7 +223,7 @@ class RecordBuilder:
         truncated: bool = False,
     ) -> Record:
         """The record that starts at ``offset``; ``level`` and ``json`` are None."""
-        return {
+        record: Record = {
             "@timestamp": timestamp,
             "timestamp_ns": timestamp_ns,
             "message": message,
@@ -237,6 +240,10 @@ class RecordBuilder:
             "event": {"id": f"{self.id_prefix}{offset}"},
             "podlog": self.podlog,
         }
+        if self.source is not None:
+            record["log"]["source"] = self.source
+            record["host"] = self.host
+        return record
 
 
 def make_record(
@@ -277,9 +284,15 @@ def stream_key(record: Record) -> bytes:
     Pod UID (or namespace/pod when the UID is unknown) plus container name:
     every record of a container lands in one partition, in file order.  A
     section that is not a map counts as absent (such records share one key).
+    A node record (``log.source`` other than ``container``, no pod) is keyed
+    ``<source>@<host.name>``: one node's journal stays in order.
     """
     k8s = _section(record, "kubernetes")
     pod = _section(k8s, "pod")
+    source = _section(record, "log").get("source")
+    if source is not None and source != "container" and not pod:
+        # A node input (journal, host file): one key per input and node, in read order.
+        return f"{source}@{_section(record, 'host').get('name', '')}".encode(errors="replace")
     owner = pod.get("uid") or f"{k8s.get('namespace', '')}/{pod.get('name', '')}"
     container = _section(k8s, "container").get("name", "")
     return f"{owner}/{container}".encode(errors="replace")

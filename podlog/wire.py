@@ -48,6 +48,7 @@ __all__ = [
     "FLAG_TRUNCATED",
     "MAGIC",
     "SCHEMA",
+    "SOURCE_CONTAINER",
     "STREAMS",
     "Message",
     "StreamBatch",
@@ -73,6 +74,14 @@ FLAG_TRUNCATED = 2
 """The line was longer than the collector keeps and was cut (``log.truncated``)."""
 FLAG_MULTILINE = 4
 """Several physical lines merged into one event (a stack trace)."""
+SOURCE_CONTAINER = "container"
+"""``log.source`` of a message whose resource names none: a container's log file."""
+
+_RESOURCE_LOG_KEYS = ("source", "level")
+"""``log`` keys a resource may carry besides the file: what the input is (``log.source``), and
+the level of a node input that knows it per group of lines (journald's PRIORITY)."""
+_RESOURCE_EXTRA_KEYS = ("host", "agent", "systemd", "process", "syslog")
+"""Top-level maps a resource may carry for its lines: node records (journal, host files)."""
 
 _ROW_BYTES = 8 + 8 + 4 + 1 + 1
 _STREAM_INDEX = {name: index for index, name in enumerate(STREAMS)}
@@ -314,12 +323,20 @@ def batch_from_records(records: Sequence[Record], parser: str = "json") -> Strea
     flags = [FLAG_TRUNCATED if entry.get("truncated") else 0 for entry in logs]
     messages = [message.encode("utf-8", "surrogatepass") for message in map(_MESSAGE, records)]
     podlog = {key: value for key, value in first.get("podlog", {}).items() if key != "schema"}
+    resource_log: dict[str, Any] = {"file": dict(log["file"]), "generation": generation}
+    for key in _RESOURCE_LOG_KEYS:
+        if key in log:
+            resource_log[key] = log[key]
     resource = {
         "kubernetes": kubernetes,
-        "log": {"file": dict(log["file"]), "generation": generation},
+        "log": resource_log,
         "podlog": {**podlog, "parser": parser},
         "event_id_prefix": prefix,
     }
+    for key in _RESOURCE_EXTRA_KEYS:
+        value = first.get(key)
+        if isinstance(value, dict) and value:
+            resource[key] = dict(value)
     return StreamBatch(resource, offsets, times, streams, flags, messages)
 
 
@@ -344,7 +361,9 @@ def to_records(batch: StreamBatch) -> list[Record]:
     podlog = {**_map(resource, "podlog"), "schema": SCHEMA}
     podlog.pop("parser", None)
     podlog.pop("payload_limits", None)
-    extra = {key: resource[key] for key in ("host", "agent") if isinstance(resource.get(key), dict)}
+    extra = {key: resource[key] for key in _RESOURCE_EXTRA_KEYS if isinstance(resource.get(key), dict)}
+    source = log.get("source") or SOURCE_CONTAINER
+    level = log.get("level") if isinstance(log.get("level"), str) else None
     records = []
     for offset, ns, stream, flags, raw in zip(
         batch.offsets, batch.times_ns, batch.streams, batch.flags, batch.messages, strict=True,
@@ -358,10 +377,11 @@ def to_records(batch: StreamBatch) -> list[Record]:
             "timestamp_ns": ns,
             "message": message,
             "stream": STREAMS[stream],
-            "level": None,
+            "level": level,
             "json": None,
             "log": {"file": file, "offset": offset, "generation": generation,
-                    "truncated": bool(flags & FLAG_TRUNCATED)},
+                    "truncated": bool(flags & FLAG_TRUNCATED), "source": source,
+                    **({"level": level} if level is not None else {})},
             "kubernetes": kubernetes,
             "event": {"id": f"{prefix}{offset}"},
             "podlog": podlog,
