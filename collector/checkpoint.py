@@ -29,7 +29,10 @@ import orjson
 from collector.events import EVENTS
 from podlog.protocols import FileMark
 
-__all__ = ["CHECKPOINT_VERSION", "FINISHED_MAX", "FINISHED_SECONDS", "CheckpointEntry", "CheckpointStore"]
+__all__ = [
+    "CHECKPOINT_VERSION", "FINISHED_MAX", "FINISHED_SECONDS", "CheckpointEntry", "CheckpointStore",
+    "write_atomically",
+]
 
 FINISHED_SECONDS = 86400.0
 """How long a finished file is remembered once the list is over :data:`FINISHED_MAX`."""
@@ -486,25 +489,9 @@ class CheckpointStore:
 
     def _write_file(self, data: bytes) -> bool:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self.tmp_path.replace(self.path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomically(self.path, self.tmp_path, data)
         except OSError as exc:
             EVENTS.checkpoint_failed(str(self.path), exc)
-            with contextlib.suppress(OSError):
-                self.tmp_path.unlink()
             self.dirty = True  # try again at the next flush
             return False
         EVENTS.checkpoint_written(str(self.path), len(self.entries))
@@ -537,3 +524,29 @@ class _Loaded(NamedTuple):
     finished: dict[str, float]
     written: float
     """The ``written`` time in the file: which of several complete files is newest."""
+
+
+def write_atomically(path: Path, tmp_path: Path, data: bytes) -> None:
+    """``data`` as the file ``path``: written to ``tmp_path``, fsynced, renamed over ``path``, and
+    the directory fsynced.  Raises ``OSError``, having removed ``tmp_path``."""
+    directory = path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp_path.replace(path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise

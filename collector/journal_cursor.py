@@ -16,7 +16,6 @@ written to a temporary file, fsynced and renamed over the old one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import NamedTuple
 
 import orjson
 
+from collector.checkpoint import write_atomically
 from collector.events import EVENTS
 from podlog.protocols import FileMark
 
@@ -136,23 +136,9 @@ class JournalCursorStore:
     def _write(self, data: bytes) -> None:
         with self._lock:
             try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    os.write(fd, data)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                self.tmp_path.replace(self.path)
-                dir_fd = os.open(self.directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+                write_atomically(self.path, self.tmp_path, data)
             except OSError as exc:
                 EVENTS.checkpoint_failed(str(self.path), exc)
-                with contextlib.suppress(OSError):
-                    self.tmp_path.unlink()
                 self.dirty = True
                 return
         EVENTS.checkpoint_written(str(self.path), 1)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import mmap
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple, overload
+from typing import NamedTuple
 
 from podlog.errors import SchemaError
 from podlog.record import Record, stream_key
 from podlog.wire import batch_from_records, decode_message, encode_fitting_rows
 from shipper.events import events
+from shipper.records import KeptRecords
 
 __all__ = ["DEFAULT_MESSAGE_BYTES", "StoredMessage", "StoredMessages", "build_messages"]
 
@@ -78,7 +79,7 @@ def build_messages(records: Sequence[Record], max_message_bytes: int = DEFAULT_M
     return out
 
 
-class StoredMessages(Sequence[Record]):
+class StoredMessages(KeptRecords):
     """Spooled schema 2 messages; their records decoded (and payloads parsed) only on demand."""
 
     __slots__ = ("_decoded", "mapped", "messages")
@@ -128,24 +129,6 @@ class StoredMessages(Sequence[Record]):
     def __len__(self) -> int:
         return sum(m.rows for m in self.messages)
 
-    @overload
-    def __getitem__(self, index: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Record]: ...
-
-    def __getitem__(self, index: int | slice) -> Record | list[Record]:
-        return self.records()[index]
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self.records())
-
-    def __eq__(self, other: Any) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return self.records() == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"StoredMessages({len(self)} records in {len(self.messages)} messages)"

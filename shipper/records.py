@@ -26,7 +26,7 @@ import orjson
 
 from podlog.record import Record, SharedMap, encode_batch, stream_key
 
-__all__ = ["BATCH_PREFIX", "BATCH_SUFFIX", "EncodedRecords", "Run", "group_of", "join_batch"]
+__all__ = ["BATCH_PREFIX", "BATCH_SUFFIX", "EncodedRecords", "KeptRecords", "Run", "group_of", "join_batch"]
 
 _EMPTY = encode_batch([])
 BATCH_PREFIX = _EMPTY[:-2]
@@ -80,7 +80,37 @@ class Run:
         return out
 
 
-class EncodedRecords(Sequence[Record]):
+class KeptRecords(Sequence[Record]):
+    """Records kept encoded, decoded all at once on first use: a ``Sequence[Record]`` for a
+    transport that wants dicts.  Subclasses say how (:meth:`records`) and how many."""
+
+    __slots__ = ()
+
+    def records(self) -> list[Record]:
+        """Every record, decoded (once)."""
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self.records() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class EncodedRecords(KeptRecords):
     """Records as runs of JSON encodings plus their groups; decoded only on demand."""
 
     __slots__ = ("_count", "_decoded", "_groups", "_parts", "_runs", "mapped")
@@ -203,24 +233,6 @@ class EncodedRecords(Sequence[Record]):
     def __len__(self) -> int:
         return self._count
 
-    @overload
-    def __getitem__(self, index: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Record]: ...
-
-    def __getitem__(self, index: int | slice) -> Record | list[Record]:
-        return self.records()[index]
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self.records())
-
-    def __eq__(self, other: Any) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
-            return self.records() == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"EncodedRecords({len(self)} records in {len(self.runs)} runs)"
