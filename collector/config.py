@@ -7,7 +7,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from podlog.config import setting
 
-__all__ = ["CollectorConfig"]
+__all__ = ["DEFAULT_HOST_FILES", "CollectorConfig"]
+
+
+DEFAULT_HOST_FILES = [
+    "/var/log/syslog",
+    "/var/log/messages",
+    "/var/log/kern.log",
+    "/var/log/auth.log",
+    "/var/log/kube-apiserver.log",
+    "/var/log/kube-scheduler.log",
+    "/var/log/kube-controller-manager.log",
+]
+"""The host files read by default once ``host_files_enabled`` is set."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,15 +116,7 @@ class CollectorConfig:
         False, "Read the node's own log files (host_files) beside the containers', as log.source file."
     )
     host_files: list[str] = setting(
-        [
-            "/var/log/syslog",
-            "/var/log/messages",
-            "/var/log/kern.log",
-            "/var/log/auth.log",
-            "/var/log/kube-apiserver.log",
-            "/var/log/kube-scheduler.log",
-            "/var/log/kube-controller-manager.log",
-        ],
+        DEFAULT_HOST_FILES,
         "Glob patterns of node log files (syslog, kernel, auth, kubeadm control-plane logs); "
         "rotated generations are followed by inode, as container files are.",
     )

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from collector.config import DEFAULT_HOST_FILES
 from collector.tailer import Tailer
 from podlog.record import SharedMap
 
@@ -31,17 +32,6 @@ SOURCE_FILE = "file"
 
 NO_KUBERNETES = SharedMap()
 """A node file's records carry no pod fields."""
-
-DEFAULT_HOST_FILES = [
-    "/var/log/syslog",
-    "/var/log/messages",
-    "/var/log/kern.log",
-    "/var/log/auth.log",
-    "/var/log/kube-apiserver.log",
-    "/var/log/kube-scheduler.log",
-    "/var/log/kube-controller-manager.log",
-]
-"""The host files read by default once ``host_files_enabled`` is set."""
 
 
 def zone(name: str) -> tzinfo:
