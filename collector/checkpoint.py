@@ -27,12 +27,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from collector.events import EVENTS
+from podlog.files import write_atomically
 from podlog.protocols import FileMark
 
-__all__ = [
-    "CHECKPOINT_VERSION", "FINISHED_MAX", "FINISHED_SECONDS", "CheckpointEntry", "CheckpointStore",
-    "write_atomically",
-]
+__all__ = ["CHECKPOINT_VERSION", "FINISHED_MAX", "FINISHED_SECONDS", "CheckpointEntry", "CheckpointStore"]
 
 FINISHED_SECONDS = 86400.0
 """How long a finished file is remembered once the list is over :data:`FINISHED_MAX`."""
@@ -525,28 +523,3 @@ class _Loaded(NamedTuple):
     written: float
     """The ``written`` time in the file: which of several complete files is newest."""
 
-
-def write_atomically(path: Path, tmp_path: Path, data: bytes) -> None:
-    """``data`` as the file ``path``: written to ``tmp_path``, fsynced, renamed over ``path``, and
-    the directory fsynced.  Raises ``OSError``, having removed ``tmp_path``."""
-    directory = path.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp_path.replace(path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
-        raise

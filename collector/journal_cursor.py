@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import orjson
 
-from collector.checkpoint import write_atomically
 from collector.events import EVENTS
+from podlog.files import write_atomically
 from podlog.protocols import FileMark
 
 __all__ = ["JOURNAL_CURSOR_VERSION", "JOURNAL_KEY", "JournalCursorStore", "JournalPosition", "journal_mark"]

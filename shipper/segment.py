@@ -61,7 +61,6 @@ __all__ = [
     "decode_records",
     "encode_frame",
     "encode_payload",
-    "fsync_directory",
     "is_disk_full",
     "read_range",
     "scan_segment",
@@ -400,11 +399,4 @@ class SegmentWriter:
                 self._fd = -1
 
 
-def fsync_directory(directory: Path) -> None:
-    """fsync a directory so that created, renamed or removed names are durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import orjson
 
 from podlog.errors import ConfigError, SpoolFullError
+from podlog.files import fsync_directory, write_atomically
 from podlog.protocols import Batch, FileMark
 from shipper.config import SpoolConfig
 from shipper.events import events
@@ -52,7 +53,6 @@ from shipper.segment import (
     decode_records,
     encode_frame,
     encode_payload,
-    fsync_directory,
     is_disk_full,
     read_range,
     scan_segment,
@@ -504,14 +504,7 @@ class Spool:
         tmp = path.with_name(ACK_FILE + ".tmp")
         doc = orjson.dumps({"version": 1, "acked_seq": seq, "crc": zlib.crc32(str(seq).encode())})
         try:
-            with tmp.open("wb") as handle:
-                handle.write(doc)
-                if durable:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            tmp.replace(path)
-            if durable:
-                fsync_directory(self.directory)
+            write_atomically(path, tmp, doc, durable=durable)
         except OSError as exc:
             events.spool_state_write_failed(path=str(path), error=str(exc))
 

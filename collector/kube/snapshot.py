@@ -10,7 +10,6 @@ a reader that finds the main file unreadable falls back to the temporary one
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from collector.kube.metadata import (
     pod_from_snapshot,
     pod_to_snapshot,
 )
+from podlog.files import write_atomically
 
 __all__ = ["SNAPSHOT_VERSION", "Snapshot", "read_snapshot", "snapshot_bytes", "write_snapshot"]
 
@@ -58,19 +58,8 @@ def snapshot_bytes(cache: PodCache, node: str) -> bytes:
 
 def write_snapshot(directory: Path, data: bytes) -> Path:
     """Write ``data`` durably as ``directory/pods.json``; raises OSError."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / FILE_NAME
-    tmp = directory / (FILE_NAME + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(path, directory / (FILE_NAME + ".tmp"), data)
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -160,19 +161,19 @@ async def test_disk_full_while_recording_an_ack_is_counted_and_retried(
     """ENOSPC writing the acknowledged position never fails the ack; the next ack writes it."""
     spool = Spool(SpoolConfig(), tmp_path)
     await _fill(spool, 3)
-    real_open = Path.open
+    real_open = os.open
 
-    def full_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
-        if self.name.endswith(".tmp") and "w" in mode:
+    def full_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if str(path).endswith(".tmp") and flags & os.O_WRONLY:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_open(self, mode, *args, **kwargs)  # type: ignore[call-overload]
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
     before = sample("podlog_shipper_spool_state_write_errors_total")
-    monkeypatch.setattr(Path, "open", full_open)
+    monkeypatch.setattr(os, "open", full_open)
     await spool.ack(2)
     assert sample("podlog_shipper_spool_state_write_errors_total") == before + 1
     assert spool.acked_seq == 2
-    monkeypatch.setattr(Path, "open", real_open)
+    monkeypatch.setattr(os, "open", real_open)
     await spool.ack(3)
     crash(spool)
     again = Spool(SpoolConfig(), tmp_path)
